@@ -1,0 +1,1 @@
+"""Speech emotion recognition pipeline: DVC stages from corpora to evaluated models."""
