@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from pipeline.params import ParamsError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff")
 
@@ -39,3 +42,61 @@ class Rejection:
 def audio_files(root: Path) -> list[Path]:
     """All files under ``root`` (recursively) with an audio suffix, sorted; case-insensitive."""
     return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+class Unlabelled(Exception):
+    """Raised by a loader's name parser: the file becomes a :class:`Rejection` of ``kind``."""
+
+    def __init__(self, reason: str, *, kind: str = "rejected") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+def loader_options(options: Mapping | None, *, corpus: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``defaults`` updated with ``options``; raise :class:`ParamsError` for an unknown key."""
+    merged = dict(defaults)
+    for key, value in (options or {}).items():
+        if key not in defaults:
+            raise ParamsError(
+                f"params.yaml: ingest.{corpus}.{key} is not a {corpus} option; valid: {sorted(defaults) or 'none'}"
+            )
+        merged[key] = value
+    return merged
+
+
+def collect(
+    paths: Iterable[Path], *, corpus: str, parse: Callable[[Path], Clip]
+) -> tuple[list[Clip], list[Rejection]]:
+    """Parse each path in sorted order; keep the first file of each ``clip_id``.
+
+    ``parse`` returns a :class:`Clip` or raises :class:`Unlabelled`. A later file with an
+    already-seen ``clip_id`` is rejected as ``"duplicate of <first path>"``.
+    """
+    clips: list[Clip] = []
+    rejections: list[Rejection] = []
+    first: dict[str, Path] = {}
+    for path in sorted(paths):
+        try:
+            clip = parse(path)
+        except Unlabelled as err:
+            rejections.append(Rejection(path=path, corpus=corpus, reason=err.reason, kind=err.kind))
+            continue
+        if clip.clip_id in first:
+            rejections.append(Rejection(path=path, corpus=corpus, reason=f"duplicate of {first[clip.clip_id]}"))
+            continue
+        first[clip.clip_id] = path
+        clips.append(clip)
+    return clips, rejections
+
+
+# Imported last: each loader module imports the names above from this package.
+from pipeline.corpora import cremad, emodb, ravdess, savee, tess  # noqa: E402
+
+LOADERS: dict[str, Callable[..., tuple[list[Clip], list[Rejection]]]] = {
+    "ravdess": ravdess.scan,
+    "tess": tess.scan,
+    "savee": savee.scan,
+    "cremad": cremad.scan,
+    "emodb": emodb.scan,
+}

@@ -1,0 +1,105 @@
+"""The self-contained model bundle: everything inference needs, nothing else.
+
+A bundle folder holds ``model.keras``, ``scaler.npz`` (standardisation fitted on training data
+only) and ``bundle.json`` (label list in output order, the input kind, the exact feature
+config, and whether features are normalised per speaker). :func:`standardise` is the one
+preprocessing path shared by training, evaluation and inference.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def valid_mask(x: np.ndarray, n_frames: np.ndarray) -> np.ndarray | None:
+    """(n, frames) bool mask of frames holding real audio, for sequence input; None otherwise."""
+    if x.ndim != 3:
+        return None
+    return np.arange(x.shape[1])[None, :] < np.asarray(n_frames)[:, None]
+
+
+def fit_stats(x: np.ndarray, n_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (float64, (features,)) over real-audio frames / clips."""
+    mask = valid_mask(x, n_frames)
+    flat = x[mask] if mask is not None else x.reshape(len(x), -1)
+    if len(flat) == 0:
+        raise ValueError("cannot fit standardisation on zero frames")
+    mean = flat.mean(axis=0, dtype=np.float64)
+    std = flat.std(axis=0, dtype=np.float64)
+    return mean, np.where(std < 1e-6, 1.0, std)
+
+
+def speaker_normalise(x: np.ndarray, n_frames: np.ndarray, speakers: Sequence[str]) -> np.ndarray:
+    """Standardise each speaker's clips with that speaker's own statistics (labels unused)."""
+    out = np.empty_like(x, dtype=np.float32)
+    speakers = np.asarray(speakers)
+    for spk in np.unique(speakers):
+        idx = np.flatnonzero(speakers == spk)
+        mean, std = fit_stats(x[idx], n_frames[idx])
+        out[idx] = (x[idx] - mean) / std
+    return out
+
+
+def standardise(x: np.ndarray, n_frames: np.ndarray, *, mean: np.ndarray, std: np.ndarray,
+                speakers: Sequence[str] | None = None) -> np.ndarray:
+    """Model input from raw features: optional per-speaker normalisation, then the global
+    scaler, then padded frames set to 0. Shapes are kept; returns float32."""
+    if speakers is not None:
+        x = speaker_normalise(x, n_frames, speakers)
+    out = ((x - mean) / std).astype(np.float32)
+    mask = valid_mask(out, n_frames)
+    if mask is not None:
+        out[~mask] = 0.0
+    return out
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle. ``labels[i]`` is the class of output unit i."""
+
+    model: object
+    labels: list[str]
+    input_kind: str
+    feature_config: dict
+    speaker_norm: bool
+    mean: np.ndarray
+    std: np.ndarray
+    info: dict
+
+    def predict_proba(self, x: np.ndarray, n_frames: np.ndarray, *, speakers: Sequence[str] | None = None,
+                      batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (n, n_classes) for raw features of ``input_kind``."""
+        if self.speaker_norm and speakers is None:
+            raise ValueError("this model normalises features per speaker; pass the speaker of each clip")
+        z = standardise(x, n_frames, mean=self.mean, std=self.std, speakers=speakers if self.speaker_norm else None)
+        return np.asarray(self.model.predict(z, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+
+def save(folder: Path, *, model, labels: Sequence[str], input_kind: str, feature_config: dict,
+         speaker_norm: bool, mean: np.ndarray, std: np.ndarray, info: dict) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    np.savez(folder / "scaler.npz", mean=mean, std=std)
+    (folder / "bundle.json").write_text(json.dumps({
+        "labels": list(labels), "input_kind": input_kind, "feature_config": feature_config,
+        "speaker_norm": bool(speaker_norm), **info}, indent=1))
+
+
+def load(folder: Path) -> Bundle:
+    import keras
+
+    import pipeline.models  # noqa: F401  (registers the custom layers)
+
+    folder = Path(folder)
+    if not (folder / "bundle.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a model bundle (no bundle.json); run `dvc repro` to train one")
+    meta = json.loads((folder / "bundle.json").read_text())
+    scaler = np.load(folder / "scaler.npz")
+    return Bundle(model=keras.models.load_model(folder / "model.keras"), labels=meta["labels"],
+                  input_kind=meta["input_kind"], feature_config=meta["feature_config"],
+                  speaker_norm=meta["speaker_norm"], mean=scaler["mean"], std=scaler["std"], info=meta)

@@ -1,0 +1,47 @@
+"""Stage ``dataviz``: the data views before training (PNG, under ``plots/data/``).
+
+Clips per emotion per corpus and per partition, the distribution of durations, and one
+log-mel spectrogram per emotion (from the cached features, so it shows what models see).
+
+Run: ``python -m pipeline.dataviz``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import dataset, params as P
+from pipeline.plots import clips_per_emotion, durations, spectrograms
+
+
+def main() -> int:
+    params = P.load()
+    interim = Path(P.require(params, "data.interim"))
+    features_dir = Path(P.require(params, "features.out"))
+    out = Path("plots/data")
+    manifest = pd.read_csv(interim / "manifest.csv", dtype={"source_label": str})
+    rows = pd.read_csv(interim / "split.csv", dtype={"source_label": str})
+    clips_per_emotion(rows, out / "clips_per_emotion.png")
+    durations(manifest, out / "durations.png")
+    examples = {}
+    for label, g in rows.groupby("label", sort=False):
+        f = dataset.load(g.sort_values("clip_id").head(1), features_dir=features_dir, kind="sequence")
+        meta = dataset.feature_meta(features_dir, g.corpus.iloc[0])
+        cols = [i for i, n in enumerate(meta["sequence_names"]) if n.startswith("logmel")]
+        if cols:
+            examples[f"{label} ({f.rows.clip_id.iloc[0]})"] = f.x[0, : f.n_frames[0], cols].T
+    if examples:
+        hop_s = meta["config"]["hop_length"] / meta["config"]["sr"]
+        spectrograms(dict(sorted(examples.items())), out / "logmel_per_emotion.png", hop_s=hop_s)
+    print(f"dataviz: {len(rows)} clips, {len(examples)} spectrograms -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except P.ParamsError as err:
+        sys.exit(f"dataviz: {err}")

@@ -1,0 +1,112 @@
+"""Stage ``evaluate``: score one model bundle on the test partition (unseen speakers) only.
+
+Refuses a test set that shares a speaker with the bundle's training speakers. Writes
+``metrics/<model>.json`` (accuracy, uar, macro_f1, roc_auc, per_class.<label>.{precision,
+recall,f1,support}, per_corpus.<corpus>.{uar,accuracy,n}, n, n_speakers), the rows of a
+confusion matrix for DVC's ``confusion`` template, per-class F1 for a bar plot, a PNG heat
+map, and every test clip's probabilities (``<eval.out>/<model>.csv``, for parity checks).
+
+Run: ``python -m pipeline.evaluate --model cnn``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_recall_fscore_support, roc_auc_score
+
+from pipeline import bundle as B, dataset, params as P
+
+
+class LeakageError(ValueError):
+    """The test set shares speakers with the model's training data."""
+
+
+def check_unseen(test_speakers: Sequence[str], train_speakers: Sequence[str]) -> None:
+    shared = sorted(set(test_speakers) & set(train_speakers))
+    if shared:
+        raise LeakageError(f"test speakers {shared} were seen in training; a speaker-independent score needs "
+                           "disjoint speakers: rerun `dvc repro` so the split and the model agree")
+
+
+def compute_metrics(y_true: np.ndarray, proba: np.ndarray, *, labels: Sequence[str], corpus: Sequence[str]) -> dict:
+    """Metrics with stable keys from integer labels (n,) and probabilities (n, n_classes).
+
+    ``uar`` is the unweighted average recall (balanced accuracy) over the classes present
+    in ``y_true``; ``roc_auc`` is the mean one-vs-rest AUC over classes present.
+    """
+    y_pred = proba.argmax(axis=1)
+    present = np.unique(y_true)
+    prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=np.arange(len(labels)), zero_division=0)
+    aucs = [roc_auc_score(y_true == c, proba[:, c]) for c in present] if len(present) > 1 else [float("nan")]
+    corpus = np.asarray(corpus)
+    out = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "uar": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(np.mean(f1[present])),
+        "roc_auc": float(np.mean(aucs)),
+        "n": int(len(y_true)),
+        "per_class": {label: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(sup[i])}
+                      for i, label in enumerate(labels)},
+        "per_corpus": {},
+    }
+    for c in sorted(set(corpus)):
+        m = corpus == c
+        out["per_corpus"][c] = {"uar": float(balanced_accuracy_score(y_true[m], y_pred[m])),
+                                "accuracy": float(accuracy_score(y_true[m], y_pred[m])), "n": int(m.sum())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    args = ap.parse_args(argv)
+    params = P.load()
+    name = args.model
+    bundle = B.load(Path(P.require(params, "train.out")) / name)
+    rows = pd.read_csv(Path(P.require(params, "data.interim")) / "split.csv", dtype={"source_label": str})
+    test_rows = rows[rows.split == "test"]
+    if test_rows.empty:
+        raise P.ParamsError("split.csv has no test clips; check split.proportions / split.assign")
+    check_unseen(test_rows.speaker.unique(), bundle.info["train_speakers"])
+    test = dataset.load(test_rows, features_dir=Path(P.require(params, "features.out")), kind=bundle.input_kind)
+    proba = bundle.predict_proba(test.x, test.n_frames, speakers=test.rows.speaker)
+    label_index = {c: i for i, c in enumerate(bundle.labels)}
+    y_true = test.rows.label.map(label_index).to_numpy()
+    metrics = compute_metrics(y_true, proba, labels=bundle.labels, corpus=test.rows.corpus)
+    metrics["n_speakers"] = int(test.rows.speaker.nunique())
+    metrics["missing_features"] = len(test.missing)
+
+    Path("metrics").mkdir(exist_ok=True)
+    Path(f"metrics/{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_dir = Path("plots") / name
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    pred_labels = [bundle.labels[i] for i in proba.argmax(axis=1)]
+    pd.DataFrame({"actual": test.rows.label, "predicted": pred_labels}).to_csv(plot_dir / "confusion.csv", index=False)
+    pd.DataFrame({"label": bundle.labels, "f1": [metrics["per_class"][c]["f1"] for c in bundle.labels]}).to_csv(
+        plot_dir / "per_class_f1.csv", index=False)
+    pred_out = Path(P.require(params, "evaluate.out"))
+    pred_out.mkdir(parents=True, exist_ok=True)
+    table = test.rows[["clip_id", "path", "corpus", "speaker", "label"]].assign(predicted=pred_labels)
+    for i, c in enumerate(bundle.labels):
+        table[f"p_{c}"] = proba[:, i]
+    table.to_csv(pred_out / f"{name}.csv", index=False)
+    from pipeline.plots import confusion_heatmap
+    confusion_heatmap(test.rows.label, pred_labels, labels=bundle.labels, path=plot_dir / "confusion.png",
+                      title=f"{name}: test speakers, UAR {metrics['uar']:.3f}")
+    print(f"evaluate {name}: {metrics['n']} test clips from {metrics['n_speakers']} unseen speakers: "
+          f"accuracy {metrics['accuracy']:.3f}, UAR {metrics['uar']:.3f}, macro F1 {metrics['macro_f1']:.3f}, "
+          f"ROC-AUC {metrics['roc_auc']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (P.ParamsError, LeakageError) as err:
+        sys.exit(f"evaluate: {err}")

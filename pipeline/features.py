@@ -1,0 +1,154 @@
+"""Stage ``features``: cached frame sequences and utterance vectors for one corpus.
+
+``--source original`` reads ``manifests/<corpus>.csv`` (every valid clip, whatever the class
+selection, so trying another class set extracts nothing); ``--source augmented`` reads the
+augment stage's ``augmented.csv``. Clips are decoded, mixed to mono, resampled to
+``base.sample_rate``, loudness-normalised, cropped or padded to ``features.seconds``, and every
+feature is derived from one STFT per clip (:mod:`pipeline.featurize`). Work is split in chunks
+of ``features.chunk_size`` clips over ``features.workers`` processes and written straight
+into memory-mapped arrays, so memory is set by the chunk size, not the corpus size.
+
+Output folder ``<features.out>/<source>/<corpus>/``:
+
+- ``sequence.npy``  (n_clips, n_frames, n_sequence_features), ``features.dtype``
+- ``utterance.npy`` (n_clips, n_utterance_features), ``features.dtype``
+- ``n_frames.npy``  (n_clips,) int32: frames that hold real audio (the rest is padding)
+- ``index.csv``     clip_id per row, aligned with the arrays (join with ``split.csv`` on it)
+- ``meta.json``     the feature config, column names, and clips that failed (with reasons)
+
+Run: ``python -m pipeline.features --corpus ravdess --source original``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from pipeline import audio, params as P
+from pipeline.featurize import FeatureConfig, extract, prepare
+
+SOURCES = ("original", "augmented")
+
+
+def extract_files(paths: list[str], *, config: FeatureConfig) -> tuple[dict, list[int], list[str]]:
+    """Load and featurise ``paths``; returns (arrays for the clips that loaded, their
+    positions in ``paths``, one error line per clip that did not)."""
+    waves, valid, ok, errors = [], [], [], []
+    for i, path in enumerate(paths):
+        try:
+            y_fixed, n_valid = prepare(audio.load(path, sr=config.sr), config=config)
+        except audio.AudioError as err:
+            errors.append(str(err))
+            continue
+        waves.append(y_fixed)
+        valid.append(n_valid)
+        ok.append(i)
+    if not ok:
+        return {}, [], errors
+    return extract(np.stack(waves), np.asarray(valid), config=config), ok, errors
+
+
+_CONFIG: list = []
+
+
+def _init(config: FeatureConfig) -> None:
+    threadpool_limits(1)  # one BLAS thread per worker process; the processes use the cores
+    _CONFIG[:] = [config]
+
+
+def _work(job: tuple[int, list[str]]) -> tuple[int, dict, list[int], list[str]]:
+    start, paths = job
+    arrays, ok, errors = extract_files(paths, config=_CONFIG[0])
+    return start, arrays, ok, errors
+
+
+def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, dtype: str, chunk_size: int,
+        workers: int, desc: str) -> dict:
+    """Extract features of every row of ``table`` (columns clip_id, path, duration_s) into
+    ``out_dir``; returns a summary dict."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(table)
+    if n == 0:  # a corpus that is absent, or no augmentation: empty arrays with the right shapes
+        np.save(out_dir / "sequence.npy", np.zeros((0, config.n_frames, len(config.sequence_names())), dtype))
+        np.save(out_dir / "utterance.npy", np.zeros((0, len(config.utterance_names())), dtype))
+        np.save(out_dir / "n_frames.npy", np.zeros(0, np.int32))
+        table[["clip_id"]].to_csv(out_dir / "index.csv", index=False)
+        (out_dir / "meta.json").write_text(json.dumps({"config": config.to_dict(), "dtype": dtype, "clips": 0,
+                                                       "sequence_names": config.sequence_names(),
+                                                       "utterance_names": config.utterance_names(), "failed": []}, indent=1))
+        return {"clips": 0, "failed": 0, "hours": 0.0, "seconds": 0.0}
+    seq = np.lib.format.open_memmap(out_dir / "sequence.npy", mode="w+", dtype=dtype,
+                                    shape=(n, config.n_frames, len(config.sequence_names())))
+    utt = np.lib.format.open_memmap(out_dir / "utterance.npy", mode="w+", dtype=dtype,
+                                    shape=(n, len(config.utterance_names())))
+    n_frames = np.zeros(n, dtype=np.int32)
+    kept = np.zeros(n, dtype=bool)
+    failed: list[str] = []
+    paths = table.path.astype(str).tolist()
+    jobs = [(s, paths[s:s + chunk_size]) for s in range(0, n, chunk_size)]
+    t0 = time.perf_counter()
+    with Pool(workers, initializer=_init, initargs=(config,)) as pool, tqdm(total=n, desc=desc, unit="clip") as bar:
+        for start, arrays, ok, errors in pool.imap(_work, jobs):
+            rows = start + np.asarray(ok, dtype=int)
+            if len(rows):
+                seq[rows] = arrays["sequence"].astype(dtype)
+                utt[rows] = arrays["utterance"].astype(dtype)
+                n_frames[rows] = arrays["n_frames"]
+                kept[rows] = True
+            failed += errors
+            bar.update(len(jobs[start // chunk_size][1]))
+    seq.flush()
+    utt.flush()
+    del seq, utt
+    if not kept.all():  # compact: drop the rows of clips that failed, keeping alignment with index.csv
+        for name in ("sequence.npy", "utterance.npy"):
+            arr = np.load(out_dir / name, mmap_mode="r")
+            np.save(out_dir / f"{name}.tmp.npy", arr[kept])
+            del arr
+            (out_dir / f"{name}.tmp.npy").replace(out_dir / name)
+    np.save(out_dir / "n_frames.npy", n_frames[kept])
+    table.loc[kept, ["clip_id"]].to_csv(out_dir / "index.csv", index=False)
+    seconds = time.perf_counter() - t0
+    meta = {"config": config.to_dict(), "dtype": dtype, "sequence_names": config.sequence_names(),
+            "utterance_names": config.utterance_names(), "clips": int(kept.sum()), "failed": failed}
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    hours = float(table.duration_s[kept].sum()) / 3600
+    return {"clips": int(kept.sum()), "failed": len(failed), "hours": hours, "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--source", choices=SOURCES, default="original")
+    args = ap.parse_args(argv)
+    params = P.load()
+    cfg = P.require(params, "features")
+    config = FeatureConfig.from_params(cfg, sr=int(P.require(params, "base.sample_rate")))
+    dtype = P.choice(cfg.get("dtype", "float32"), key="features.dtype", valid=("float16", "float32"))
+    chunk_size = int(P.positive(cfg["chunk_size"], key="features.chunk_size"))
+    workers = int(P.positive(cfg["workers"], key="features.workers"))
+    if args.source == "original":
+        table = pd.read_csv(Path(P.require(params, "data.interim")) / "manifests" / f"{args.corpus}.csv")
+    else:
+        table = pd.read_csv(Path(P.require(params, "augment.out")) / args.corpus / "augmented.csv")
+    out_dir = Path(cfg["out"]) / args.source / args.corpus
+    s = run(table, out_dir, config=config, dtype=dtype, chunk_size=chunk_size, workers=workers,
+            desc=f"features {args.source}/{args.corpus}")
+    print(f"features {args.source}/{args.corpus}: {s['clips']} clips, {s['hours']:.2f} h of audio, "
+          f"{s['failed']} failed, {s['seconds']:.1f} s ({s['clips'] / max(s['seconds'], 1e-9):.0f} clips/s) -> {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except P.ParamsError as err:
+        sys.exit(f"features: {err}")

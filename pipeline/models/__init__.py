@@ -1,0 +1,141 @@
+"""Model builders, picked by name from :data:`BUILDERS`.
+
+``params`` below is one model's own section of params.yaml, ``models.<name>``. The train
+stage calls :func:`check_params` at the top of ``main`` (so a typo fails before any data is
+loaded), :func:`input_kind` to pick the feature array, then ``keras.utils.set_random_seed``
+and :func:`build`. Importing this package registers :class:`AttentionPooling`, so a saved
+``.keras`` model reloads with plain ``keras.models.load_model(path)``.
+
+>>> model = build("cnn_lstm", input_shape=(301, 106), num_classes=7,
+...               params=pipeline.params.load()["models"]["cnn_lstm"])  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from functools import partial
+from numbers import Integral
+from typing import Any, Callable, Mapping
+
+import keras
+
+from pipeline.models.cnn import INPUTS, build_cnn
+from pipeline.models.cnn_lstm import POOLINGS, build_cnn_lstm
+from pipeline.models.layers import AttentionPooling
+from pipeline.params import ParamsError, choice
+
+__all__ = ["BUILDERS", "AttentionPooling", "build", "build_cnn", "build_cnn_lstm",
+           "check_params", "input_kind"]
+
+BUILDERS: dict[str, Callable[..., keras.Model]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)   # numpy ints too
+
+
+def _widths(value: Any, *, key: str, allow_empty: bool) -> list[int]:
+    if not (isinstance(value, (list, tuple)) and all(_is_int(v) and v > 0 for v in value)
+            and (value or allow_empty)):
+        what = "a list" if allow_empty else "a non-empty list"
+        raise ParamsError(f"params.yaml: {key}={value!r} must be {what} of integers > 0, e.g. [64, 128]")
+    return list(value)
+
+
+def _count(value: Any, *, key: str) -> int:
+    if not _is_int(value) or value < 1:
+        raise ParamsError(f"params.yaml: {key}={value!r} must be an integer >= 1")
+    return value
+
+
+def _rate(value: Any, *, key: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ParamsError(f"params.yaml: {key}={value!r} must be a dropout rate in [0, 1); 0 turns it off")
+    return float(value)
+
+
+def _flag(value: Any, *, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ParamsError(f"params.yaml: {key}={value!r} must be true or false")
+    return value
+
+
+_SCHEMAS: dict[str, dict[str, Callable[..., Any]]] = {
+    "cnn": {
+        "input": partial(choice, valid=INPUTS),
+        "filters": partial(_widths, allow_empty=False),
+        "kernel_size": _count,
+        "pool_size": _count,
+        "dropout": _rate,
+        "dense": partial(_widths, allow_empty=True),
+    },
+    "cnn_lstm": {
+        "filters": partial(_widths, allow_empty=True),
+        "kernel_size": _count,
+        "pool_size": _count,
+        "conv_dropout": _rate,
+        "lstm_units": _count,
+        "lstm_layers": _count,
+        "bidirectional": _flag,
+        "pooling": partial(choice, valid=POOLINGS),
+        "dense": partial(_widths, allow_empty=True),
+        "dropout": _rate,
+    },
+}
+
+
+def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``models.<name>`` and return it as keyword arguments for the builder.
+
+    Raises :class:`ParamsError` for an unknown model name (listing the valid ones), a
+    missing or unknown key, or a value that breaks its rule (naming the key and the fix).
+    """
+    if name not in BUILDERS:
+        raise ParamsError(f"params.yaml: unknown model {name!r}; choose one of {sorted(BUILDERS)}")
+    schema = _SCHEMAS[name]
+    if not isinstance(params, Mapping):
+        raise ParamsError(f"params.yaml: models.{name} must be a mapping of {sorted(schema)}")
+    missing = sorted(set(schema) - set(params))
+    if missing:
+        raise ParamsError(f"params.yaml: models.{name} is missing {missing}; add them (see the models section)")
+    unknown = sorted(set(params) - set(schema))
+    if unknown:
+        raise ParamsError(f"params.yaml: models.{name} has unknown key(s) {unknown}; valid keys are {sorted(schema)}")
+    return {key: check(params[key], key=f"models.{name}.{key}") for key, check in schema.items()}
+
+
+def input_kind(name: str, params: Mapping[str, Any]) -> str:
+    """Return which feature array model ``name`` reads: "sequence" (frames x features) or
+    "utterance" (one vector per clip)."""
+    return check_params(name, params).get("input", "sequence")
+
+
+def build(name: str, *, input_shape: tuple[int | None, ...], num_classes: int,
+          params: Mapping[str, Any]) -> keras.Model:
+    """Validate ``params`` (``models.<name>``) and the shapes, then build model ``name``.
+
+    Parameters
+    ----------
+    name : a key of :data:`BUILDERS`.
+    input_shape : one example's shape without the batch axis: ``(frames, features)`` for a
+        "sequence" model, ``(features,)`` for an "utterance" one (see :func:`input_kind`).
+    num_classes : number of classes (>= 2), the width of the softmax output.
+    params : the model's section of params.yaml.
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled; (batch, *input_shape) → probabilities (batch, num_classes). Weights are
+        drawn from Keras's global seed: call ``keras.utils.set_random_seed`` first.
+    """
+    kwargs = check_params(name, params)
+    if not _is_int(num_classes) or num_classes < 2:
+        raise ParamsError(f"num_classes={num_classes!r} must be an integer >= 2; select at least two split.classes")
+    kind = kwargs.get("input", "sequence")
+    shape = tuple(None if d is None else int(d) if _is_int(d) else d for d in input_shape)
+    rank = 2 if kind == "sequence" else 1
+    sizes_ok = all((_is_int(d) and d > 0) or (d is None and i < len(shape) - 1)  # frames may be None
+                   for i, d in enumerate(shape))
+    if len(shape) != rank or not sizes_ok:
+        expected = "(frames, features)" if rank == 2 else "(features,)"
+        raise ParamsError(f"models.{name}: input_shape {shape} does not fit a {kind!r} model, which expects "
+                          f"{expected} of positive sizes; feed the {kind} feature array (see input_kind)")
+    return BUILDERS[name](shape, num_classes, name=name, **kwargs)

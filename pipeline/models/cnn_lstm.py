@@ -1,0 +1,62 @@
+"""A Conv1D front end, (Bi)LSTM layers and pooling over time."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+from keras import layers
+
+from pipeline.models.layers import AttentionPooling, classifier_head, conv_blocks
+
+POOLINGS: tuple[str, ...] = ("attention", "mean", "last")
+
+
+def build_cnn_lstm(input_shape: tuple[int | None, int], num_classes: int, *, filters: Sequence[int],
+                   kernel_size: int, pool_size: int, conv_dropout: float, lstm_units: int,
+                   lstm_layers: int, bidirectional: bool, pooling: str, dense: Sequence[int],
+                   dropout: float, name: str = "cnn_lstm") -> keras.Model:
+    """Build a CNN-(Bi)LSTM classifier over frame features.
+
+    Parameters
+    ----------
+    input_shape : ``(frames, features)``; ``frames`` may be None.
+    num_classes : width of the softmax output.
+    filters : channels of each Conv1D block (as in :func:`build_cnn`); empty feeds the
+        frames straight to the LSTM.
+    kernel_size, pool_size : Conv1D kernel length and max-pooling factor, in frames.
+    conv_dropout : dropout rate after each conv block.
+    lstm_units : units per LSTM direction; also the width of the attention scorer.
+    lstm_layers : stacked LSTM layers (>= 1), each ``return_sequences=True``.
+    bidirectional : wrap each LSTM in ``Bidirectional`` (output width ``2 * lstm_units``).
+    pooling : over time: "attention" (:class:`AttentionPooling`), "mean" (global average),
+        or "last" (final state: the last LSTM returns its state only, which for a
+        bidirectional LSTM joins the forward state at the last frame with the backward
+        state at the first frame).
+    dense : widths of the ReLU dense layers before the softmax; may be empty.
+    dropout : dropout rate after each dense layer.
+
+    Returns
+    -------
+    keras.Model
+        Input (batch, frames, features) → softmax probabilities (batch, num_classes).
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not valid; choose one of {list(POOLINGS)}")
+    if len(input_shape) != 2:
+        raise ValueError(f"cnn_lstm expects input_shape (frames, features), got {tuple(input_shape)}")
+    if lstm_layers < 1:
+        raise ValueError(f"lstm_layers={lstm_layers!r} must be >= 1")
+
+    inputs = keras.Input(shape=tuple(input_shape), name="sequence")
+    x = conv_blocks(inputs, filters=filters, kernel_size=kernel_size, pool_size=pool_size,
+                    dropout=conv_dropout)
+    for i in range(1, lstm_layers + 1):
+        sequences = i < lstm_layers or pooling != "last"
+        lstm = layers.LSTM(lstm_units, return_sequences=sequences, name=f"lstm{i}")
+        x = layers.Bidirectional(lstm, name=f"bilstm{i}")(x) if bidirectional else lstm(x)
+    if pooling == "attention":
+        x = AttentionPooling(units=lstm_units, name="attention_pool")(x)
+    elif pooling == "mean":
+        x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
+    outputs = classifier_head(x, dense=dense, dropout=dropout, num_classes=num_classes)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,97 @@
+"""PNG figures for people browsing the repo (DVC renders its own from the CSV/JSON plots)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def training_curves(history: Mapping[str, Sequence[float]], path: Path, *, title: str) -> None:
+    """Loss and accuracy/UAR per epoch, training and validation."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key in ("loss", "val_loss"):
+        if key in history:
+            a.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
+    for key in ("accuracy", "val_accuracy", "val_uar"):
+        if key in history:
+            b.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
+    for ax, what in ((a, "loss"), (b, "score")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def confusion_heatmap(actual: Sequence[str], predicted: Sequence[str], *, labels: Sequence[str], path: Path, title: str) -> None:
+    """Row-normalised confusion matrix (recall per true class) with counts."""
+    counts = pd.crosstab(pd.Categorical(actual, labels), pd.Categorical(predicted, labels), dropna=False).to_numpy()
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(labels), 0.8 + 0.65 * len(labels)))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{counts[i, j]}", ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def clips_per_emotion(rows: pd.DataFrame, path: Path) -> None:
+    """Bar charts: clips per label for each corpus, and for each partition."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    pd.crosstab(rows.label, rows.corpus).plot.bar(ax=a, stacked=True)
+    a.set_title("clips per emotion and corpus")
+    pd.crosstab(rows.label, rows.split)[[p for p in ("train", "val", "test") if p in set(rows.split)]].plot.bar(ax=b)
+    b.set_title("clips per emotion and partition (speaker-disjoint)")
+    for ax in (a, b):
+        ax.set_xlabel("")
+        ax.set_ylabel("clips")
+    _save(fig, path)
+
+
+def durations(manifest: pd.DataFrame, path: Path) -> None:
+    """Histogram of clip durations per corpus."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for corpus, g in manifest.groupby("corpus"):
+        ax.hist(g.duration_s, bins=40, alpha=0.55, label=f"{corpus} (n={len(g)})")
+    ax.set_xlabel("duration (s)")
+    ax.set_ylabel("clips")
+    ax.legend()
+    ax.set_title("clip durations")
+    _save(fig, path)
+
+
+def spectrograms(examples: Mapping[str, np.ndarray], path: Path, *, hop_s: float) -> None:
+    """One log-mel spectrogram (mels, frames) in dB per emotion."""
+    n = len(examples)
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, (label, logmel) in zip(axes.flat, examples.items()):
+        ax.imshow(logmel, origin="lower", aspect="auto", cmap="magma",
+                  extent=(0, logmel.shape[1] * hop_s, 0, logmel.shape[0]), vmin=logmel.max() - 80)
+        ax.set_title(label)
+        ax.set_xlabel("s")
+        ax.set_ylabel("mel band")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    _save(fig, path)

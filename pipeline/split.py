@@ -1,0 +1,163 @@
+"""Stage ``split``: class selection, then a speaker-independent train/val/test split.
+
+Applies ``split.merge`` and ``split.classes`` to the manifest (every excluded clip is counted
+in the report) and assigns every remaining clip to ``train``, ``val`` or ``test`` so that no
+speaker is in two partitions. Speakers are split per corpus, interleaved by sex so that each
+partition gets both sexes in proportion, deterministically for ``base.seed``.
+
+Small corpora: a corpus listed in ``split.assign`` gets exactly that speaker assignment
+(TESS: OAF train, YAF test; SAVEE: DC, JE train, JK val, KL test by default). Any other
+corpus with fewer than 3 speakers is used for training only. The report says what happened.
+
+Run: ``python -m pipeline.split`` (reads ``base.seed``, ``corpora``, ``data.interim``, ``split``).
+"""
+from __future__ import annotations
+
+import sys
+import zlib
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline import params as P
+from pipeline.vocab import check_selection, map_label
+
+PARTITIONS = ("train", "val", "test")
+
+
+def partition_sizes(n: int, proportions: Mapping[str, float]) -> dict[str, int]:
+    """Speakers per partition for ``n`` speakers: largest-remainder rounding of the
+    proportions, with at least one speaker in every partition whose proportion is > 0
+    (when ``n`` allows), train keeping the rest."""
+    total = sum(proportions.values())
+    exact = {p: n * proportions.get(p, 0) / total for p in PARTITIONS}
+    sizes = {p: int(np.floor(v)) for p, v in exact.items()}
+    for p in sorted(PARTITIONS, key=lambda p: exact[p] - sizes[p], reverse=True)[: n - sum(sizes.values())]:
+        sizes[p] += 1
+    for p in ("test", "val"):
+        if proportions.get(p, 0) > 0 and sizes[p] == 0 and sizes["train"] > 1:
+            sizes[p], sizes["train"] = 1, sizes["train"] - 1
+    return sizes
+
+
+def assign_speakers(speakers: Mapping[str, str], *, proportions: Mapping[str, float],
+                    rng: np.random.Generator) -> dict[str, str]:
+    """Map each speaker id to a partition.
+
+    ``speakers`` maps speaker id -> sex. Each sex group is shuffled, then the groups are
+    interleaved by fractional position, so every prefix of the order (test first, then val,
+    then train) holds the sexes in proportion.
+    """
+    keyed = []
+    for sex in sorted(set(speakers.values())):
+        group = sorted(s for s, g in speakers.items() if g == sex)
+        group = [group[i] for i in rng.permutation(len(group))]
+        keyed += [((i + 0.5) / len(group), sex, s) for i, s in enumerate(group)]
+    order = [s for _, _, s in sorted(keyed)]
+    sizes = partition_sizes(len(order), proportions)
+    out, start = {}, 0
+    for part in ("test", "val", "train"):
+        for s in order[start:start + sizes[part]]:
+            out[s] = part
+        start += sizes[part]
+    return out
+
+
+def fixed_assignment(corpus: str, speakers: Sequence[str], rule: Mapping[str, Sequence]) -> dict[str, str]:
+    """Apply ``split.assign.<corpus>`` (short speaker names, e.g. ``OAF``) to ``speakers``."""
+    table = {}
+    for part, names in rule.items():
+        P.choice(part, key=f"split.assign.{corpus}", valid=PARTITIONS)
+        for name in names or []:
+            table[f"{corpus}:{name}"] = part
+    missing = sorted(set(speakers) - set(table))
+    if missing:
+        raise P.ParamsError(f"split.assign.{corpus} does not place speaker(s) {missing}; "
+                            "add each to its train, val or test list")
+    return {s: table[s] for s in speakers}
+
+
+def split(manifest: pd.DataFrame, *, classes: Sequence[str], merge: Mapping[str, str],
+          proportions: Mapping[str, float], assign: Mapping[str, Mapping], seed: int) -> tuple[pd.DataFrame, dict]:
+    """Select classes and assign partitions; returns (split rows, notes per corpus)."""
+    labels = manifest.emotion.map(lambda e: map_label(e, classes=classes, merge=merge))
+    selected = manifest.assign(label=labels)[labels.notna()].copy()
+    notes, parts = {}, {}
+    for corpus, rows in selected.groupby("corpus", sort=True):
+        sexes = rows.groupby("speaker").gender.first().to_dict()
+        if corpus in assign:
+            parts.update(fixed_assignment(corpus, list(sexes), assign[corpus]))
+            notes[corpus] = f"fixed assignment from split.assign.{corpus}"
+        elif len(sexes) < 3:
+            parts.update({s: "train" for s in sexes})
+            notes[corpus] = f"only {len(sexes)} speaker(s): training only (add split.assign.{corpus} to change)"
+        else:
+            rng = np.random.default_rng([seed, zlib.crc32(corpus.encode())])
+            parts.update(assign_speakers(sexes, proportions=proportions, rng=rng))
+            notes[corpus] = "automatic, per sex, proportions from split.proportions"
+    selected["split"] = selected.speaker.map(parts)
+    return selected.reset_index(drop=True), notes
+
+
+def check_disjoint(rows: pd.DataFrame) -> None:
+    """Raise if any speaker is in two partitions (the guard every consumer can call)."""
+    per = rows.groupby("speaker").split.nunique()
+    if (per > 1).any():
+        raise ValueError(f"speaker(s) in more than one partition: {sorted(per[per > 1].index)}")
+
+
+def report(manifest: pd.DataFrame, rows: pd.DataFrame, notes: Mapping[str, str], *, classes, merge) -> str:
+    lines = ["# Split report\n", f"Classes: {', '.join(classes)}; merges: "
+             + (", ".join(f"{a} -> {b}" for a, b in merge.items()) or "none") + "\n"]
+    dropped = manifest[~manifest.clip_id.isin(rows.clip_id)]
+    lines.append(f"Excluded by class selection: {len(dropped)} of {len(manifest)} clips\n")
+    if len(dropped):
+        lines.append(pd.crosstab(dropped.corpus, dropped.emotion).to_markdown() + "\n")
+    lines.append("## Speakers per partition\n")
+    for corpus, g in rows.groupby("corpus"):
+        lines.append(f"### {corpus} ({notes[corpus]})\n")
+        for part in PARTITIONS:
+            spk = g[g.split == part].groupby("speaker").gender.first()
+            desc = ", ".join(f"{s.split(':', 1)[1]} ({sex[0]})" for s, sex in spk.items()) or "none"
+            lines.append(f"- {part}: {len(spk)} speakers, {int((g.split == part).sum())} clips: {desc}")
+        lines.append("")
+    lines.append("## Clips per partition and label\n")
+    lines.append(pd.crosstab([rows.corpus, rows.split], rows.label, margins=True, margins_name="total").to_markdown())
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    params = P.load()
+    seed = int(P.require(params, "base.seed"))
+    corpora = list(P.require(params, "corpora"))
+    interim = Path(P.require(params, "data.interim"))
+    cfg = P.require(params, "split")
+    merge = dict(cfg.get("merge") or {})
+    classes = check_selection(classes=cfg["classes"], merge=merge)
+    proportions = {p: float(P.positive(cfg["proportions"].get(p, 0), key=f"split.proportions.{p}", allow_zero=True))
+                   for p in PARTITIONS}
+    if proportions["train"] <= 0:
+        raise P.ParamsError("split.proportions.train must be > 0")
+    assign = dict(cfg.get("assign") or {})
+
+    manifest = pd.read_csv(interim / "manifest.csv", dtype={"source_label": str})
+    rows, notes = split(manifest, classes=classes, merge=merge, proportions=proportions, assign=assign, seed=seed)
+    check_disjoint(rows)
+    (interim / "splits").mkdir(parents=True, exist_ok=True)
+    rows.to_csv(interim / "split.csv", index=False)
+    for corpus in corpora:
+        rows[rows.corpus == corpus].to_csv(interim / "splits" / f"{corpus}.csv", index=False)
+    (interim / "split_report.md").write_text(report(manifest, rows, notes, classes=classes, merge=merge))
+    counts = rows.split.value_counts()
+    print(f"split: {len(rows)} clips of {len(manifest)} selected; " + ", ".join(
+        f"{p} {counts.get(p, 0)} clips / {rows[rows.split == p].speaker.nunique()} speakers" for p in PARTITIONS))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except P.ParamsError as err:
+        sys.exit(f"split: {err}")

@@ -1,0 +1,19 @@
+"""Shared fixtures."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The real corpus sample lives next to the project (../shared/corpora-sample); never copied in.
+DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpora-sample"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """Folder of the real corpus sample (env ``SER_SAMPLE_DIR`` overrides); skip if absent."""
+    path = Path(os.environ.get("SER_SAMPLE_DIR", DEFAULT_SAMPLE_DIR))
+    if not path.is_dir():
+        pytest.skip(f"real corpus sample not found at {path}; set SER_SAMPLE_DIR to its folder")
+    return path

@@ -1,0 +1,219 @@
+"""Tests for pipeline.models: every documented option builds, bad params fail early,
+.keras round trip, seeded fits are reproducible. Tiny widths keep the file fast."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import models
+from pipeline.params import ParamsError, load
+
+ROOT = Path(__file__).resolve().parents[1]
+NUM_CLASSES = 5
+SEQUENCE = (16, 6)      # (frames, features)
+UTTERANCE = (20,)       # (features,)
+
+TINY = {
+    "cnn": {"input": "sequence", "filters": [4, 8], "kernel_size": 3, "pool_size": 2,
+            "dropout": 0.1, "dense": [8]},
+    "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
+                 "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
+                 "pooling": "attention", "dense": [8], "dropout": 0.1},
+}
+
+
+def tiny(name: str, **changes) -> dict:
+    return {**TINY[name], **changes}
+
+
+def batch(shape: tuple[int, ...], n: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, *shape)).astype("float32")
+
+
+def assert_probabilities(model: keras.Model, x: np.ndarray) -> None:
+    probs = keras.ops.convert_to_numpy(model(x, training=False))
+    assert probs.shape == (len(x), NUM_CLASSES)
+    assert np.all(probs >= 0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def build(name: str, params: dict, shape: tuple[int, ...] | None = None) -> keras.Model:
+    if shape is None:
+        shape = SEQUENCE if models.input_kind(name, params) == "sequence" else UTTERANCE
+    return models.build(name, input_shape=shape, num_classes=NUM_CLASSES, params=params)
+
+
+# --- every option builds and gives probabilities ----------------------------------------
+
+def test_registry_and_schemas_agree_with_params_yaml():
+    section = load(ROOT / "params.yaml")["models"]
+    assert sorted(section) == sorted(models.BUILDERS)
+    for name, params in section.items():
+        models.check_params(name, params)
+        assert sorted(params) == sorted(TINY[name])
+
+
+@pytest.mark.parametrize("name", sorted(models.BUILDERS))
+def test_params_yaml_defaults_build(name):
+    params = load(ROOT / "params.yaml")["models"][name]
+    assert_probabilities(build(name, params), batch(SEQUENCE if models.input_kind(name, params) == "sequence" else UTTERANCE))
+
+
+@pytest.mark.parametrize("kind, shape", [("sequence", SEQUENCE), ("utterance", UTTERANCE)])
+def test_cnn_inputs(kind, shape):
+    params = tiny("cnn", input=kind)
+    assert models.input_kind("cnn", params) == kind
+    model = build("cnn", params)
+    assert model.input_shape == (None, *shape)
+    assert_probabilities(model, batch(shape))
+
+
+@pytest.mark.parametrize("pooling, bidirectional, lstm_layers",
+                         list(itertools.product(["attention", "mean", "last"], [True, False], [1, 2])))
+def test_cnn_lstm_options(pooling, bidirectional, lstm_layers):
+    params = tiny("cnn_lstm", pooling=pooling, bidirectional=bidirectional, lstm_layers=lstm_layers)
+    assert models.input_kind("cnn_lstm", params) == "sequence"
+    model = build("cnn_lstm", params)
+    names = {layer.name for layer in model.layers}
+    prefix = "bilstm" if bidirectional else "lstm"
+    assert {f"{prefix}{i}" for i in range(1, lstm_layers + 1)} <= names
+    assert {"attention": "attention_pool" in names, "mean": "mean_pool" in names,
+            "last": not names & {"attention_pool", "mean_pool"}}[pooling]
+    assert_probabilities(model, batch(SEQUENCE))
+
+
+def test_cnn_lstm_without_conv_front_end():
+    model = build("cnn_lstm", tiny("cnn_lstm", filters=[]))
+    assert not any(layer.name.startswith("conv") for layer in model.layers)
+    assert_probabilities(model, batch(SEQUENCE))
+
+
+def test_last_pooling_of_bidirectional_lstm_joins_both_final_states():
+    model = build("cnn_lstm", tiny("cnn_lstm", pooling="last", filters=[]))
+    assert model.get_layer("bilstm1").output.shape == (None, 2 * TINY["cnn_lstm"]["lstm_units"])
+
+
+# --- small inputs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, shape", [("cnn", (8, 6)), ("cnn", (1, 6)), ("cnn_lstm", (8, 6)),
+                                         ("cnn_lstm", (3, 6))])
+def test_small_inputs_build(name, shape):
+    # more pooling than frames: 8 -> 4 -> 2 -> 1 -> (skipped) -> (skipped)
+    params = tiny(name, filters=[4, 4, 4, 4, 4], kernel_size=5, pool_size=2)
+    model = build(name, params, shape)
+    assert_probabilities(model, batch(shape))
+
+
+def test_small_utterance_builds():
+    model = build("cnn", tiny("cnn", input="utterance", filters=[4, 4, 4], pool_size=4), (5,))
+    assert_probabilities(model, batch((5,)))
+
+
+def test_variable_frames():
+    model = build("cnn_lstm", tiny("cnn_lstm"), (None, 6))
+    assert_probabilities(model, batch((11, 6)))
+
+
+# --- bad params fail before building, naming key, rule and fix --------------------------
+
+@pytest.mark.parametrize("name, changes, match", [
+    ("cnn", {"input": "frames"}, r"models\.cnn\.input='frames'.*one of \['sequence', 'utterance'\]"),
+    ("cnn_lstm", {"pooling": "max"}, r"models\.cnn_lstm\.pooling='max'.*one of \['attention', 'mean', 'last'\]"),
+    ("cnn", {"filters": []}, r"models\.cnn\.filters=\[\] must be a non-empty list of integers > 0"),
+    ("cnn", {"filters": [64, 0]}, r"models\.cnn\.filters=\[64, 0\] must be .* integers > 0, e\.g\."),
+    ("cnn", {"dense": 128}, r"models\.cnn\.dense=128 must be a list"),
+    ("cnn", {"kernel_size": 2.5}, r"models\.cnn\.kernel_size=2\.5 must be an integer >= 1"),
+    ("cnn", {"pool_size": 0}, r"models\.cnn\.pool_size=0 must be an integer >= 1"),
+    ("cnn", {"dropout": 1.0}, r"models\.cnn\.dropout=1\.0 must be a dropout rate in \[0, 1\); 0 turns it off"),
+    ("cnn_lstm", {"lstm_layers": 0}, r"models\.cnn_lstm\.lstm_layers=0 must be an integer >= 1"),
+    ("cnn_lstm", {"lstm_units": True}, r"models\.cnn_lstm\.lstm_units=True must be an integer"),
+    ("cnn_lstm", {"bidirectional": "yes"}, r"models\.cnn_lstm\.bidirectional='yes' must be true or false"),
+    ("cnn", {"dropuot": 0.3}, r"models\.cnn has unknown key\(s\) \['dropuot'\]; valid keys are \["),
+])
+def test_bad_params(name, changes, match):
+    with pytest.raises(ParamsError, match=match):
+        build(name, tiny(name, **changes), SEQUENCE)
+
+
+def test_missing_key():
+    params = tiny("cnn_lstm")
+    del params["pooling"]
+    with pytest.raises(ParamsError, match=r"models\.cnn_lstm is missing \['pooling'\]; add"):
+        models.check_params("cnn_lstm", params)
+
+
+def test_unknown_model_lists_valid_ones():
+    with pytest.raises(ParamsError, match=r"unknown model 'lstm'; choose one of \['cnn', 'cnn_lstm'\]"):
+        models.input_kind("lstm", {})
+
+
+@pytest.mark.parametrize("name, changes, shape", [
+    ("cnn", {"input": "utterance"}, SEQUENCE),
+    ("cnn", {"input": "sequence"}, UTTERANCE),
+    ("cnn_lstm", {}, UTTERANCE),
+    ("cnn_lstm", {}, (16, 0)),
+    ("cnn", {"input": "utterance"}, (None,)),
+])
+def test_input_shape_must_fit_the_input_kind(name, changes, shape):
+    with pytest.raises(ParamsError, match=r"input_shape .* does not fit a '\w+' model.*feed the \w+ feature array"):
+        build(name, tiny(name, **changes), shape)
+
+
+def test_num_classes_at_least_two():
+    with pytest.raises(ParamsError, match=r"num_classes=1 must be an integer >= 2"):
+        models.build("cnn", input_shape=SEQUENCE, num_classes=1, params=tiny("cnn"))
+
+
+# --- .keras round trip ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, params", [("cnn_lstm", tiny("cnn_lstm", pooling="attention")),
+                                          ("cnn", tiny("cnn", input="utterance"))])
+def test_keras_round_trip(tmp_path, name, params):
+    model = build(name, params)
+    x = batch(model.input_shape[1:], n=4)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)   # no custom_objects: registered on import
+    if name == "cnn_lstm":
+        assert isinstance(loaded.get_layer("attention_pool"), models.AttentionPooling)
+        assert loaded.get_layer("attention_pool").units == params["lstm_units"]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+# --- determinism ------------------------------------------------------------------------
+
+def fit_weights(name: str, params: dict, *, seed: int) -> list[np.ndarray]:
+    keras.utils.set_random_seed(seed)
+    model = build(name, params)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    x = batch(model.input_shape[1:], n=24, seed=1)
+    y = np.random.default_rng(2).integers(0, NUM_CLASSES, len(x))
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=True, verbose=0)   # dropout + shuffling
+    return model.get_weights()
+
+
+@pytest.fixture
+def op_determinism():
+    """Turn on TensorFlow's deterministic ops for one test, as the train stage does."""
+    from tensorflow.python.framework import config   # the public API has no switch-off
+    was_enabled = config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    yield
+    if not was_enabled:
+        config.disable_op_determinism()
+
+
+@pytest.mark.usefixtures("op_determinism")
+@pytest.mark.parametrize("name, params", [("cnn", tiny("cnn")),
+                                          ("cnn_lstm", tiny("cnn_lstm", pooling="attention"))])
+def test_seeded_fit_is_deterministic(name, params):
+    first = fit_weights(name, params, seed=7)
+    second = fit_weights(name, params, seed=7)
+    other = fit_weights(name, params, seed=8)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
