@@ -170,7 +170,7 @@ def read(path: str | Path, *, dtype: str = "float32") -> tuple[np.ndarray, int]:
     except (sf.LibsndfileError, RuntimeError) as err:
         decoded = _count_decodable(path)
         raise AudioError(f"{path}: truncated or corrupt: header says {declared} frames, decoded {decoded} "
-                         f"before libsndfile failed ({err.__class__.__name__}); {_REFETCH}") from None
+                         f"before decoding failed; {_REFETCH}") from None
     except OSError as err:
         raise AudioError(f"{path}: cannot be read ({err}); check permissions and the disk") from None
     slack = max(_MP3_SLACK_FRAMES, declared // 100) if i.format == "MP3" else 0

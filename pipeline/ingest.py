@@ -103,9 +103,17 @@ def report(manifest: pd.DataFrame, rejections: list[Rejection], found: dict, dat
     for kind in ("rejected", "excluded"):
         rows = [r for r in rejections if r.kind == kind]
         lines.append(f"\n## {kind.capitalize()} files ({len(rows)})\n")
-        lines += [f"- {r.corpus}: {r.reason}" for r in rows] or ["None."]
+        lines += [f"- {r.corpus}: `{_relative(r.path, data_dir)}`: {r.reason.removeprefix(f'{r.path}: ')}"
+                  for r in rows] or ["None."]
     return "\n".join(lines) + "\n"
 
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def main() -> int:

@@ -74,7 +74,8 @@ def parse(path: Path, *, demographics: Mapping[str, Mapping] | None = None) -> C
     actor, sentence, emotion, level = fields
     if not (actor.isdigit() and len(actor) == 4 and int(actor) in ACTORS):
         raise Unlabelled(f"actor {actor!r} is out of range 1001-1091")
-    for value, valid, field in ((sentence, SENTENCES, "sentence"), (emotion, EMOTIONS, "emotion"), (level, LEVELS, "level")):
+    for value, valid, field in ((sentence, SENTENCES, "sentence"), (emotion, EMOTIONS, "emotion"),
+                                (level, LEVELS, "level")):
         if value not in valid:
             raise Unlabelled(f"{field} code {value!r} is not a CREMA-D code ({', '.join(valid)})")
     person = (demographics or {}).get(actor, {})

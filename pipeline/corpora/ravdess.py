@@ -71,9 +71,11 @@ def parse(path: Path, *, include_song: bool = False) -> Clip:
     if emotion == "01" and intensity == "02":
         raise Unlabelled("strong intensity (02) with neutral emotion (01); RAVDESS has no strong neutral")
     if channel == "02" and emotion not in SONG_EMOTIONS:
-        raise Unlabelled(f"song (vocal channel 02) with emotion {emotion} ({EMOTIONS[emotion]}); RAVDESS songs have no such emotion")
+        raise Unlabelled(f"song (vocal channel 02) with emotion {emotion} ({EMOTIONS[emotion]}); "
+                         "RAVDESS songs have no such emotion")
     if modality != "03":
-        raise Unlabelled(f"video modality {modality} ({MODALITIES[modality]}); only audio-only (03) files are used", kind="excluded")
+        raise Unlabelled(f"video modality {modality} ({MODALITIES[modality]}); only audio-only (03) files are used",
+                         kind="excluded")
     if path.suffix.lower() in VIDEO_SUFFIXES:
         raise Unlabelled(f"audio-only modality 03 in a {path.suffix} video file; RAVDESS audio-only files are .wav")
     if channel == "02" and not include_song:

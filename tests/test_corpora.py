@@ -1,0 +1,349 @@
+"""Corpus loaders: labels from names on the real sample, and name-level edge cases."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pipeline.corpora import LOADERS, Clip, Rejection, cremad, emodb, ravdess, savee, tess
+from pipeline.params import ParamsError
+from pipeline.vocab import EMOTIONS
+
+
+def touch(root: Path, *names: str) -> list[Path]:
+    """Create tiny fake files (loaders never decode audio); return their paths."""
+    paths = []
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not audio")
+        paths.append(path)
+    return paths
+
+
+def by_name(items: list[Clip] | list[Rejection]) -> dict:
+    return {item.path.name: item for item in items}
+
+
+# --- the real sample (counts verified by hand with ls / awk) ---------------------------
+
+SAMPLE = {
+    "ravdess": {
+        "emotion": {"neutral": 8, "calm": 16, "happy": 16, "sad": 16, "angry": 16,
+                    "fearful": 16, "disgust": 16, "surprised": 16},
+        "speaker": {"ravdess:01": 60, "ravdess:02": 60},
+        "gender": {"ravdess:01": "male", "ravdess:02": "female"},
+        "token": lambda stem: stem.split("-")[2],
+    },
+    "tess": {
+        "emotion": {e: 20 for e in ("angry", "disgust", "fearful", "happy", "neutral", "surprised", "sad")},
+        "speaker": {"tess:OAF": 70, "tess:YAF": 70},
+        "gender": {"tess:OAF": "female", "tess:YAF": "female"},
+        "token": lambda stem: stem.rsplit("_", 1)[1],
+    },
+    "savee": {
+        "emotion": {"angry": 15, "disgust": 15, "fearful": 15, "happy": 15, "neutral": 30, "sad": 15, "surprised": 15},
+        "speaker": {"savee:DC": 120},
+        "gender": {"savee:DC": "male"},
+        "token": lambda stem: stem[3:].rstrip("0123456789"),
+    },
+    "emodb": {
+        "emotion": {"angry": 26, "boredom": 15, "disgust": 1, "fearful": 10, "happy": 18, "neutral": 21, "sad": 16},
+        "speaker": {"emodb:03": 49, "emodb:08": 58},
+        "gender": {"emodb:03": "male", "emodb:08": "female"},
+        "token": lambda stem: stem[5],
+    },
+}
+
+
+@pytest.mark.parametrize("corpus", sorted(SAMPLE))
+def test_sample_every_file_labelled(sample_dir: Path, corpus: str) -> None:
+    expected = SAMPLE[corpus]
+    wavs = sorted(Path(d) / f for d, _, files in os.walk(sample_dir / corpus) for f in files if f.endswith(".wav"))
+    clips, rejections = LOADERS[corpus](sample_dir / corpus)
+    assert rejections == []
+    assert [c.path for c in clips] == wavs
+    assert len(clips) == sum(expected["emotion"].values())
+    assert Counter(c.emotion for c in clips) == expected["emotion"]
+    assert Counter(c.speaker for c in clips) == expected["speaker"]
+    assert {c.speaker: c.gender for c in clips} == expected["gender"]
+    # source labels are the name tokens, counted here independently of the loader
+    assert Counter(c.source_label for c in clips) == Counter(expected["token"](p.stem) for p in wavs)
+    assert all(c.corpus == corpus and c.clip_id.startswith(f"{corpus}:") for c in clips)
+    assert len({c.clip_id for c in clips}) == len(clips)
+
+
+def test_sample_clip_ids_unique_across_corpora(sample_dir: Path) -> None:
+    ids = [c.clip_id for corpus in SAMPLE for c in LOADERS[corpus](sample_dir / corpus)[0]]
+    assert len(ids) == len(set(ids)) == 487
+
+
+def test_sample_fields(sample_dir: Path) -> None:
+    (clip,) = [c for c in LOADERS["ravdess"](sample_dir / "ravdess")[0] if c.path.stem == "03-01-05-02-01-02-02"]
+    assert (clip.clip_id, clip.speaker, clip.gender, clip.emotion, clip.source_label) == (
+        "ravdess:03-01-05-02-01-02-02", "ravdess:02", "female", "angry", "05")
+    assert clip.extra == {"intensity": "strong", "statement": "01", "repetition": "02", "vocal_channel": "speech"}
+    ps = [c for c in LOADERS["tess"](sample_dir / "tess")[0] if c.source_label == "ps"]
+    assert {c.path.parent.name for c in ps} == {"OAF_Pleasant_surprise", "YAF_pleasant_surprised"}
+    assert {c.emotion for c in ps} == {"surprised"}
+    clip = by_name(LOADERS["savee"](sample_dir / "savee")[0])["DC_sa01.wav"]
+    assert (clip.clip_id, clip.emotion, clip.source_label) == ("savee:DC_sa01", "sad", "sa")
+    clip = by_name(LOADERS["emodb"](sample_dir / "emodb")[0])["03a01Fa.wav"]
+    assert (clip.speaker, clip.gender, clip.emotion, clip.extra) == (
+        "emodb:03", "male", "happy", {"text": "a01", "version": "a"})
+
+
+# --- all loaders ---------------------------------------------------------------------
+
+def test_registry() -> None:
+    assert LOADERS == {"ravdess": ravdess.scan, "tess": tess.scan, "savee": savee.scan,
+                       "cremad": cremad.scan, "emodb": emodb.scan}
+
+
+@pytest.mark.parametrize("corpus", sorted(LOADERS))
+def test_non_audio_suffixes_ignored(tmp_path: Path, corpus: str) -> None:
+    touch(tmp_path, "readme.txt", "VideoDemographics.csv.bak", "sub/notes.md", "sub/03a01Fa.wav.bak")
+    assert LOADERS[corpus](tmp_path) == ([], [])
+
+
+@pytest.mark.parametrize("corpus", sorted(LOADERS))
+def test_unknown_option_raises(tmp_path: Path, corpus: str) -> None:
+    with pytest.raises(ParamsError, match=rf"ingest\.{corpus}\.shuffle is not a {corpus} option"):
+        LOADERS[corpus](tmp_path, options={"shuffle": True})
+
+
+@pytest.mark.parametrize("corpus, name", [
+    ("ravdess", "Actor_01/03-01-05-01-01-01-01.WAV"), ("tess", "OAF_back_angry.WAV"),
+    ("savee", "ALL/DC_a01.WAV"), ("cremad", "1001_DFA_ANG_XX.WAV"), ("emodb", "wav/03a01Fa.WAV"),
+])
+def test_uppercase_suffix_found(tmp_path: Path, corpus: str, name: str) -> None:
+    touch(tmp_path, name)
+    clips, rejections = LOADERS[corpus](tmp_path)
+    assert [c.path.name for c in clips] == [Path(name).name] and rejections == []
+    assert clips[0].emotion in EMOTIONS
+
+
+# --- RAVDESS -------------------------------------------------------------------------
+
+def test_ravdess_song_excluded_by_default(tmp_path: Path) -> None:
+    touch(tmp_path, "Actor_05/03-02-03-01-01-01-05.wav")
+    clips, (rejection,) = ravdess.scan(tmp_path)
+    assert clips == [] and rejection.kind == "excluded"
+    assert "ingest.ravdess.include_song" in rejection.reason
+
+
+def test_ravdess_song_included_with_option(tmp_path: Path) -> None:
+    touch(tmp_path, "Actor_05/03-02-03-01-01-01-05.wav")
+    (clip,), rejections = ravdess.scan(tmp_path, options={"include_song": True})
+    assert rejections == []
+    assert (clip.emotion, clip.gender, clip.extra["vocal_channel"]) == ("happy", "male", "song")
+
+
+def test_ravdess_include_song_must_be_bool(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="include_song='yes' must be true or false"):
+        ravdess.scan(tmp_path, options={"include_song": "yes"})
+
+
+def test_ravdess_video_modality_excluded(tmp_path: Path) -> None:
+    touch(tmp_path, "01-01-03-01-01-01-05.mp4", "02-01-03-01-01-01-05.mp4", "01-01-03-01-01-01-05.wav")
+    clips, rejections = ravdess.scan(tmp_path)
+    assert clips == [] and len(rejections) == 3
+    assert all(r.kind == "excluded" and "video modality" in r.reason for r in rejections)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("03-01-09-01-01-01-01.wav", "emotion code '09'"),
+    ("03-01-05-01-01-01-25.wav", "actor code '25'"),
+    ("03-01-05-01-01-01-00.wav", "actor code '00'"),
+    ("03-01-01-02-01-01-01.wav", "no strong neutral"),
+    ("03-01-05-03-01-01-01.wav", "intensity code '03'"),
+    ("04-01-05-01-01-01-01.wav", "modality code '04'"),
+    ("03-01-05-01-03-01-01.wav", "statement code '03'"),
+    ("03-02-07-01-01-01-01.wav", "songs have no such emotion"),
+    ("03-01-05-01-01-01.wav", "does not follow RAVDESS"),
+    ("03-01-05-01-01-01-1a.wav", "does not follow RAVDESS"),
+    ("03-01-05-01-01-01-01.mp4", "RAVDESS audio-only files are .wav"),
+])
+def test_ravdess_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
+    touch(tmp_path, name)
+    clips, (rejection,) = ravdess.scan(tmp_path)
+    assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
+
+
+def test_ravdess_duplicate_keeps_first(tmp_path: Path) -> None:
+    first, second = touch(tmp_path, "a/Actor_12/03-01-05-01-02-01-12.wav", "b/Actor_12/03-01-05-01-02-01-12.wav")
+    (clip,), (rejection,) = ravdess.scan(tmp_path)
+    assert clip.path == first and clip.clip_id == "ravdess:03-01-05-01-02-01-12"
+    assert (rejection.path, rejection.reason, rejection.kind) == (second, f"duplicate of {first}", "rejected")
+
+
+# --- TESS ----------------------------------------------------------------------------
+
+def test_tess_folder_spelling_is_ignored(tmp_path: Path) -> None:
+    touch(tmp_path, "OAF_Pleasant_surprise/OAF_back_ps.wav", "YAF_pleasant_surprised/YAF_back_ps.wav",
+          "OAF_Fear/OAF_back_fear.wav", "YAF_fear/YAF_bar_fear.wav", "OAF_angry/OAF_bar_sad.wav")
+    clips, rejections = tess.scan(tmp_path)
+    assert rejections == []
+    assert {c.clip_id: c.emotion for c in clips} == {
+        "tess:OAF_back_ps": "surprised", "tess:YAF_back_ps": "surprised", "tess:OAF_back_fear": "fearful",
+        "tess:YAF_bar_fear": "fearful", "tess:OAF_bar_sad": "sad"}
+
+
+@pytest.mark.parametrize("name, clip_id, emotion", [
+    ("OA_bite_neutral.wav", "tess:OAF_bite_neutral", "neutral"),  # misnamed in the common release
+    ("oaf_Back_ANGRY.wav", "tess:OAF_back_angry", "angry"),
+    ("OAF_ bar__disgust .wav", "tess:OAF_bar_disgust", "disgust"),
+    ("YAF_chair_pleasant_surprise.wav", "tess:YAF_chair_ps", "surprised"),
+    ("YAF_chalk_Pleasant_Surprised.wav", "tess:YAF_chalk_ps", "surprised"),
+    ("YAF_chat_surprise.wav", "tess:YAF_chat_ps", "surprised"),
+    ("OAF_dog_fearful.wav", "tess:OAF_dog_fear", "fearful"),
+])
+def test_tess_irregular_names(tmp_path: Path, name: str, clip_id: str, emotion: str) -> None:
+    touch(tmp_path, f"folder/{name}")
+    (clip,), rejections = tess.scan(tmp_path)
+    assert rejections == []
+    assert (clip.clip_id, clip.emotion, clip.speaker, clip.gender) == (clip_id, emotion, clip_id[:8], "female")
+
+
+def test_tess_erratum_recorded(tmp_path: Path) -> None:
+    touch(tmp_path, "OAF_neutral/OA_bite_neutral.wav")
+    (clip,), _ = tess.scan(tmp_path)
+    assert clip.extra == {"word": "bite", "age": 64, "erratum": "named 'OA_bite_neutral', read as 'OAF_bite_neutral'"}
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("OAF_back.wav", "does not follow TESS"),
+    ("XAF_back_angry.wav", "speaker 'XAF' is not a TESS speaker"),
+    ("OA_bar_neutral.wav", "speaker 'OA' is not a TESS speaker"),  # only the known erratum is corrected
+    ("OAF_back_bored.wav", "emotion 'bored' is not a TESS emotion"),
+    ("OAF_back_angry_2.wav", "emotion 'angry_2' is not a TESS emotion"),
+    ("OAF_b4ck_angry.wav", "target word 'b4ck' is not a word"),
+])
+def test_tess_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
+    touch(tmp_path, name)
+    clips, (rejection,) = tess.scan(tmp_path)
+    assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
+
+
+def test_tess_nested_copy_and_spelling_variant_are_duplicates(tmp_path: Path) -> None:
+    first, copy, variant = touch(
+        tmp_path, "TESS data/OAF_angry/OAF_back_angry.wav", "tess data/TESS data/OAF_angry/OAF_back_angry.wav",
+        "tess data/variants/OAF_back_anger.wav")
+    (clip,), rejections = tess.scan(tmp_path)
+    assert clip.path == first
+    assert {r.path: r.reason for r in rejections} == {copy: f"duplicate of {first}", variant: f"duplicate of {first}"}
+
+
+# --- SAVEE ---------------------------------------------------------------------------
+
+def test_savee_both_layouts_give_identical_clips(tmp_path: Path) -> None:
+    touch(tmp_path, "kaggle/ALL/DC_a01.wav", "kaggle/ALL/JK_sa03.wav", "kaggle/ALL/KL_su15.wav")
+    touch(tmp_path, "orig/AudioData/DC/a01.wav", "orig/AudioData/JK/sa03.wav", "orig/AudioData/KL/su15.wav")
+    flat, _ = savee.scan(tmp_path / "kaggle")
+    original, _ = savee.scan(tmp_path / "orig")
+    assert [c.clip_id for c in flat] == [c.clip_id for c in original] == [
+        "savee:DC_a01", "savee:JK_sa03", "savee:KL_su15"]
+    assert [(c.emotion, c.speaker, c.gender, c.source_label) for c in flat] == [
+        (c.emotion, c.speaker, c.gender, c.source_label) for c in original] == [
+        ("angry", "savee:DC", "male", "a"), ("sad", "savee:JK", "male", "sa"), ("surprised", "savee:KL", "male", "su")]
+    both, duplicates = savee.scan(tmp_path)
+    assert len(both) == 3 and all(r.reason.startswith("duplicate of ") for r in duplicates) and len(duplicates) == 3
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("ALL/XX_a01.wav", "speaker 'XX' is not a SAVEE speaker"),
+    ("AudioData/a01.wav", "speaker 'AudioData' is not a SAVEE speaker"),
+    ("AudioData/ZZ/n01.wav", "speaker 'ZZ' is not a SAVEE speaker"),
+    ("ALL/DC_x01.wav", "emotion code 'x' is not a SAVEE code"),
+    ("ALL/DC_sx01.wav", "emotion code 'sx' is not a SAVEE code"),
+    ("ALL/DC_a16.wav", "out of range 01-15"),
+    ("ALL/DC_n31.wav", "out of range 01-30"),
+    ("ALL/DC_a1.wav", "out of range"),
+    ("ALL/DC-a01.wav", "does not follow SAVEE"),
+    ("AudioData/JE/DC_a01.wav", "name says speaker 'DC' but the folder says 'JE'"),
+])
+def test_savee_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
+    touch(tmp_path, name)
+    clips, (rejection,) = savee.scan(tmp_path)
+    assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
+
+
+def test_savee_neutral_has_thirty_sentences(tmp_path: Path) -> None:
+    touch(tmp_path, "ALL/JE_n30.wav")
+    (clip,), _ = savee.scan(tmp_path)
+    assert (clip.emotion, clip.extra) == ("neutral", {"sentence": "30"})
+
+
+# --- CREMA-D -------------------------------------------------------------------------
+
+DEMOGRAPHICS = (
+    "ActorID,Age,Sex,Race,Ethnicity\n"
+    "1001,51,Male,Caucasian,Not Hispanic\n"
+    "1002,21,Female,Caucasian,Not Hispanic\n"
+)
+
+
+def test_cremad_without_demographics(tmp_path: Path) -> None:
+    touch(tmp_path, "AudioWAV/1001_DFA_ANG_XX.wav")
+    (clip,), rejections = cremad.scan(tmp_path)
+    assert rejections == []
+    assert (clip.clip_id, clip.speaker, clip.gender, clip.emotion, clip.source_label) == (
+        "cremad:1001_DFA_ANG_XX", "cremad:1001", "unknown", "angry", "ANG")
+    assert clip.extra == {"sentence": "DFA", "level": "unspecified"}
+
+
+def test_cremad_with_demographics_anywhere(tmp_path: Path) -> None:
+    touch(tmp_path, "AudioWAV/1001_DFA_ANG_XX.wav", "AudioWAV/1002_IEO_HAP_HI.wav", "AudioWAV/1003_TIE_SAD_LO.wav")
+    (tmp_path / "meta" / "info").mkdir(parents=True)
+    (tmp_path / "meta" / "info" / "VideoDemographics.csv").write_text(DEMOGRAPHICS)
+    clips, rejections = cremad.scan(tmp_path)
+    assert rejections == []
+    assert [(c.gender, c.extra.get("age"), c.extra["level"]) for c in clips] == [
+        ("male", 51, "unspecified"), ("female", 21, "high"), ("unknown", None, "low")]  # 1003 not in the table
+
+
+def test_cremad_demographics_missing_column_raises(tmp_path: Path) -> None:
+    (tmp_path / "VideoDemographics.csv").write_text("ActorID,Age\n1001,51\n")
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['Sex'\]"):
+        cremad.scan(tmp_path)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("1000_DFA_ANG_XX.wav", "actor '1000' is out of range 1001-1091"),
+    ("1092_DFA_ANG_XX.wav", "actor '1092' is out of range 1001-1091"),
+    ("1001_ABC_ANG_XX.wav", "sentence code 'ABC'"),
+    ("1001_DFA_CAL_XX.wav", "emotion code 'CAL'"),
+    ("1001_DFA_ANG_X.wav", "level code 'X'"),
+    ("1001_DFA_ANG.wav", "does not follow CREMA-D"),
+])
+def test_cremad_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
+    touch(tmp_path, name)
+    clips, (rejection,) = cremad.scan(tmp_path)
+    assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
+
+
+# --- EMO-DB --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, reason", [
+    ("17a01Fa.wav", "speaker code '17'"),
+    ("03a03Fa.wav", "text code 'a03'"),
+    ("03a01Xa.wav", "emotion code 'X'"),
+    ("03a01Fa1.wav", "does not follow EMO-DB"),
+    ("03a01fa.wav", "does not follow EMO-DB"),
+    ("readme.wav", "does not follow EMO-DB"),
+])
+def test_emodb_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
+    touch(tmp_path, name)
+    clips, (rejection,) = emodb.scan(tmp_path)
+    assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
+
+
+def test_emodb_speaker_sex_from_documentation(tmp_path: Path) -> None:
+    touch(tmp_path, *(f"{s}b10Lc.wav" for s in ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16")))
+    clips, _ = emodb.scan(tmp_path)
+    assert {c.speaker[-2:]: c.gender for c in clips} == {
+        "03": "male", "10": "male", "11": "male", "12": "male", "15": "male",
+        "08": "female", "09": "female", "13": "female", "14": "female", "16": "female"}
+    assert {c.emotion for c in clips} == {"boredom"}

@@ -1,0 +1,88 @@
+"""Ingest: every valid clip catalogued, every bad file reported with its reason, nothing guessed."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import yaml
+
+from pipeline import ingest
+
+SR = 16000
+
+
+def tone(seconds=1.0, sr=SR, channels=1, amp=0.3):
+    t = np.arange(int(seconds * sr)) / sr
+    y = amp * np.sin(2 * np.pi * 220 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+    return np.repeat(y[:, None], channels, axis=1) if channels > 1 else y
+
+
+def write_params(root: Path, data_dir: Path) -> None:
+    params = {"corpora": ["ravdess", "tess", "savee", "cremad", "emodb"],
+              "data": {"dir": str(data_dir), "interim": str(root / "interim")},
+              "ingest": {"min_duration_s": 0.25, "silence_dbfs": -60.0, "ravdess": {"include_song": False}, "workers": 1}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture
+def edge_corpus(tmp_path):
+    data = tmp_path / "corpora"
+    actor = data / "RAVDESS" / "Actor_01"  # folder name case is ignored
+    actor.mkdir(parents=True)
+    sf.write(actor / "03-01-05-01-01-01-01.wav", tone(), SR)                         # valid
+    sf.write(actor / "03-01-05-01-01-02-01.wav", tone(channels=2), SR)                # stereo
+    sf.write(actor / "03-01-04-01-01-01-01.wav", tone(sr=11025), 11025)               # unusual rate
+    sf.write(actor / "03-01-04-01-01-02-01.wav", tone(), SR, format="FLAC")           # FLAC named .wav
+    sf.write(actor / "03-01-03-01-01-01-01.wav", np.zeros(SR), SR)                    # silent
+    sf.write(actor / "03-01-03-01-01-02-01.wav", tone(seconds=0.05), SR)              # 50 ms
+    (actor / "03-01-06-01-01-01-01.wav").write_text("this is not audio")              # text named .wav
+    (actor / "03-01-06-01-01-02-01.wav").write_bytes(b"")                             # zero-length
+    good = (actor / "03-01-05-01-01-01-01.wav").read_bytes()
+    (actor / "03-01-07-01-01-01-01.wav").write_bytes(good[:30])                       # truncated header
+    sf.write(actor / "03-01-09-01-01-01-01.wav", tone(), SR)                          # unknown emotion code
+    sf.write(actor / "hello_world.wav", tone(), SR)                                   # breaks the convention
+    sf.write(actor / "03-02-05-01-01-01-01.wav", tone(), SR)                          # song: excluded
+    (data / "emodb" / "wav").mkdir(parents=True)
+    sf.write(data / "emodb" / "wav" / "03a01Wa.wav", tone(), SR)
+    write_params(tmp_path, data)
+    return tmp_path
+
+
+def test_edge_cases_are_reported_and_skipped(edge_corpus, monkeypatch):
+    monkeypatch.chdir(edge_corpus)
+    assert ingest.main() == 0
+    manifest = pd.read_csv(edge_corpus / "interim" / "manifest.csv", dtype={"source_label": str})
+    names = {Path(p).name: row for p, row in zip(manifest.path, manifest.to_dict("records"))}
+    assert set(names) == {"03-01-05-01-01-01-01.wav", "03-01-05-01-01-02-01.wav", "03-01-04-01-01-01-01.wav",
+                          "03-01-04-01-01-02-01.wav", "03a01Wa.wav"}
+    assert names["03-01-05-01-01-02-01.wav"]["channels"] == 2
+    assert names["03-01-04-01-01-01-01.wav"]["sample_rate"] == 11025
+    assert names["03-01-04-01-01-02-01.wav"]["format"] == "FLAC"
+    assert names["03a01Wa.wav"]["emotion"] == "angry" and names["03a01Wa.wav"]["speaker"] == "emodb:03"
+    assert set(manifest.columns) >= {"path", "corpus", "speaker", "gender", "emotion", "source_label", "duration_s",
+                                     "sample_rate", "channels"}
+    report = (edge_corpus / "interim" / "ingest_report.md").read_text()
+    for name, reason in [("03-01-03-01-01-01-01.wav", "silent"), ("03-01-03-01-01-02-01.wav", "too short"),
+                         ("03-01-06-01-01-01-01.wav", ""), ("03-01-06-01-01-02-01.wav", ""),
+                         ("03-01-07-01-01-01-01.wav", ""), ("03-01-09-01-01-01-01.wav", ""), ("hello_world.wav", "")]:
+        line = next((ln for ln in report.splitlines() if name in ln), None)
+        assert line is not None and line.startswith("- ravdess:"), f"{name} not reported"
+        assert reason in line
+    assert "## Rejected files (7)" in report and "## Excluded files (1)" in report
+    assert "tess | not found (skipped)" in report
+    per_corpus = pd.read_csv(edge_corpus / "interim" / "manifests" / "ravdess.csv")
+    assert len(per_corpus) == 4
+
+
+def test_sample_corpus_is_catalogued_without_rejections(sample_dir, tmp_path, monkeypatch):
+    write_params(tmp_path, sample_dir)
+    monkeypatch.chdir(tmp_path)
+    assert ingest.main() == 0
+    manifest = pd.read_csv(tmp_path / "interim" / "manifest.csv")
+    assert manifest.groupby("corpus").size().to_dict() == {"emodb": 107, "ravdess": 120, "savee": 120, "tess": 140}
+    assert manifest.clip_id.is_unique
+    assert (manifest.duration_s > 1).all()
+    assert set(manifest[manifest.corpus == "ravdess"].sample_rate) == {48000}
+    report = (tmp_path / "interim" / "ingest_report.md").read_text()
+    assert "## Rejected files (0)" in report and "## Excluded files (0)" in report
