@@ -78,7 +78,9 @@ def _declared_frames(path: Path, *, format: str, subtype: str) -> int | None:
         return None
     try:
         with path.open("rb") as f:
-            head = f.read(1 << 16)
+            head = f.read(1 << 12)
+            if head[:4] in (b"RIFF", b"RF64", b"FORM") and head.find(b"data" if head[:4] != b"FORM" else b"COMM") < 0:
+                head += f.read(1 << 20)                      # long metadata chunks before the data
     except OSError:
         return None
     if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
@@ -107,6 +109,26 @@ def _declared_frames(path: Path, *, format: str, subtype: str) -> int | None:
     return None
 
 
+def _open(path: Path) -> sf.SoundFile:
+    _check_file(path)
+    try:
+        return sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise _open_error(path, err) from None
+    except OSError as err:
+        raise AudioError(f"{path}: cannot be read ({err}); check permissions and the disk") from None
+
+
+def _describe(f: sf.SoundFile, path: Path) -> AudioInfo:
+    if f.frames <= 0:
+        declared = _declared_frames(path, format=f.format, subtype=f.subtype)
+        if declared:
+            raise AudioError(f"{path}: truncated: header says {declared} frames, decoded 0; {_REFETCH}")
+        raise AudioError(f"{path}: no audio frames (header only or empty stream); {_REFETCH}")
+    return AudioInfo(frames=int(f.frames), sample_rate=int(f.samplerate), channels=int(f.channels),
+                     duration_s=float(f.frames) / f.samplerate, format=f.format, subtype=f.subtype)
+
+
 def info(path: str | Path) -> AudioInfo:
     """Describe an audio file from its header (no full decode).
 
@@ -118,6 +140,8 @@ def info(path: str | Path) -> AudioInfo:
     Returns
     -------
     AudioInfo
+        ``frames`` is what libsndfile reports; for a truncated PCM file that is the frames
+        actually present (use :func:`read` to detect truncation).
 
     Raises
     ------
@@ -125,18 +149,8 @@ def info(path: str | Path) -> AudioInfo:
         The file is missing, empty, not audio, or holds no audio frames.
     """
     path = Path(path)
-    _check_file(path)
-    try:
-        i = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise _open_error(path, err) from None
-    if i.frames <= 0:
-        declared = _declared_frames(path, format=i.format, subtype=i.subtype)
-        if declared:
-            raise AudioError(f"{path}: truncated: header says {declared} frames, decoded 0; {_REFETCH}")
-        raise AudioError(f"{path}: no audio frames (header only or empty stream); {_REFETCH}")
-    return AudioInfo(frames=int(i.frames), sample_rate=int(i.samplerate), channels=int(i.channels),
-                     duration_s=float(i.frames) / i.samplerate, format=i.format, subtype=i.subtype)
+    with _open(path) as f:
+        return _describe(f, path)
 
 
 def read(path: str | Path, *, dtype: str = "float32") -> tuple[np.ndarray, int]:
@@ -162,23 +176,21 @@ def read(path: str | Path, *, dtype: str = "float32") -> tuple[np.ndarray, int]:
         ("truncated: header says N frames, decoded M").
     """
     path = Path(path)
-    i = info(path)
-    declared = _declared_frames(path, format=i.format, subtype=i.subtype) or i.frames
-    try:
-        with sf.SoundFile(str(path)) as f:
+    with _open(path) as f:
+        i = _describe(f, path)
+        declared = _declared_frames(path, format=i.format, subtype=i.subtype) or i.frames
+        try:
             y = f.read(dtype=dtype, always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        decoded = _count_decodable(path)
-        raise AudioError(f"{path}: truncated or corrupt: header says {declared} frames, decoded {decoded} "
-                         f"before decoding failed; {_REFETCH}") from None
-    except OSError as err:
-        raise AudioError(f"{path}: cannot be read ({err}); check permissions and the disk") from None
+        except (sf.LibsndfileError, RuntimeError):
+            decoded = _count_decodable(path)
+            raise AudioError(f"{path}: truncated or corrupt: header says {declared} frames, decoded {decoded} "
+                             f"before decoding failed; {_REFETCH}") from None
     slack = max(_MP3_SLACK_FRAMES, declared // 100) if i.format == "MP3" else 0
     if len(y) + slack < declared:
         raise AudioError(f"{path}: truncated: header says {declared} frames, decoded {len(y)}; {_REFETCH}")
     if len(y) == 0:
         raise AudioError(f"{path}: no audio frames decoded; {_REFETCH}")
-    return y, int(i.sample_rate)
+    return y, i.sample_rate
 
 
 def _count_decodable(path: Path, *, block: int = 4096) -> int:
@@ -209,7 +221,7 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample ``y`` [shape=(n,) or (n, n_channels)] from ``orig_sr`` to ``target_sr`` Hz.
 
     Uses soxr at "HQ" quality; returns ``y`` itself when the rates are equal. The output has
-    ``ceil(n * target_sr / orig_sr)`` samples along the first axis.
+    about ``n * target_sr / orig_sr`` samples (soxr rounds) along the first axis.
     """
     if orig_sr <= 0 or target_sr <= 0:
         raise ValueError(f"sample rates must be > 0 Hz, got orig_sr={orig_sr}, target_sr={target_sr}")

@@ -58,20 +58,20 @@ MAX_CLIPS = {"ravdess": 8, "tess": len(TESS_WORDS), "savee": 15, "cremad": 12, "
 KEYS = ("f0", "range_st", "slope_st", "gain_db", "rate_hz", "tilt_hz", "breath", "jitter", "formant")
 LOG_KEYS = [0, 5, 8]  # ratios and frequencies vary on a log scale
 PROFILES = {
-    "neutral":   (1.00, 2.5, -2.0, 0.0, 4.0, 900, 0.10, 0.010, 1.00),
-    "calm":      (0.95, 1.8, -2.0, -3.0, 3.6, 650, 0.16, 0.008, 0.99),
-    "happy":     (1.22, 5.5, -1.0, 3.0, 4.6, 1400, 0.10, 0.014, 1.05),
-    "sad":       (0.92, 1.5, -3.5, -5.0, 3.1, 500, 0.24, 0.018, 0.96),
-    "angry":     (1.28, 5.0, -3.0, 7.0, 4.8, 2300, 0.05, 0.020, 1.07),
-    "fearful":   (1.38, 3.5, 1.0, 1.0, 5.4, 1000, 0.20, 0.030, 1.02),
-    "disgust":   (0.97, 3.5, -2.5, 0.0, 3.3, 1100, 0.14, 0.016, 0.98),
-    "surprised": (1.30, 7.0, 4.0, 4.0, 4.3, 1300, 0.12, 0.014, 1.04),
-    "boredom":   (0.90, 1.0, -1.0, -3.0, 3.2, 650, 0.14, 0.010, 0.98),
+    "neutral":   (1.00, 2.5, -2.0, 0.0, 4.0, 1800, 0.05, 0.010, 1.00),
+    "calm":      (0.95, 1.8, -2.0, -3.0, 3.6, 1300, 0.08, 0.008, 0.99),
+    "happy":     (1.22, 5.5, -1.0, 3.0, 4.6, 2800, 0.05, 0.014, 1.05),
+    "sad":       (0.92, 1.5, -3.5, -5.0, 3.1, 1000, 0.12, 0.018, 0.96),
+    "angry":     (1.28, 5.0, -3.0, 7.0, 4.8, 4600, 0.025, 0.020, 1.07),
+    "fearful":   (1.38, 3.5, 1.0, 1.0, 5.4, 2000, 0.10, 0.030, 1.02),
+    "disgust":   (0.97, 3.5, -2.5, 0.0, 3.3, 2200, 0.07, 0.016, 0.98),
+    "surprised": (1.30, 7.0, 4.0, 4.0, 4.3, 2600, 0.06, 0.014, 1.04),
+    "boredom":   (0.90, 1.0, -1.0, -3.0, 3.2, 1300, 0.07, 0.010, 0.98),
 }
 TABLE = np.array([PROFILES[e] for e in EMOTIONS], dtype=float)
 TABLE[:, LOG_KEYS] = np.log(TABLE[:, LOG_KEYS])
-SPREAD = np.array([0.06, 1.0, 1.0, 2.0, 0.4, 0.25, 0.04, 0.005, 0.02])  # one natural s.d. per key
-SPEAKER_SD, CLIP_SD = 0.8, 1.0  # multiples of SPREAD: speaker idiosyncrasy, clip-to-clip
+SPREAD = np.array([0.06, 1.0, 1.0, 2.0, 0.4, 0.25, 0.02, 0.005, 0.02])  # one natural s.d. per key
+SPEAKER_SD, CLIP_SD = 0.4, 0.6  # multiples of SPREAD: speaker idiosyncrasy, clip-to-clip
 VOWELS_HZ = np.array([  # adult male F1..F5 of /a i u e o ae er/
     [730, 1090, 2440, 3400, 4400], [270, 2290, 3010, 3500, 4500], [300, 870, 2240, 3300, 4300],
     [530, 1840, 2480, 3500, 4500], [570, 840, 2410, 3300, 4300], [660, 1720, 2410, 3400, 4400],
@@ -141,8 +141,8 @@ def speaker_voice(*, sex: str, rng: np.random.Generator) -> tuple[float, float, 
     The offsets, shape (len(EMOTIONS), len(KEYS)), are the speaker's habits (shared by all
     emotions) plus an idiosyncratic way of expressing each emotion.
     """
-    f0_hz = (115.0 if sex == "male" else 210.0) * np.exp(rng.normal(0.0, 0.12))
-    formant_scale = (1.0 if sex == "male" else 1.17) * np.exp(rng.normal(0.0, 0.05))
+    f0_hz = (115.0 if sex == "male" else 210.0) * np.exp(rng.normal(0.0, 0.08))
+    formant_scale = (1.0 if sex == "male" else 1.17) * np.exp(rng.normal(0.0, 0.035))
     sd = SPEAKER_SD * SPREAD
     return f0_hz, formant_scale, rng.normal(0.0, sd, TABLE.shape) + rng.normal(0.0, sd)
 
@@ -212,7 +212,7 @@ def synthesize(*, style: Mapping[str, float], duration_s: float, sr: int,
     f0 = f0_track(n_samples=n, sr=sr, f0_hz=style["f0"], range_st=style["range_st"],
                   slope_st=style["slope_st"], jitter=style["jitter"],
                   accents_s=(edges[:-1] + ends) / 2, span_s=(lead, lead + speech_s), rng=rng)
-    src = glottal_source(f0_hz=f0, sr=sr, open_quotient=min(0.45 + style["breath"], 0.85),
+    src = glottal_source(f0_hz=f0, sr=sr, open_quotient=min(0.45 + 2.0 * style["breath"], 0.85),
                          shimmer=4.0 * style["jitter"], rng=rng)
     p = np.exp(-2.0 * np.pi * style["tilt_hz"] / sr)
     src = signal.lfilter([1.0 - p], [1.0, -p], src)
@@ -233,30 +233,32 @@ def synthesize(*, style: Mapping[str, float], duration_s: float, sr: int,
             y[lo:lo + m] += 0.3 * stress * np.hanning(m)[: n - lo] * burst[: n - lo] / (np.std(burst) + 1e-12)
     voiced = np.abs(y) > 1e-4
     y *= 10 ** ((-24.0 + style["gain_db"]) / 20) / (np.sqrt(np.mean(y[voiced] ** 2)) + 1e-12)
-    y += 10 ** (-72 / 20) * rng.standard_normal(n)  # recording noise floor
+    y += 10 ** (-78 / 20) * rng.standard_normal(n)  # recording noise floor
     return y / max(1.0, np.abs(y).max() / 0.98)
 
 
 def validate(demo: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the ``demo`` params section; raise :class:`ParamsError` naming the key."""
+    """Check the ``demo`` params section and add ``corpora`` (in :data:`CORPORA` order).
+
+    Raises :class:`ParamsError` naming the key, the value and the rule.
+    """
     for key in ("out", "duration_s", "speakers", "clips_per_emotion", "sample_rates"):
-        if key not in demo:
-            raise ParamsError(f"params.yaml: missing key 'demo.{key}'; add it (see README)")
+        require({"demo": demo}, f"demo.{key}")
     dur = demo["duration_s"]
     if not (isinstance(dur, (list, tuple)) and len(dur) == 2 and all(isinstance(d, (int, float)) for d in dur)
             and 0.8 <= dur[0] <= dur[1]):
         raise ParamsError(f"params.yaml: demo.duration_s={dur!r} must be [min, max] seconds with 0.8 <= min <= max")
-    corpora = list(demo["speakers"] or {})
-    for key in ("speakers", "clips_per_emotion", "sample_rates"):
-        table = demo[key] or {}
-        for corpus in table:
-            if corpus not in CORPORA:
-                raise ParamsError(f"params.yaml: demo.{key} names unknown corpus {corpus!r}; use some of {list(CORPORA)}")
-        if sorted(table) != sorted(corpora):
-            raise ParamsError(f"params.yaml: demo.{key} lists {sorted(table)} but demo.speakers lists "
-                              f"{sorted(corpora)}; give every corpus all three values")
+    corpora = sorted(demo["speakers"] or {})
     if not corpora:
         raise ParamsError("params.yaml: demo.speakers is empty; give at least one corpus")
+    for key in ("speakers", "clips_per_emotion", "sample_rates"):
+        table = sorted(demo[key] or {})
+        if set(table) - set(CORPORA):
+            raise ParamsError(f"params.yaml: demo.{key} names unknown corpus {sorted(set(table) - set(CORPORA))[0]!r}; "
+                              f"use some of {list(CORPORA)}")
+        if table != corpora:
+            raise ParamsError(f"params.yaml: demo.{key} lists {table} but demo.speakers lists {corpora}; "
+                              "give every corpus all three values")
     for corpus in corpora:
         for key, lo, hi in (("speakers", 1, MAX_SPEAKERS[corpus]), ("clips_per_emotion", 1, MAX_CLIPS[corpus]),
                             ("sample_rates", 8000, 192000)):
@@ -272,18 +274,15 @@ def generate(*, out: str | Path, demo: Mapping[str, Any], seed: int, progress: b
     if out.exists():
         stray = sorted(p.name for p in out.iterdir() if p.name not in CORPORA)
         if not out.is_dir() or stray:
-            raise ParamsError(f"{out}: refusing to delete a folder that holds more than the demo corpora "
-                              f"(found {stray[:3]}); set demo.out to a new or demo-only folder")
+            raise FileExistsError(f"{out}: refusing to delete a folder that holds more than the demo corpora "
+                                  f"(found {stray[:3]}); set demo.out to a new or demo-only folder")
         shutil.rmtree(out)
     items = [(c, it) for c in demo["corpora"] for it in plan(
         c, n_speakers=demo["speakers"][c], clips=demo["clips_per_emotion"][c], seed=seed)]
-    voices: dict[tuple[str, str], tuple[float, float, np.ndarray]] = {}
     samples = 0.0
     for corpus, it in tqdm(items, desc="demo", unit="clip", disable=not progress):
-        if (corpus, it.speaker) not in voices:
-            voices[corpus, it.speaker] = speaker_voice(
-                sex=it.sex, rng=np.random.default_rng([seed, zlib.crc32(f"{corpus}/{it.speaker}".encode())]))
-        f0_hz, formant_scale, offsets = voices[corpus, it.speaker]
+        f0_hz, formant_scale, offsets = speaker_voice(  # cheap: a few draws from the speaker's seed
+            sex=it.sex, rng=np.random.default_rng([seed, zlib.crc32(f"{corpus}/{it.speaker}".encode())]))
         rng = np.random.default_rng([seed, zlib.crc32(it.path.encode())])
         style = clip_style(emotion=it.emotion, strength=it.strength, f0_hz=f0_hz,
                            formant_scale=formant_scale, offsets=offsets, rng=rng)

@@ -11,6 +11,7 @@ Run: ``python -m pipeline.evaluate --model cnn``.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_recall_fscore_support, roc_auc_score
+
+# TensorFlow's C++ logging repeats harmless notices every epoch; set TF_CPP_MIN_LOG_LEVEL=0 to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipeline import bundle as B, dataset, params as P
 

@@ -30,8 +30,12 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import functools
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
@@ -49,7 +53,8 @@ LOG_FLOOR = 1e-10          # power floor before log10: -100 dB
 ROLL_PERCENT = 0.85
 DELTA_WIDTH = 9
 ZC_THRESHOLD = 1e-10       # |y| at or below this counts as 0, as in librosa.zero_crossings
-_BLOCK_CLIPS = 32          # clips per internal block: bounds memory, keeps arrays cache-sized
+_BLOCK_CLIPS = 16          # clips per internal block: bounds memory, keeps arrays cache-sized
+_ROLL_BLOCK = 16           # frequency bins per block in the two-level roll-off search
 _TINY = np.finfo(np.float32).tiny
 
 
@@ -237,9 +242,29 @@ def _numbered(prefix: str, n: int) -> list[str]:
 @functools.lru_cache(maxsize=16)
 def _mel_bank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     """Slaney mel filter bank, shape (n_mels, 1 + n_fft // 2), float32 (``librosa.filters.mel``)."""
-    bank = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float32)
+    with warnings.catch_warnings():  # empty filters are reported by FeatureConfig as a ParamsError
+        warnings.simplefilter("ignore", UserWarning)
+        bank = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float32)
     bank.flags.writeable = False
     return bank
+
+
+def _chroma_bank(*, sr: int, n_fft: int, n_chroma: int) -> np.ndarray:
+    """Chroma filter bank (n_chroma, 1 + n_fft // 2), float32: ``librosa.filters.chroma`` with
+    tuning 0 and its defaults (ctroct 5, octwidth 2, norm 2, base_c), ported to NumPy because
+    librosa's version spends about 0.7 CPU-s compiling numba code on first use."""
+    frequencies = np.linspace(0, sr, n_fft, endpoint=False)[1:]
+    frqbins = n_chroma * np.log2(frequencies / (440.0 / 16))
+    frqbins = np.concatenate(([frqbins[0] - 1.5 * n_chroma], frqbins))
+    binwidthbins = np.concatenate((np.maximum(frqbins[1:] - frqbins[:-1], 1.0), [1]))
+    d = np.subtract.outer(frqbins, np.arange(0, n_chroma, dtype="d")).T
+    half = round(float(n_chroma) / 2)
+    d = np.remainder(d + half + 10 * n_chroma, n_chroma) - half
+    wts = np.exp(-0.5 * (2 * d / np.tile(binwidthbins, (n_chroma, 1))) ** 2)
+    wts /= np.maximum(np.sqrt(np.sum(wts ** 2, axis=0, keepdims=True)), np.finfo(np.float64).tiny)
+    wts *= np.tile(np.exp(-0.5 * (((frqbins / n_chroma - 5.0) / 2.0) ** 2)), (n_chroma, 1))
+    wts = np.roll(wts, -3 * (n_chroma // 12), axis=0)
+    return np.ascontiguousarray(wts[:, : 1 + n_fft // 2]).astype(np.float32)
 
 
 def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -249,31 +274,65 @@ def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Kernels:
-    window: np.ndarray       # (win_length,) periodic Hann
-    offset: int              # where the window starts inside an n_fft frame
-    bands: np.ndarray        # (F, n_mels + utterance.n_mels + n_chroma): every S -> band projection
+    window: np.ndarray       # (n_fft,) periodic Hann of win_length, zero-padded to the centre
+    bands: tuple             # (first, stop, lo, hi, weights (hi - lo, stop - first)) per group of
+                             # band columns: mel (seq), mel (utt), chroma; filters are zero outside lo:hi
+    n_bands: int             # n_mels + utterance.n_mels + n_chroma
     dct_seq: np.ndarray      # (n_mels, n_mfcc)
     dct_utt: np.ndarray      # (utterance.n_mels, utterance.n_mfcc)
-    moments: np.ndarray      # (F, 3): [1, f, f**2] for centroid and bandwidth
+    moments: np.ndarray      # (F rounded up to whole roll-off blocks, 3 + n_blocks): [1, f, f**2, block sums]
     freqs: np.ndarray        # (F,) Hz
 
 
 @functools.lru_cache(maxsize=8)
 def _kernels(config: FeatureConfig) -> _Kernels:
     u = config.utterance
-    chroma = librosa.filters.chroma(sr=config.sr, n_fft=config.n_fft, tuning=0.0, n_chroma=u.n_chroma)
+    chroma = _chroma_bank(sr=config.sr, n_fft=config.n_fft, n_chroma=u.n_chroma)
     bands = np.concatenate([_mel_bank(config.sr, config.n_fft, config.n_mels),
                             _mel_bank(config.sr, config.n_fft, u.n_mels), chroma]).T
     freqs = np.fft.rfftfreq(config.n_fft, d=1.0 / config.sr)
     return _Kernels(
-        window=scipy.signal.get_window("hann", config.win_length, fftbins=True).astype(np.float32),
-        offset=(config.n_fft - config.win_length) // 2,
-        bands=np.ascontiguousarray(bands, dtype=np.float32),
+        window=librosa.util.pad_center(scipy.signal.get_window("hann", config.win_length, fftbins=True),
+                                       size=config.n_fft).astype(np.float32),
+        bands=_band_groups(bands.astype(np.float32)),
+        n_bands=bands.shape[1],
         dct_seq=_dct_matrix(config.n_mels, config.n_mfcc),
         dct_utt=_dct_matrix(u.n_mels, u.n_mfcc),
-        moments=np.stack([np.ones_like(freqs), freqs, freqs**2], axis=1).astype(np.float32),
+        moments=_moments(freqs),
         freqs=freqs.astype(np.float32),
     )
+
+
+def _band_groups(bank: np.ndarray, *, width: int = 16) -> tuple:
+    """Split a (F, n_bands) filter bank into groups of ``width`` columns, each with the bin
+    range outside which all its filters are zero. Mel filters are narrow, so the grouped
+    product reads about a fifth of what a dense ``S @ bank`` does."""
+    groups = []
+    for first in range(0, bank.shape[1], width):
+        cols = bank[:, first:first + width]
+        rows = np.flatnonzero(np.any(cols != 0, axis=1))
+        lo, hi = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
+        groups.append((first, first + cols.shape[1], lo, hi, np.ascontiguousarray(cols[lo:hi])))
+    return tuple(groups)
+
+
+def _project(S: np.ndarray, *, kernels: _Kernels) -> np.ndarray:
+    """``S @ bank`` for a power spectrogram ``S`` (n, F): (n, n_bands) float32."""
+    out = np.empty((S.shape[0], kernels.n_bands), dtype=np.float32)
+    for first, stop, lo, hi, weights in kernels.bands:
+        np.matmul(S[:, lo:hi], weights, out=out[:, first:stop])
+    return out
+
+
+def _moments(freqs: np.ndarray) -> np.ndarray:
+    """(F padded to whole blocks, 3 + n_blocks) float32: columns 1, f, f**2, then one indicator
+    column per block of ``_ROLL_BLOCK`` bins; padding rows are zero."""
+    n_blocks = -(-len(freqs) // _ROLL_BLOCK)
+    m = np.zeros((n_blocks * _ROLL_BLOCK, 3 + n_blocks))
+    m[:len(freqs), :3] = np.stack([np.ones_like(freqs), freqs, freqs**2], axis=1)
+    for b in range(n_blocks):
+        m[b * _ROLL_BLOCK:(b + 1) * _ROLL_BLOCK, 3 + b] = 1.0
+    return m.astype(np.float32)
 
 
 # -- waveform preparation ----------------------------------------------------------------------
@@ -320,9 +379,12 @@ def prepare(y: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, int]:
 
 
 def n_valid_frames(n_valid: int | np.ndarray, *, config: FeatureConfig) -> np.ndarray | int:
-    """Frames (``center=True``) that hold real audio for ``n_valid`` samples: the frame count
-    ``librosa.stft`` gives for the unpadded clip, 0 for no samples, at most ``config.n_frames``
-    (computed from ``config.n_samples`` when called for the full clip)."""
+    """Frames that hold real audio when a clip has ``n_valid`` samples (int or int array).
+
+    The frame count ``librosa.stft(center=True)`` gives for the unpadded clip
+    (``1 + n_valid // hop_length`` for even ``n_fft``), and 0 for no samples; for
+    ``n_valid = config.n_samples`` it is ``config.n_frames``.
+    """
     n = np.asarray(n_valid, dtype=np.int64)
     half = config.n_fft // 2
     frames = np.where(n > 0, 1 + (n + 2 * half - config.n_fft) // config.hop_length, 0)
@@ -350,6 +412,14 @@ def extract(Y: np.ndarray, n_valid: np.ndarray, *, config: FeatureConfig) -> dic
         ``"utterance"``: float32 (batch, len(config.utterance_names())), averaged over the
         first ``n_frames`` frames only; ``"n_frames"``: int32 (batch,), frames that hold real
         audio. Every value is finite, also for silent or all-padding clips.
+
+    Notes
+    -----
+    Clips are processed in blocks of 16, so memory is bounded whatever the batch size.
+    Two process-wide settings keep the CPU cost down: BLAS runs on one thread while
+    ``extract`` runs (restored afterwards), and on glibc freed memory is kept for reuse
+    (set once; see ``_keep_freed_memory``). Results do not depend on the batch beyond
+    float32 rounding.
     """
     Y = np.asarray(Y, dtype=np.float32)
     if Y.ndim != 2 or Y.shape[1] != config.n_samples:
@@ -361,13 +431,50 @@ def extract(Y: np.ndarray, n_valid: np.ndarray, *, config: FeatureConfig) -> dic
     n_frames = np.minimum(n_valid_frames(n_valid, config=config), config.n_frames).astype(np.int32)
     if not np.all(np.isfinite(Y)):
         raise ValueError("clips contain NaN or inf samples; check the decoder output")
+    _keep_freed_memory()
     sequence = np.empty((len(Y), config.n_frames, len(config.sequence_names())), dtype=np.float32)
     utterance = np.empty((len(Y), len(config.utterance_names())), dtype=np.float32)
-    for start in range(0, len(Y), _BLOCK_CLIPS):
-        stop = start + _BLOCK_CLIPS
-        _extract_block(Y[start:stop], n_frames[start:stop], config=config,
-                       sequence=sequence[start:stop], utterance=utterance[start:stop])
+    with _one_blas_thread():
+        for start in range(0, len(Y), _BLOCK_CLIPS):
+            stop = start + _BLOCK_CLIPS
+            _extract_block(Y[start:stop], n_frames[start:stop], config=config,
+                           sequence=sequence[start:stop], utterance=utterance[start:stop])
     return {"sequence": sequence, "utterance": utterance, "n_frames": n_frames}
+
+
+@functools.lru_cache(maxsize=1)
+def _keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
+
+    Each block allocates and frees a few tens of MB of temporaries; with glibc's defaults
+    they are unmapped or trimmed after every block and page-faulted back in by the next,
+    which costs about as much CPU as the features themselves. Process-wide, set once:
+    arrays up to 32 MB come from the heap, and freed heap is not trimmed. Returns False
+    (and changes nothing) where mallopt is not available.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3            # from glibc's <malloc.h>
+        return bool(libc.mallopt(m_trim_threshold, 1 << 30) and libc.mallopt(m_mmap_threshold, 32 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it BLAS keeps its own thread count
+        return None
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager:
+    """Run the (small) matrix products on one BLAS thread: extra OpenBLAS threads spin and
+    cost more CPU than they save here; parallelism comes from worker processes instead.
+    The limit is process-wide while :func:`extract` runs and restored afterwards."""
+    controller = _blas_controller()
+    return controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext()
 
 
 def power_spectrogram(Y: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
@@ -387,11 +494,8 @@ def power_spectrogram(Y: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     padded = np.zeros((len(Y), n + 2 * half), dtype=np.float32)
     padded[:, half:half + n] = Y
     n_frames = 1 + (n + 2 * half - config.n_fft) // config.hop_length
-    # Only the win_length samples under the window are framed; rfft zero-fills to n_fft.
-    # That circularly shifts each frame by k.offset, which changes the phase only, not |X|.
-    frames = np.lib.stride_tricks.sliding_window_view(padded[:, k.offset:], config.win_length, axis=1)
-    frames = frames[:, ::config.hop_length][:, :n_frames] * k.window
-    X = scipy.fft.rfft(frames, n=config.n_fft, axis=-1)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft, axis=1)
+    X = scipy.fft.rfft(frames[:, ::config.hop_length][:, :n_frames] * k.window, axis=-1, overwrite_x=True)
     S = X.real**2
     S += X.imag**2
     return S
@@ -403,7 +507,7 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
     k, u = _kernels(config), config.utterance
     S = power_spectrogram(Y, config=config)                       # (B, T, F)
     B, T, F = S.shape
-    bands = (S.reshape(B * T, F) @ k.bands).reshape(B, T, -1)     # mel (seq), mel (utt), chroma
+    bands = _project(S.reshape(B * T, F), kernels=k).reshape(B, T, -1)  # mel (seq), mel (utt), chroma
     mel = bands[..., :config.n_mels]
     mel_u = bands[..., config.n_mels:config.n_mels + u.n_mels]
     chroma = bands[..., config.n_mels + u.n_mels:]
@@ -437,16 +541,10 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
 
     mfcc_u = _log_power(mel_u) @ k.dct_utt
     mfcc_mean = mean(mfcc_u)
-    chroma = chroma / np.where(chroma.max(axis=-1, keepdims=True) < _TINY, 1.0,
-                               chroma.max(axis=-1, keepdims=True))
-    mag = np.sqrt(S)
-    m0, m1, m2 = np.moveaxis((mag.reshape(B * T, F) @ k.moments).reshape(B, T, 3), -1, 0)
-    ok = m0 >= _TINY
-    centroid = np.where(ok, m1 / np.where(ok, m0, 1.0), 0.0)
-    bandwidth = np.where(ok, np.sqrt(np.maximum(m2 / np.where(ok, m0, 1.0) - centroid**2, 0.0)), 0.0)
-    cum = np.cumsum(mag, axis=-1)
-    rolloff = k.freqs[np.minimum((cum < ROLL_PERCENT * cum[..., -1:]).sum(axis=-1), F - 1)]
-    scalars = np.stack([centroid, rolloff, bandwidth, zcr, rms], axis=-1).astype(np.float32)
+    peak = chroma.max(axis=-1, keepdims=True)                    # chroma_stft: each frame's max -> 1
+    chroma = chroma / np.where(peak < _TINY, 1.0, peak)
+    centroid, bandwidth, rolloff = _spectral_shape(S.reshape(B * T, F), kernels=k)
+    scalars = np.stack([x.reshape(B, T) for x in (centroid, rolloff, bandwidth)] + [zcr, rms], axis=-1)
     parts = [mfcc_mean]
     if u.std:
         dev = (mfcc_u - mfcc_mean[:, None, :]) * mask[..., None]
@@ -455,28 +553,70 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
     utterance[:] = np.concatenate(parts, axis=1)
 
 
+def _spectral_shape(S: np.ndarray, *, kernels: _Kernels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spectral centroid, bandwidth (p=2) and roll-off (0.85) in Hz of each row of ``S``
+    (power, shape (n, F)), from the magnitude ``sqrt(S)`` as ``librosa.feature.spectral_*``.
+
+    One skinny matmul gives, per frame, the magnitude sum, first and second frequency
+    moments and the sums over blocks of ``_ROLL_BLOCK`` bins; roll-off then only runs a
+    cumulative sum inside the one block where the 85 % point falls.
+    """
+    n, F = S.shape
+    width = kernels.moments.shape[0]                              # F rounded up to whole blocks
+    mag = np.zeros((n, width), dtype=np.float32)
+    np.sqrt(S, out=mag[:, :F])
+    sums = mag @ kernels.moments                                  # (n, 3 + n_blocks)
+    m0, m1, m2, blocks = sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3:]
+    ok = m0 >= _TINY                                              # librosa leaves all-zero frames at 0
+    safe = np.where(ok, m0, 1.0)
+    centroid = np.where(ok, m1 / safe, 0.0)
+    bandwidth = np.where(ok, np.sqrt(np.maximum(m2 / safe - centroid**2, 0.0)), 0.0)
+    # roll-off: first bin where the running sum reaches ROLL_PERCENT of the total
+    running = np.cumsum(blocks, axis=1)
+    threshold = ROLL_PERCENT * running[:, -1:]
+    block = np.minimum((running < threshold).sum(axis=1), blocks.shape[1] - 1)
+    before = np.where(block > 0, np.take_along_axis(running, np.maximum(block - 1, 0)[:, None], axis=1)[:, 0], 0.0)
+    inside = np.take_along_axis(mag.reshape(n, -1, _ROLL_BLOCK), block[:, None, None], axis=1)[:, 0, :]
+    within = ((before[:, None] + np.cumsum(inside, axis=1)) < threshold).sum(axis=1)
+    rolloff = kernels.freqs[np.minimum(block * _ROLL_BLOCK + within, F - 1)]
+    return centroid.astype(np.float32), bandwidth.astype(np.float32), rolloff
+
+
 def _log_power(x: np.ndarray) -> np.ndarray:
-    """``10 * log10(max(x, 1e-10))``: absolute dB, floor -100 dB."""
-    return 10.0 * np.log10(np.maximum(x, np.float32(LOG_FLOOR)))
+    """``10 * log10(max(x, 1e-10))``: absolute dB, floor exactly -100 dB."""
+    out = np.log10(np.maximum(x, np.float32(LOG_FLOOR)))
+    out *= 10.0
+    return np.maximum(out, np.float32(10.0 * np.log10(LOG_FLOOR)), out=out)
 
 
 def _zcr_rms(Y: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame zero-crossing rate and RMS over ``n_fft``-sample frames centred on
-    ``t * hop_length``, from running sums (O(n), no framing).
+    ``t * hop_length``, from running sums (no framing).
 
     Equal to ``librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop_length)``
     (edge padding) and ``librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop_length)``
     (zero padding). Returns two float32 arrays of shape (batch, n_frames).
     """
     B, n = Y.shape
-    T = 1 + (n + 2 * (config.n_fft // 2) - config.n_fft) // config.hop_length
-    lo = np.arange(T) * config.hop_length - config.n_fft // 2     # first sample of each frame
+    half = config.n_fft // 2
+    T = 1 + (n + 2 * half - config.n_fft) // config.hop_length
+    lo = np.arange(T) * config.hop_length - half                 # first sample of each frame
     hi = lo + config.n_fft                                       # one past its last sample
-    signs = np.signbit(np.where(np.abs(Y) <= ZC_THRESHOLD, np.float32(0), Y))
-    crossings = np.zeros((B, n), dtype=np.int32)                 # crossings[:, j]: in y[1..j]
-    np.cumsum(signs[:, 1:] != signs[:, :-1], axis=1, out=crossings[:, 1:])
-    zc = crossings[:, np.clip(hi - 1, 0, n - 1)] - crossings[:, np.clip(lo, 0, n - 1)]
-    energy = np.zeros((B, n + 1), dtype=np.float64)              # energy[:, j]: sum y[:j]**2
-    np.cumsum(np.square(Y, dtype=np.float64), axis=1, out=energy[:, 1:])
-    power = (energy[:, np.clip(hi, 0, n)] - energy[:, np.clip(lo, 0, n)]) / config.n_fft
+    # Frame edges fall on multiples of g, so running sums over g-sample blocks are enough.
+    g = math.gcd(config.hop_length, half, config.n_fft)
+    nb = -(-n // g)
+    negative = Y < -ZC_THRESHOLD                                 # |y| <= threshold counts as 0 (positive)
+    crossed = np.zeros((B, nb * g), dtype=bool)                  # crossed[:, j]: sign of y[j-1] != y[j]
+    np.not_equal(negative[:, 1:], negative[:, :-1], out=crossed[:, 1:n])
+    squares = np.zeros((B, nb * g), dtype=np.float32)
+    np.square(Y, out=squares[:, :n])
+    zc_run = np.zeros((B, nb + 1), dtype=np.int32)
+    np.cumsum(crossed.reshape(B, nb, g).sum(axis=-1, dtype=np.int32), axis=1, out=zc_run[:, 1:])
+    energy_run = np.zeros((B, nb + 1), dtype=np.float64)
+    np.cumsum(squares.reshape(B, nb, g).sum(axis=-1, dtype=np.float64), axis=1, out=energy_run[:, 1:])
+    a, b = np.clip(lo, 0, nb * g) // g, np.clip(hi, 0, nb * g) // g
+    # pairs inside a frame are (j-1, j) for lo < j < hi: drop the pair that straddles its first sample
+    first = np.where((lo >= 0) & (lo < n), crossed[:, np.clip(lo, 0, n - 1)], False)
+    zc = zc_run[:, b] - zc_run[:, a] - first
+    power = (energy_run[:, b] - energy_run[:, a]) / config.n_fft
     return (zc / config.n_fft).astype(np.float32), np.sqrt(np.maximum(power, 0.0)).astype(np.float32)

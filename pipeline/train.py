@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# TensorFlow's C++ logging repeats harmless notices every epoch; set TF_CPP_MIN_LOG_LEVEL=0 to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 from pipeline import bundle as B, dataset, params as P
 from pipeline.split import check_disjoint
 
@@ -65,13 +68,19 @@ def uar(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
 
 
-def configure_determinism(seed: int) -> None:
-    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+def configure_determinism(seed: int, *, threads: int) -> None:
+    """Seed Python, NumPy and TensorFlow, turn on op determinism and fix the thread counts
+    (bitwise results depend on them), so the same params give the same model."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised in this process (e.g. a second fit in tests)
+        pass
 
 
 def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_train, y_train, x_val, y_val,
@@ -81,7 +90,7 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
 
     from pipeline.models import build
 
-    configure_determinism(seed)
+    configure_determinism(seed, threads=int(train_cfg.get("threads", 2)))
     model = build(model_name, input_shape=x_train.shape[1:], num_classes=len(labels), params=model_params)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -116,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     params = P.load()
     seed = int(P.require(params, "base.seed"))
     cfg = P.require(params, "train")
-    from pipeline.models import BUILDERS, input_kind
+    from pipeline.models import BUILDERS, check_params, input_kind
     name = P.choice(args.model, key="--model", valid=BUILDERS)
-    model_params = P.require(params, f"models.{name}")
+    model_params = check_params(name, P.require(params, f"models.{name}"))
     P.choice(cfg["class_weight"], key="train.class_weight", valid=("balanced", "none"))
     for key in ("epochs", "batch_size", "learning_rate"):
         P.positive(cfg[key], key=f"train.{key}")

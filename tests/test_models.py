@@ -61,7 +61,8 @@ def test_registry_and_schemas_agree_with_params_yaml():
 @pytest.mark.parametrize("name", sorted(models.BUILDERS))
 def test_params_yaml_defaults_build(name):
     params = load(ROOT / "params.yaml")["models"][name]
-    assert_probabilities(build(name, params), batch(SEQUENCE if models.input_kind(name, params) == "sequence" else UTTERANCE))
+    model = build(name, params)
+    assert_probabilities(model, batch(model.input_shape[1:]))
 
 
 @pytest.mark.parametrize("kind, shape", [("sequence", SEQUENCE), ("utterance", UTTERANCE)])
@@ -187,14 +188,20 @@ def test_keras_round_trip(tmp_path, name, params):
 
 # --- determinism ------------------------------------------------------------------------
 
-def fit_weights(name: str, params: dict, *, seed: int) -> list[np.ndarray]:
+def fit_weights(name: str, params: dict, *, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Seed, build and fit a few steps; return (initial, fitted) weights."""
     keras.utils.set_random_seed(seed)
     model = build(name, params)
+    initial = model.get_weights()
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     x = batch(model.input_shape[1:], n=24, seed=1)
     y = np.random.default_rng(2).integers(0, NUM_CLASSES, len(x))
     model.fit(x, y, batch_size=8, epochs=2, shuffle=True, verbose=0)   # dropout + shuffling
-    return model.get_weights()
+    return initial, model.get_weights()
+
+
+def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
 
 
 @pytest.fixture
@@ -212,8 +219,9 @@ def op_determinism():
 @pytest.mark.parametrize("name, params", [("cnn", tiny("cnn")),
                                           ("cnn_lstm", tiny("cnn_lstm", pooling="attention"))])
 def test_seeded_fit_is_deterministic(name, params):
-    first = fit_weights(name, params, seed=7)
-    second = fit_weights(name, params, seed=7)
-    other = fit_weights(name, params, seed=8)
-    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
-    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+    initial, first = fit_weights(name, params, seed=7)
+    _, second = fit_weights(name, params, seed=7)
+    assert same(first, second)
+    assert not same(initial, first)                       # the fit did change the weights
+    keras.utils.set_random_seed(8)
+    assert not same(initial, build(name, params).get_weights())   # and the seed matters

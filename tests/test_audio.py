@@ -1,0 +1,201 @@
+"""Tests for pipeline.audio: decoding by content, every broken-file case named in the error,
+mono/resampling, levels and loudness normalisation. Synthetic files are written to tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipeline import audio
+from pipeline.audio import AudioError
+
+SR = 16000
+
+
+def tone(*, sr: int = SR, seconds: float = 1.0, hz: float = 440.0, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(round(sr * seconds))) / sr
+    return (amp * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def write(path: Path, y: np.ndarray, *, sr: int = SR, **kwargs) -> Path:
+    sf.write(path, y, sr, **kwargs)
+    return path
+
+
+def dominant_hz(y: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.fft.rfftfreq(len(y), 1 / sr)[spectrum.argmax()])
+
+
+# -- decoding ----------------------------------------------------------------------------------
+def test_read_mono_wav(tmp_path):
+    path = write(tmp_path / "a.wav", tone())
+    y, sr = audio.read(path)
+    assert (y.shape, y.dtype, sr) == ((SR, 1), np.float32, SR)
+    i = audio.info(path)
+    assert (i.frames, i.sample_rate, i.channels, i.format, i.subtype) == (SR, SR, 1, "WAV", "PCM_16")
+    assert i.duration_s == pytest.approx(1.0)
+
+
+def test_stereo_is_read_as_two_channels_and_mixed_down(tmp_path):
+    left, right = tone(hz=440.0), tone(hz=440.0, amp=0.1)
+    path = write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), subtype="FLOAT")
+    y, _ = audio.read(path)
+    assert y.shape == (SR, 2)
+    np.testing.assert_allclose(audio.to_mono(y), (left + right) / 2, atol=1e-6)
+    assert audio.load(path, sr=SR).shape == (SR,)
+
+
+@pytest.mark.parametrize("container", ["FLAC", "OGG", "MP3"])
+def test_file_is_decoded_by_content_not_by_name(tmp_path, container):
+    if container not in sf.available_formats():
+        pytest.skip(f"libsndfile here cannot write {container}")
+    path = write(tmp_path / "really_not_a.wav", tone(), format=container)
+    assert audio.info(path).format == container
+    y = audio.load(path, sr=SR)
+    assert abs(len(y) - SR) < 0.01 * SR
+    assert dominant_hz(y, SR) == pytest.approx(440.0, abs=2.0)
+
+
+@pytest.mark.parametrize("file_sr", [8000, 11025, 22050, 24414, 44100, 48000])
+def test_unusual_sample_rates_are_resampled(tmp_path, file_sr):
+    path = write(tmp_path / f"sr{file_sr}.wav", tone(sr=file_sr, seconds=0.5), sr=file_sr)
+    assert audio.info(path).sample_rate == file_sr
+    y = audio.load(path, sr=SR)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert len(y) == pytest.approx(SR * 0.5, abs=2)
+    assert dominant_hz(y, SR) == pytest.approx(440.0, abs=3.0)
+
+
+def test_resample_is_identity_for_equal_rates():
+    y = tone()
+    assert audio.resample(y, orig_sr=SR, target_sr=SR) is y
+    assert audio.resample(y, orig_sr=SR, target_sr=8000).shape == (SR // 2,)
+
+
+# -- broken files: every message names the file and the problem ---------------------------------
+def test_non_audio_bytes_named_wav(tmp_path):
+    path = tmp_path / "text.wav"
+    path.write_text("this is not audio, just text with a .wav name")
+    with pytest.raises(AudioError, match=r"text\.wav: not audio"):
+        audio.read(path)
+    with pytest.raises(AudioError, match=r"text\.wav: not audio"):
+        audio.info(path)
+
+
+def test_zero_length_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty\.wav: zero-length file"):
+        audio.read(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AudioError, match=r"nothere\.wav: file not found"):
+        audio.load(tmp_path / "nothere.wav", sr=SR)
+
+
+def test_wav_with_zero_frames(tmp_path):
+    path = write(tmp_path / "noframes.wav", np.zeros(0, np.float32))
+    with pytest.raises(AudioError, match=r"noframes\.wav: no audio frames"):
+        audio.read(path)
+
+
+def truncate(path: Path, *, keep: float | int) -> Path:
+    data = path.read_bytes()
+    n = keep if isinstance(keep, int) else int(len(data) * keep)
+    out = path.with_name("cut_" + path.name)
+    out.write_bytes(data[:n])
+    return out
+
+
+def test_truncated_wav_data(tmp_path):
+    path = truncate(write(tmp_path / "a.wav", tone()), keep=0.5)
+    with pytest.raises(AudioError, match=r"cut_a\.wav: truncated: header says 16000 frames, decoded \d+"):
+        audio.read(path)
+
+
+def test_wav_header_without_data(tmp_path):
+    path = truncate(write(tmp_path / "a.wav", tone()), keep=44)
+    with pytest.raises(AudioError, match=r"cut_a\.wav: truncated: header says 16000 frames, decoded 0"):
+        audio.read(path)
+
+
+def test_truncated_wav_header(tmp_path):
+    path = truncate(write(tmp_path / "a.wav", tone()), keep=20)
+    with pytest.raises(AudioError, match=r"cut_a\.wav: not audio .*Malformed"):
+        audio.read(path)
+
+
+def test_truncated_aiff(tmp_path):
+    path = truncate(write(tmp_path / "a.aiff", tone()), keep=0.5)
+    with pytest.raises(AudioError, match=r"cut_a\.aiff: truncated: header says 16000 frames"):
+        audio.read(path)
+
+
+def test_truncated_flac(tmp_path):
+    path = truncate(write(tmp_path / "a.flac", tone(seconds=2.0)), keep=0.5)
+    with pytest.raises(AudioError, match=r"cut_a\.flac: truncated.*header says 32000 frames, decoded \d+"):
+        audio.read(path)
+
+
+def test_truncated_mp3(tmp_path):
+    if "MP3" not in sf.available_formats():
+        pytest.skip("libsndfile here cannot write MP3")
+    path = truncate(write(tmp_path / "a.mp3", tone(seconds=2.0)), keep=0.5)
+    with pytest.raises(AudioError, match=r"cut_a\.mp3: truncated: header says 32000 frames"):
+        audio.read(path)
+
+
+def test_error_is_a_value_error():
+    assert issubclass(AudioError, ValueError)
+
+
+# -- levels ------------------------------------------------------------------------------------
+def test_silent_file_has_minus_inf_levels_and_is_left_alone(tmp_path):
+    y = audio.load(write(tmp_path / "silence.wav", np.zeros(SR, np.float32)), sr=SR)
+    assert audio.peak_dbfs(y) == -np.inf
+    assert audio.rms_dbfs(y) == -np.inf
+    for mode in audio.LOUDNESS_MODES:
+        np.testing.assert_array_equal(audio.normalize_loudness(y, mode=mode, target_dbfs=-20.0), y)
+
+
+def test_levels_of_a_full_scale_sine():
+    y = tone(amp=1.0, hz=1000.0)
+    assert audio.peak_dbfs(y) == pytest.approx(0.0, abs=1e-3)
+    assert audio.rms_dbfs(y) == pytest.approx(-3.0103, abs=1e-3)
+
+
+@pytest.mark.parametrize("mode, target", [("peak", -6.0), ("rms", -23.0)])
+def test_normalize_loudness_hits_target(mode, target):
+    y = audio.normalize_loudness(tone(amp=0.01), mode=mode, target_dbfs=target)
+    level = audio.peak_dbfs(y) if mode == "peak" else audio.rms_dbfs(y)
+    assert level == pytest.approx(target, abs=1e-3)
+    assert y.dtype == np.float32
+
+
+def test_rms_normalisation_never_clips_a_peaky_clip():
+    y = np.zeros(SR, np.float32)
+    y[100] = 0.5                                        # one click: RMS far below its peak
+    out = audio.normalize_loudness(y, mode="rms", target_dbfs=-10.0)
+    assert np.max(np.abs(out)) == pytest.approx(1.0)    # scaled down to full scale, not clipped
+    assert audio.rms_dbfs(out) < -10.0
+
+
+def test_normalize_loudness_rejects_unknown_mode():
+    with pytest.raises(ValueError, match=r"'loud' is not valid; choose one of \['none', 'peak', 'rms'\]"):
+        audio.normalize_loudness(tone(), mode="loud", target_dbfs=-20.0)
+
+
+# -- the real sample, when present ---------------------------------------------------------------
+def test_real_sample_decodes(sample_dir):
+    paths = sorted(sample_dir.rglob("*.wav"))
+    picked = [p for corpus in sorted({p.relative_to(sample_dir).parts[0] for p in paths})
+              for p in [q for q in paths if q.relative_to(sample_dir).parts[0] == corpus][:3]]
+    assert picked
+    for path in picked:
+        y = audio.load(path, sr=SR)
+        assert y.dtype == np.float32 and y.ndim == 1 and len(y) > SR // 2
+        assert np.isfinite(y).all() and audio.peak_dbfs(y) > -40.0

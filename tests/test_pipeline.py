@@ -1,0 +1,100 @@
+"""End to end, in a temporary copy of the repo: `dvc repro` on a tiny demo, caching that
+follows how users work, `dvc exp run -S ...`, and `dvc metrics diff`."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "demo": {"speakers": {"ravdess": 4, "tess": 2, "savee": 4, "cremad": 4, "emodb": 4},
+             "clips_per_emotion": {"ravdess": 1, "tess": 2, "savee": 2, "cremad": 1, "emodb": 1},
+             "duration_s": [1.0, 1.4]},
+    "augment": {"copies": 1},
+    "features": {"seconds": 1.0, "n_mels": 32, "n_mfcc": 13},
+    "models": {"cnn": {"filters": [8], "dense": [8]},
+               "cnn_lstm": {"filters": [8], "lstm_units": 8, "dense": [8]}},
+    "train": {"epochs": 2, "batch_size": 16, "early_stopping_patience": 2},
+}
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    for k, v in new.items():
+        base[k] = deep_update(dict(base.get(k) or {}), v) if isinstance(v, dict) else v
+    return base
+
+
+def sh(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    dst = tmp_path_factory.mktemp("e2e") / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file() and not f.startswith(("metrics/", "plots/", "dvclive/")) and f != "dvc.lock":
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    (dst / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY), sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "DVC_NO_ANALYTICS": "1"}
+    sh("git", "init", "-q", "-b", "main", cwd=dst, env=env)
+    sh("git", "add", "-A", cwd=dst, env=env)
+    sh("git", "commit", "-qm", "tiny", cwd=dst, env=env)
+    return dst, env
+
+
+def dvc(repo, *args):
+    dst, env = repo
+    return sh(sys.executable, "-m", "dvc", *args, cwd=dst, env=env)
+
+
+def test_repro_then_experiment_then_metrics_diff(repo):
+    dst, env = repo
+    dvc(repo, "repro")
+    for model in ("cnn", "cnn_lstm"):
+        metrics = json.loads((dst / "metrics" / f"{model}.json").read_text())
+        assert {"accuracy", "uar", "macro_f1", "roc_auc", "per_class", "per_corpus"} <= set(metrics)
+        assert (dst / "models" / model / "model.keras").is_file()
+        assert (dst / "plots" / model / "confusion.csv").is_file()
+    assert "up to date" in dvc(repo, "status").stdout
+    sh("git", "add", "-A", cwd=dst, env=env)
+    sh("git", "commit", "-qm", "repro", cwd=dst, env=env)
+
+    # A training param invalidates training and evaluation only, never augmentation or features.
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["train"]["learning_rate"] = 0.002
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = set(json.loads(dvc(repo, "status", "--json").stdout))
+    assert changed == {"train@cnn", "train@cnn_lstm", "evaluate@cnn", "evaluate@cnn_lstm"}, changed
+    sh("git", "checkout", "params.yaml", cwd=dst, env=env)
+
+    # A feature param re-extracts features but does not re-augment.
+    params["train"]["learning_rate"] = yaml.safe_load((dst / "params.yaml").read_text())["train"]["learning_rate"]
+    params["features"]["n_mfcc"] = 12
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = set(json.loads(dvc(repo, "status", "--json").stdout))
+    assert not any(s.startswith(("augment", "ingest", "split", "demo")) for s in changed), changed
+    assert {f"features@{c}" for c in ("ravdess", "tess", "savee", "cremad", "emodb")} <= changed
+    sh("git", "checkout", "params.yaml", cwd=dst, env=env)
+
+    out = dvc(repo, "exp", "run", "-S", "train.epochs=1").stdout
+    assert "Running stage 'train@cnn'" in out and "Running stage 'features@" not in out and "augment@" not in out
+    shown = dvc(repo, "exp", "show", "--json").stdout
+    assert "train.epochs" in shown
+    diff = dvc(repo, "metrics", "diff", "--json").stdout
+    assert "metrics/cnn.json" in diff or diff.strip() in ("{}", "")
+    dvc(repo, "metrics", "show")
