@@ -1,0 +1,101 @@
+"""Augmentation: training clips only, provenance kept, seeded to the byte."""
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import yaml
+
+from pipeline import augment
+from pipeline.params import ParamsError
+
+SR = 16000
+CFG = {"out": "aug", "copies": 2, "workers": 1,
+       "noise": {"p": 1.0, "min_snr_db": 10.0, "max_snr_db": 20.0, "colour": "white"},
+       "time_stretch": {"p": 0.5, "min_rate": 0.9, "max_rate": 1.1},
+       "pitch_shift": {"p": 0.5, "min_semitones": -2.0, "max_semitones": 2.0},
+       "time_shift": {"p": 0.5, "max_fraction": 0.1}}
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, part in enumerate(["train", "train", "train", "val", "test"]):
+        y = 0.3 * np.sin(2 * np.pi * (150 + 20 * i) * np.arange(SR) / SR) + 0.01 * rng.standard_normal(SR)
+        path = tmp_path / f"clip{i}.wav"
+        sf.write(path, y.astype(np.float32), SR)
+        rows.append({"clip_id": f"emodb:clip{i}", "path": str(path), "corpus": "emodb", "speaker": f"emodb:{i % 3}",
+                     "gender": "male", "emotion": "sad", "label": "sad", "split": part})
+    (tmp_path / "interim" / "splits").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "interim" / "splits" / "emodb.csv", index=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"base": {"seed": 7, "sample_rate": SR}, "data": {"interim": "interim"}, "augment": CFG}))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def digests(folder):
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.flac"))}
+
+
+def test_only_training_clips_are_augmented_with_provenance(project):
+    assert augment.main(["--corpus", "emodb"]) == 0
+    table = pd.read_csv(project / "aug" / "emodb" / "augmented.csv")
+    assert len(table) == 3 * 2
+    assert set(table.source_id) == {"emodb:clip0", "emodb:clip1", "emodb:clip2"}
+    assert (table.split == "train").all()
+    source = pd.read_csv(project / "interim" / "splits" / "emodb.csv").set_index("clip_id")
+    for row in table.itertuples():
+        assert row.clip_id.startswith(row.source_id + "#aug")
+        assert row.speaker == source.loc[row.source_id, "speaker"] and row.label == source.loc[row.source_id, "label"]
+    assert "AddGaussianSNR" in " ".join(table.applied)  # p=1: noise is always applied
+    assert len(digests(project / "aug" / "emodb")) == 6
+
+
+def test_same_seed_same_bytes_other_seed_differs(project):
+    augment.main(["--corpus", "emodb"])
+    first = digests(project / "aug" / "emodb")
+    augment.main(["--corpus", "emodb"])
+    assert digests(project / "aug" / "emodb") == first
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["base"]["seed"] = 8
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    augment.main(["--corpus", "emodb"])
+    assert digests(project / "aug" / "emodb") != first
+
+
+def test_copies_zero_turns_augmentation_off(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["augment"]["copies"] = 0
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    assert augment.main(["--corpus", "emodb"]) == 0
+    assert pd.read_csv(project / "aug" / "emodb" / "augmented.csv").empty
+
+
+def test_augment_clip_is_a_function_of_seed_clip_and_copy():
+    y = (0.3 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)).astype(np.float32)
+    aug = augment.build_augmenter(CFG)
+    a, _ = augment.augment_clip(y, sr=SR, augmenter=aug, seed=1, clip_id="x", copy=1)
+    b, _ = augment.augment_clip(y, sr=SR, augmenter=aug, seed=1, clip_id="x", copy=1)
+    c, _ = augment.augment_clip(y, sr=SR, augmenter=aug, seed=1, clip_id="x", copy=2)
+    assert np.array_equal(a, b) and not (len(a) == len(c) and np.array_equal(a, c))
+    assert np.abs(a).max() <= 1.0
+
+
+@pytest.mark.parametrize("colour", ["pink", "brown"])
+def test_coloured_noise(colour):
+    cfg = {**CFG, "noise": {**CFG["noise"], "colour": colour}}
+    y = np.zeros(SR, np.float32) + 0.1
+    out, applied = augment.augment_clip(y, sr=SR, augmenter=augment.build_augmenter(cfg), seed=0, clip_id="x", copy=1)
+    assert "AddColorNoise" in applied and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"noise": {**CFG["noise"], "colour": "purple"}}, "augment.noise.colour='purple' is not valid"),
+    ({"pitch_shift": {**CFG["pitch_shift"], "p": 2}}, r"augment.pitch_shift.p=2 must be a probability"),
+])
+def test_bad_params_are_refused(change, match):
+    with pytest.raises(ParamsError, match=match):
+        augment.build_augmenter({**CFG, **change})

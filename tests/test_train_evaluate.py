@@ -1,0 +1,108 @@
+"""Training and evaluation: beats chance, deterministic, leakage refused, metric keys and UAR."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+from pipeline import bundle as B
+from pipeline.evaluate import LeakageError, check_unseen, compute_metrics
+from pipeline.train import class_weights, fit, training_rows
+
+LABELS = ["angry", "happy", "sad"]
+TINY_CNN = {"input": "sequence", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [8]}
+TRAIN = {"epochs": 8, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced",
+         "early_stopping_patience": 8, "reduce_lr_patience": 4, "reduce_lr_factor": 0.5, "threads": 2}
+
+
+def toy_set(n_per_class: int, *, seed: int, frames: int = 20, features: int = 6):
+    """Sequences whose class shifts the mean of one feature band, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(len(LABELS)), n_per_class)
+    x = rng.standard_normal((len(y), frames, features)).astype(np.float32)
+    x[np.arange(len(y)), :, y] += 1.5
+    return x, y
+
+
+def test_training_beats_chance_and_is_deterministic():
+    x, y = toy_set(30, seed=0)
+    xv, yv = toy_set(10, seed=1)
+    xt, yt = toy_set(20, seed=2)
+    runs = []
+    for _ in range(2):
+        model, history = fit(model_name="cnn", model_params=TINY_CNN, train_cfg=TRAIN, seed=3, x_train=x, y_train=y,
+                             x_val=xv, y_val=yv, labels=LABELS)
+        proba = model.predict(xt, verbose=0)
+        runs.append(compute_metrics(yt, proba, labels=LABELS, corpus=["toy"] * len(yt)))
+    assert runs[0]["uar"] > 1 / len(LABELS) + 0.3, runs[0]
+    assert runs[0] == runs[1]  # same seed, same metrics
+    assert "val_uar" in history
+
+
+def test_metrics_have_every_documented_key_and_uar_is_balanced_accuracy():
+    rng = np.random.default_rng(0)
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2])
+    proba = rng.dirichlet(np.ones(3), size=len(y_true))
+    corpus = ["a"] * 6 + ["b"] * 6
+    m = compute_metrics(y_true, proba, labels=LABELS, corpus=corpus)
+    assert {"accuracy", "uar", "macro_f1", "roc_auc", "n", "per_class", "per_corpus"} <= set(m)
+    for label in LABELS:
+        assert set(m["per_class"][label]) >= {"precision", "recall", "f1"}
+    for c in ("a", "b"):
+        assert set(m["per_corpus"][c]) == {"uar", "accuracy", "n"}
+    assert m["uar"] == pytest.approx(balanced_accuracy_score(y_true, proba.argmax(axis=1)))
+    assert m["per_corpus"]["a"]["n"] == 6
+    json.dumps(m)  # serialisable
+
+
+def test_evaluation_refuses_speakers_seen_in_training():
+    with pytest.raises(LeakageError, match=r"test speakers \['ravdess:03'\] were seen in training"):
+        check_unseen(["ravdess:03", "ravdess:04"], ["ravdess:01", "ravdess:03"])
+    check_unseen(["ravdess:04"], ["ravdess:01"])
+
+
+def test_augmented_copy_of_a_non_training_clip_is_refused(tmp_path):
+    rows = pd.DataFrame({"clip_id": ["c:1", "c:2"], "split": ["train", "test"], "speaker": ["c:a", "c:b"],
+                         "corpus": ["c", "c"], "label": ["sad", "sad"]})
+    (tmp_path / "c").mkdir()
+    pd.DataFrame({"clip_id": ["c:2#aug1"], "source_id": ["c:2"], "speaker": ["c:b"], "corpus": ["c"],
+                  "label": ["sad"], "split": ["train"]}).to_csv(tmp_path / "c" / "augmented.csv", index=False)
+    with pytest.raises(ValueError, match="augmented clips come from clips outside the training partition"):
+        training_rows(rows, augment_dir=tmp_path, corpora=["c"])
+
+
+def test_class_weights_balance_the_classes():
+    w = class_weights(np.array([0, 0, 0, 1]), 2, "balanced")
+    assert w[0] * 3 == pytest.approx(w[1] * 1)
+    assert class_weights(np.array([0, 1]), 2, "none") is None
+
+
+def test_standardise_uses_real_frames_only_and_zeroes_padding():
+    x = np.ones((2, 4, 3), np.float32) * 5
+    x[0, 2:] = -100  # padding frames of clip 0
+    n = np.array([2, 4])
+    mean, std = B.fit_stats(x, n)
+    assert np.allclose(mean, 5)
+    z = B.standardise(x, n, mean=mean, std=std)
+    assert np.all(z[0, 2:] == 0) and np.isfinite(z).all()
+
+
+def test_speaker_normalisation_uses_each_speakers_own_statistics():
+    x = np.concatenate([np.full((3, 2, 1), 10.0), np.full((3, 2, 1), -4.0)]).astype(np.float32)
+    x[:, 0] += 1
+    z = B.speaker_normalise(x, np.full(6, 2), ["a"] * 3 + ["b"] * 3)
+    assert np.allclose(z[:3], z[3:])
+
+
+def test_bundle_round_trip(tmp_path):
+    x, y = toy_set(6, seed=0)
+    model, _ = fit(model_name="cnn", model_params=TINY_CNN, train_cfg={**TRAIN, "epochs": 1}, seed=0, x_train=x,
+                   y_train=y, x_val=None, y_val=None, labels=LABELS)
+    mean, std = B.fit_stats(x, np.full(len(x), x.shape[1]))
+    B.save(tmp_path / "b", model=model, labels=LABELS, input_kind="sequence", feature_config={"sr": 16000},
+           speaker_norm=False, mean=mean, std=std, info={"train_speakers": ["s:1"]})
+    bundle = B.load(tmp_path / "b")
+    proba = bundle.predict_proba(x, np.full(len(x), x.shape[1]))
+    assert proba.shape == (len(x), 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert bundle.labels == LABELS and bundle.feature_config == {"sr": 16000}
