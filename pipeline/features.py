@@ -56,17 +56,58 @@ def extract_files(paths: list[str], *, config: FeatureConfig) -> tuple[dict, lis
     return extract(np.stack(waves), np.asarray(valid), config=config), ok, errors
 
 
+class RowWriter:
+    """Append rows to a ``.npy`` file of shape ``(n, *row)`` with plain file writes.
+
+    No memory map, so resident memory stays at one chunk whatever ``n`` is. If fewer than
+    ``n`` rows were appended (clips that failed), :meth:`close` rewrites the file with the
+    true row count, copying it block by block.
+    """
+
+    def __init__(self, path: Path, *, shape: tuple[int, ...], dtype: str, block_rows: int = 256):
+        self.path, self.shape, self.dtype, self.block_rows = Path(path), shape, np.dtype(dtype), block_rows
+        self.row_bytes = int(np.prod(shape[1:])) * self.dtype.itemsize
+        self.file = self.path.open("wb")
+        self.offset = self._header(self.file, shape[0])
+        self.rows = 0
+
+    def _header(self, f, n: int) -> int:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                 "fortran_order": False, "shape": (n,) + self.shape[1:]})
+        return f.tell()
+
+    def append(self, block: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.rows += len(block)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.rows == self.shape[0]:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        with self.path.open("rb") as src, tmp.open("wb") as dst:
+            src.seek(self.offset)
+            self._header(dst, self.rows)
+            for _ in range(0, self.rows, self.block_rows):
+                dst.write(src.read(self.block_rows * self.row_bytes))
+        tmp.replace(self.path)
+
+
 _CONFIG: list = []
 
 
-def _init(config: FeatureConfig) -> None:
+def _init(config: FeatureConfig, dtype: str) -> None:
     threadpool_limits(1)  # one BLAS thread per worker process; the processes use the cores
-    _CONFIG[:] = [config]
+    _CONFIG[:] = [config, dtype]
 
 
 def _work(job: tuple[int, list[str]]) -> tuple[int, dict, list[int], list[str]]:
     start, paths = job
-    arrays, ok, errors = extract_files(paths, config=_CONFIG[0])
+    config, dtype = _CONFIG
+    arrays, ok, errors = extract_files(paths, config=config)
+    for key in ("sequence", "utterance"):  # convert in the worker: half the bytes to send for float16
+        if key in arrays:
+            arrays[key] = arrays[key].astype(dtype)
     return start, arrays, ok, errors
 
 
@@ -85,35 +126,26 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, dtype: str
                                                        "sequence_names": config.sequence_names(),
                                                        "utterance_names": config.utterance_names(), "failed": []}, indent=1))
         return {"clips": 0, "failed": 0, "hours": 0.0, "seconds": 0.0}
-    seq = np.lib.format.open_memmap(out_dir / "sequence.npy", mode="w+", dtype=dtype,
-                                    shape=(n, config.n_frames, len(config.sequence_names())))
-    utt = np.lib.format.open_memmap(out_dir / "utterance.npy", mode="w+", dtype=dtype,
-                                    shape=(n, len(config.utterance_names())))
+    seq = RowWriter(out_dir / "sequence.npy", shape=(n, config.n_frames, len(config.sequence_names())), dtype=dtype)
+    utt = RowWriter(out_dir / "utterance.npy", shape=(n, len(config.utterance_names())), dtype=dtype)
     n_frames = np.zeros(n, dtype=np.int32)
     kept = np.zeros(n, dtype=bool)
     failed: list[str] = []
     paths = table.path.astype(str).tolist()
     jobs = [(s, paths[s:s + chunk_size]) for s in range(0, n, chunk_size)]
     t0 = time.perf_counter()
-    with Pool(workers, initializer=_init, initargs=(config,)) as pool, tqdm(total=n, desc=desc, unit="clip") as bar:
-        for start, arrays, ok, errors in pool.imap(_work, jobs):
+    with Pool(workers, initializer=_init, initargs=(config, dtype)) as pool, tqdm(total=n, desc=desc, unit="clip") as bar:
+        for start, arrays, ok, errors in pool.imap(_work, jobs):  # in order: rows are appended
             rows = start + np.asarray(ok, dtype=int)
             if len(rows):
-                seq[rows] = arrays["sequence"].astype(dtype)
-                utt[rows] = arrays["utterance"].astype(dtype)
+                seq.append(arrays["sequence"])
+                utt.append(arrays["utterance"])
                 n_frames[rows] = arrays["n_frames"]
                 kept[rows] = True
             failed += errors
             bar.update(len(jobs[start // chunk_size][1]))
-    seq.flush()
-    utt.flush()
-    del seq, utt
-    if not kept.all():  # compact: drop the rows of clips that failed, keeping alignment with index.csv
-        for name in ("sequence.npy", "utterance.npy"):
-            arr = np.load(out_dir / name, mmap_mode="r")
-            np.save(out_dir / f"{name}.tmp.npy", arr[kept])
-            del arr
-            (out_dir / f"{name}.tmp.npy").replace(out_dir / name)
+    seq.close()
+    utt.close()
     np.save(out_dir / "n_frames.npy", n_frames[kept])
     table.loc[kept, ["clip_id"]].to_csv(out_dir / "index.csv", index=False)
     seconds = time.perf_counter() - t0
