@@ -161,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         model, history = fit(model_name=name, model_params=model_params, train_cfg=cfg, seed=seed,
                              x_train=prep(train), y_train=y_train, x_val=x_val, y_val=y_val, labels=classes, live=live)
     out = Path(P.require(params, "train.out")) / name
-    B.save(out, model=model, labels=classes, input_kind=kind, feature_config=dataset.feature_meta(features_dir, corpora[0])["config"],
+    meta = dataset.feature_meta(features_dir, corpora[0])
+    B.save(out, model=model, labels=classes, input_kind=kind, feature_config=meta["config"],
            speaker_norm=speaker_norm, mean=mean, std=std,
            info={"model": name, "model_params": model_params, "seed": seed, "epochs_run": len(history["loss"]),
+                 "feature_dtype": meta["dtype"],
                  "train_clips": len(train.rows), "train_speakers": sorted(train.rows.speaker.unique())})
     from pipeline.plots import training_curves
     training_curves(history, Path("plots") / name / "curves.png", title=name)

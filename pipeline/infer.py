@@ -1,0 +1,106 @@
+"""Inference from a model bundle alone: the exact preprocessing the model was trained with.
+
+:class:`Predictor` rebuilds the feature config saved in the bundle and runs the same path as
+the pipeline (decode → mono → resample → loudness → crop/pad → one-STFT features → storage
+dtype → the bundle's scaler → model), so a clip gets the probabilities the evaluate stage
+computed for it. :meth:`Predictor.timeline` slides a window over a long recording, skips
+silent windows and predicts every other window in one batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import audio, bundle as B
+from pipeline.featurize import FeatureConfig, extract, prepare
+
+
+class InferenceError(ValueError):
+    """An input that cannot be predicted; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class Predictor:
+    """Predictions from one bundle folder (``models/<model>/``).
+
+    ``min_duration_s`` and ``silence_dbfs`` reject inputs the model cannot judge (defaults
+    match the ingest stage's rules).
+    """
+
+    def __init__(self, folder: str | Path, *, min_duration_s: float = 0.25, silence_dbfs: float = -60.0):
+        self.bundle = B.load(folder)
+        if self.bundle.speaker_norm:
+            raise InferenceError(f"{folder}: this model normalises features per speaker (train.speaker_norm: true); "
+                                 "single-clip inference needs a model trained with train.speaker_norm: false")
+        self.config = FeatureConfig.from_dict(self.bundle.feature_config)
+        self.dtype = self.bundle.info.get("feature_dtype", "float32")
+        self.labels = list(self.bundle.labels)
+        self.min_duration_s, self.silence_dbfs = min_duration_s, silence_dbfs
+
+    def _check(self, y: np.ndarray, name: str) -> None:
+        duration_s = len(y) / self.config.sr
+        if len(y) == 0:
+            raise InferenceError(f"{name}: no audio samples")
+        if duration_s < self.min_duration_s:
+            raise InferenceError(f"{name}: too short ({duration_s:.3f} s); at least {self.min_duration_s} s is needed")
+        peak = audio.peak_dbfs(y)
+        if peak < self.silence_dbfs:
+            raise InferenceError(f"{name}: silent (peak {peak:.1f} dBFS < {self.silence_dbfs} dBFS)")
+
+    def probabilities(self, clips: list[np.ndarray]) -> np.ndarray:
+        """(n, n_classes) probabilities for mono clips at ``config.sr``, each handled as one
+        utterance exactly as in training."""
+        fixed = [prepare(y, config=self.config) for y in clips]
+        feats = extract(np.stack([f[0] for f in fixed]), np.array([f[1] for f in fixed]), config=self.config)
+        x = feats[self.bundle.input_kind].astype(self.dtype).astype(np.float32)  # as stored by the features stage
+        return self.bundle.predict_proba(x, feats["n_frames"])
+
+    def _prediction(self, p: np.ndarray) -> Prediction:
+        i = int(np.argmax(p))
+        return Prediction(self.labels[i], float(p[i]), {c: float(v) for c, v in zip(self.labels, p)})
+
+    def predict_waveform(self, y: np.ndarray, *, sr: int, name: str = "<audio>") -> Prediction:
+        y = audio.resample(audio.to_mono(y) if y.ndim > 1 else y, orig_sr=sr, target_sr=self.config.sr)
+        self._check(y, name)
+        return self._prediction(self.probabilities([y])[0])
+
+    def predict_file(self, path: str | Path) -> Prediction:
+        try:
+            y = audio.load(path, sr=self.config.sr)
+        except audio.AudioError as err:
+            raise InferenceError(str(err)) from None
+        self._check(y, str(path))
+        return self._prediction(self.probabilities([y])[0])
+
+    def timeline(self, y: np.ndarray, *, window_s: float, hop_s: float, silence_dbfs: float) -> pd.DataFrame:
+        """Emotion over time for a long mono recording at ``config.sr``.
+
+        Returns one row per non-silent window: ``start_s, end_s, emotion, confidence`` and a
+        ``p_<label>`` column per class. Windows whose RMS is below ``silence_dbfs`` are skipped.
+        """
+        if window_s <= 0 or hop_s <= 0:
+            raise InferenceError(f"window ({window_s} s) and hop ({hop_s} s) must be > 0")
+        sr = self.config.sr
+        win, hop = int(round(window_s * sr)), int(round(hop_s * sr))
+        starts = list(range(0, max(len(y) - win, 0) + 1, hop)) if len(y) >= win else [0]
+        segments = [(s, y[s:s + win]) for s in starts]
+        voiced = [(s, seg) for s, seg in segments if len(seg) and audio.rms_dbfs(seg) >= silence_dbfs]
+        columns = ["start_s", "end_s", "emotion", "confidence"] + [f"p_{c}" for c in self.labels]
+        if not voiced:
+            return pd.DataFrame(columns=columns)
+        proba = np.concatenate([self.probabilities([seg for _, seg in voiced[i:i + 64]])
+                                for i in range(0, len(voiced), 64)])
+        rows = []
+        for (s, seg), p in zip(voiced, proba):
+            pred = self._prediction(p)
+            rows.append([s / sr, (s + len(seg)) / sr, pred.emotion, pred.confidence, *p])
+        return pd.DataFrame(rows, columns=columns)
