@@ -32,7 +32,7 @@ def main() -> int:
         meta = dataset.feature_meta(features_dir, g.corpus.iloc[0])
         cols = [i for i, n in enumerate(meta["sequence_names"]) if n.startswith("logmel")]
         if cols:
-            examples[f"{label} ({f.rows.clip_id.iloc[0]})"] = f.x[0, : f.n_frames[0], cols].T
+            examples[f"{label} ({f.rows.clip_id.iloc[0]})"] = f.x[0][: f.n_frames[0]][:, cols].T  # (mels, frames)
     if examples:
         hop_s = meta["config"]["hop_length"] / meta["config"]["sr"]
         spectrograms(dict(sorted(examples.items())), out / "logmel_per_emotion.png", hop_s=hop_s)
