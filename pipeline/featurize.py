@@ -35,11 +35,9 @@ import ctypes
 import ctypes.util
 import functools
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-import librosa
 import numpy as np
 import scipy.fft
 import scipy.signal
@@ -239,12 +237,31 @@ def _numbered(prefix: str, n: int) -> list[str]:
 
 
 # -- filter banks, built once per setting ---------------------------------------------------------
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney mel scale (``librosa.hz_to_mel(htk=False)``): linear below 1 kHz, log above."""
+    f = np.asarray(f, dtype=np.float64)
+    linear = f / (200.0 / 3)
+    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), linear)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), (200.0 / 3) * m)
+
+
 @functools.lru_cache(maxsize=16)
 def _mel_bank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney mel filter bank, shape (n_mels, 1 + n_fft // 2), float32 (``librosa.filters.mel``)."""
-    with warnings.catch_warnings():  # empty filters are reported by FeatureConfig as a ParamsError
-        warnings.simplefilter("ignore", UserWarning)
-        bank = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float32)
+    """Slaney mel filter bank, shape (n_mels, 1 + n_fft // 2), float32: ``librosa.filters.mel``
+    with its defaults (fmin 0, fmax sr/2, Slaney scale and area normalisation), ported to
+    NumPy so that extraction does not pay librosa's lazy imports (about 1 CPU-s per process)."""
+    fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2.0), n_mels + 2))
+    fdiff = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    bank = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (mel_hz[2:n_mels + 2] - mel_hz[:n_mels]))[:, None]
+    bank = bank.astype(np.float32)
     bank.flags.writeable = False
     return bank
 
@@ -265,6 +282,12 @@ def _chroma_bank(*, sr: int, n_fft: int, n_chroma: int) -> np.ndarray:
     wts *= np.tile(np.exp(-0.5 * (((frqbins / n_chroma - 5.0) / 2.0) ** 2)), (n_chroma, 1))
     wts = np.roll(wts, -3 * (n_chroma // 12), axis=0)
     return np.ascontiguousarray(wts[:, : 1 + n_fft // 2]).astype(np.float32)
+
+
+def _pad_center(w: np.ndarray, *, size: int) -> np.ndarray:
+    """``w`` zero-padded on both sides to ``size`` (``librosa.util.pad_center``), float32."""
+    lpad = (size - len(w)) // 2
+    return np.pad(w, (lpad, size - len(w) - lpad)).astype(np.float32)
 
 
 def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -292,8 +315,7 @@ def _kernels(config: FeatureConfig) -> _Kernels:
                             _mel_bank(config.sr, config.n_fft, u.n_mels), chroma]).T
     freqs = np.fft.rfftfreq(config.n_fft, d=1.0 / config.sr)
     return _Kernels(
-        window=librosa.util.pad_center(scipy.signal.get_window("hann", config.win_length, fftbins=True),
-                                       size=config.n_fft).astype(np.float32),
+        window=_pad_center(scipy.signal.get_window("hann", config.win_length, fftbins=True), size=config.n_fft),
         bands=_band_groups(bands.astype(np.float32)),
         n_bands=bands.shape[1],
         dct_seq=_dct_matrix(config.n_mels, config.n_mfcc),

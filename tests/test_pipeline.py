@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -102,6 +103,16 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     assert not any(s.startswith(("augment", "ingest", "split", "demo")) for s in changed), changed
     assert {f"features@{c}" for c in ("ravdess", "tess", "savee", "cremad", "emodb")} <= changed
     sh("git", "checkout", "params.yaml", cwd=dst, env=env)
+
+    # Parity: the `ser` CLI, from the bundle alone, gives the evaluate stage's probabilities.
+    predictions = pd.read_csv(dst / "data" / "predictions" / "cnn.csv").head(3)
+    cli = sh(sys.executable, "-m", "pipeline.cli", "predict", "--json", "--model", "models/cnn",
+             *predictions.path, cwd=dst, env=env).stdout
+    for line, row in zip(cli.splitlines(), predictions.itertuples()):
+        got = json.loads(line)
+        assert got["emotion"] == row.predicted
+        for label, p in got["probabilities"].items():
+            assert p == pytest.approx(getattr(row, f"p_{label}"), abs=1e-4)  # batch-size rounding in float32
 
     out = dvc(repo, "exp", "run", "-S", "train.epochs=1").stdout
     assert "Running stage 'train@cnn'" in out

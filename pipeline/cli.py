@@ -1,0 +1,323 @@
+"""``ser``: predict emotions with a trained bundle, plot an emotion timeline, export to TFLite.
+
+::
+
+    ser predict PATH... [--list FILE] [--model DIR] [--json | --csv]
+    ser timeline FILE [--window S] [--hop S] [--silence-dbfs DB] [--out PREFIX] [--json | --csv] [--model DIR]
+    ser export [--model DIR] [--out FILE.tflite] [--check PATH...]
+
+Also ``python -m pipeline.cli``. Without ``--model`` the bundle of the last ``dvc repro``
+with the best test UAR is used (``metrics/<model>.json`` -> ``<train.out>/<model>``, from
+the project root: the nearest folder up from the current one holding ``params.yaml``).
+Timeline defaults come from params.yaml's ``infer`` section (built-in defaults outside a
+project). An input that cannot be predicted gets one line on stderr naming the file and the
+reason, and the others are still processed. Exit status: 0 all inputs done, 1 some input
+failed, 2 usage error (bad arguments, no model).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up notices
+
+from pipeline import params as P
+from pipeline.corpora import AUDIO_SUFFIXES, audio_files
+
+INFER_DEFAULTS = {"window_s": 3.0, "hop_s": 1.0, "silence_dbfs": -45.0, "min_duration_s": 0.25}
+NO_MODEL = "no trained model found; run `dvc repro` or pass --model"
+
+
+class UsageError(Exception):
+    """Bad arguments or no model: reported on one line, exit status 2."""
+
+
+# -- settings -----------------------------------------------------------------------------------
+def project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder from ``start`` (default: cwd) upwards holding ``params.yaml``."""
+    start = (start or Path.cwd()).resolve()
+    return next((d for d in (start, *start.parents) if (d / "params.yaml").is_file()), None)
+
+
+def infer_settings(root: Path | None) -> dict[str, float]:
+    """params.yaml's ``infer`` section over :data:`INFER_DEFAULTS`, validated."""
+    section = P.load(root / "params.yaml").get("infer", {}) if root else {}
+    out = {**INFER_DEFAULTS, **{k: v for k, v in (section or {}).items() if k in INFER_DEFAULTS}}
+    for key in ("window_s", "hop_s", "min_duration_s"):
+        P.positive(out[key], key=f"infer.{key}")
+    return out
+
+
+def best_bundle(root: Path | None) -> Path:
+    """``<train.out>/<model>`` with the highest ``uar`` in ``metrics/<model>.json`` under ``root``."""
+    from pipeline.infer import best_bundle as best
+
+    if root is None:
+        raise UsageError(NO_MODEL)
+    try:
+        return best(metrics_dir=root / "metrics", models_dir=root / P.require(P.load(root / "params.yaml"), "train.out"))
+    except FileNotFoundError:
+        raise UsageError(NO_MODEL) from None
+
+
+def load_predictor(folder: Path, *, min_duration_s: float):
+    """A :class:`~pipeline.infer.Predictor` for a bundle folder; a bad folder is a UsageError."""
+    from pipeline.infer import InferenceError, Predictor
+
+    try:
+        return Predictor(folder, min_duration_s=min_duration_s)
+    except (FileNotFoundError, InferenceError, P.ParamsError) as err:
+        raise UsageError(str(err)) from None
+
+
+# -- inputs -------------------------------------------------------------------------------------
+def expand_inputs(paths: Iterable[str], *, list_file: Path | None = None) -> list[Path]:
+    """Files as given, folders as their audio files (recursive, sorted), then ``list_file``'s
+    lines (blank lines and ``#`` comments skipped). Missing paths are kept: they fail later
+    with the reason."""
+    items = list(paths)
+    if list_file is not None:
+        try:
+            lines = Path(list_file).read_text().splitlines()
+        except OSError as err:
+            raise UsageError(f"{list_file}: cannot read the list file ({err.strerror})") from None
+        items += [s for line in lines if (s := line.strip()) and not s.startswith("#")]
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = audio_files(path)
+            out += found if found else [path]  # an empty folder fails with the reason
+        else:
+            out.append(path)
+    return out
+
+
+def _fail(path: Path, reason: str, progress) -> None:
+    message = reason if reason.startswith(str(path)) else f"{path}: {reason}"
+    progress.write(f"ser: {message}", file=sys.stderr)
+
+
+# -- predict ------------------------------------------------------------------------------------
+def _row(path: Path, pred=None, error: str | None = None) -> dict[str, Any]:
+    if pred is None:
+        return {"path": str(path), "error": error}
+    return {"path": str(path), "emotion": pred.emotion, "confidence": pred.confidence,
+            "probabilities": pred.probabilities}
+
+
+def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
+    from tqdm import tqdm
+
+    from pipeline.infer import InferenceError
+
+    inputs = expand_inputs(args.paths, list_file=args.list)
+    if not inputs:
+        raise UsageError("no input: pass audio files or folders, or --list FILE")
+    predictor = load_predictor(args.model or best_bundle(root), min_duration_s=infer_settings(root)["min_duration_s"])
+    labels = predictor.labels
+    writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
+    if writer:
+        writer.writerow(["path", "emotion", "confidence", *[f"p_{c}" for c in labels], "error"])
+    rows, failed = [], 0
+    progress = tqdm(inputs, desc="predict", unit="file", file=sys.stderr,
+                    disable=len(inputs) < 2 or not sys.stderr.isatty())
+    for path in progress:
+        try:
+            if path.is_dir():
+                raise InferenceError(f"{path}: no audio files ({' '.join(AUDIO_SUFFIXES)}) in this folder")
+            row = _row(path, predictor.predict_file(path))
+        except (InferenceError, OSError) as err:
+            failed += 1
+            _fail(path, str(err), progress)
+            row = _row(path, error=str(err))
+        if args.json:
+            print(json.dumps(row), flush=True)
+        elif writer:
+            probs = row.get("probabilities", {})
+            writer.writerow([row["path"], row.get("emotion", ""), row.get("confidence", ""),
+                             *[probs.get(c, "") for c in labels], row.get("error", "")])
+        elif "error" not in row:
+            rows.append(row)
+    if not (args.json or args.csv) and rows:
+        print(_table(rows, labels))
+    return 1 if failed else 0
+
+
+def _table(rows: list[dict[str, Any]], labels: list[str]) -> str:
+    from tabulate import tabulate
+
+    body = [[r["path"], r["emotion"], r["confidence"], *[r["probabilities"][c] for c in labels]] for r in rows]
+    return tabulate(body, headers=["path", "emotion", "confidence", *labels], floatfmt=".3f")
+
+
+# -- timeline -----------------------------------------------------------------------------------
+def plot_timeline(table, *, labels: list[str], hop_s: float, duration_s: float, title: str, path: Path) -> None:
+    """Stacked class probabilities per window (at the window's centre, ``hop_s`` wide) and a
+    band coloured by each window's top emotion; silent windows stay blank."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = dict(zip(labels, plt.get_cmap("tab10").colors))
+    fig, (band, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 4),
+                                   gridspec_kw={"height_ratios": [1, 6], "hspace": 0.05})
+    centres = ((table["start_s"] + table["end_s"]) / 2).to_numpy(dtype=float)
+    bottom = 0.0 * centres
+    for c in labels:
+        p = table[f"p_{c}"].to_numpy(dtype=float)
+        ax.bar(centres, p, width=hop_s, bottom=bottom, color=colours[c], label=c, linewidth=0)
+        bottom = bottom + p
+    band.bar(centres, 1.0, width=hop_s, color=[colours[e] for e in table["emotion"]], linewidth=0)
+    band.set_yticks([])
+    band.set_ylabel("top", rotation=0, ha="right", va="center")
+    band.set_title(title)
+    ax.set(xlim=(0, max(duration_s, 1e-3)), ylim=(0, 1), xlabel="time (s, window centre)", ylabel="probability")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def cmd_timeline(args: argparse.Namespace, root: Path | None) -> int:
+    from pipeline.infer import InferenceError
+
+    settings = infer_settings(root)
+    window_s = settings["window_s"] if args.window is None else args.window
+    hop_s = settings["hop_s"] if args.hop is None else args.hop
+    silence_dbfs = settings["silence_dbfs"] if args.silence_dbfs is None else args.silence_dbfs
+    if window_s <= 0 or hop_s <= 0:
+        raise UsageError(f"--window ({window_s} s) and --hop ({hop_s} s) must be > 0")
+    predictor = load_predictor(args.model or best_bundle(root), min_duration_s=settings["min_duration_s"])
+    try:
+        y = predictor.load(args.file)
+    except InferenceError as err:
+        print(f"ser: {err}", file=sys.stderr)
+        return 1
+    table = predictor.timeline(y, window_s=window_s, hop_s=hop_s, silence_dbfs=silence_dbfs)
+    prefix = Path(args.out) if args.out else Path.cwd() / f"{Path(args.file).stem}_timeline"
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    duration_s = len(y) / predictor.config.sr
+    data = prefix.with_name(prefix.name + (".json" if args.json else ".csv"))
+    if args.json:
+        data.write_text(json.dumps({"file": str(args.file), "duration_s": duration_s, "window_s": window_s,
+                                    "hop_s": hop_s, "silence_dbfs": silence_dbfs, "labels": predictor.labels,
+                                    "windows": table.to_dict(orient="records")}, indent=1) + "\n")
+    else:
+        table.to_csv(data, index=False)
+    png = prefix.with_name(prefix.name + ".png")
+    plot_timeline(table, labels=predictor.labels, hop_s=hop_s, duration_s=duration_s,
+                  title=f"{Path(args.file).name}: {window_s:g} s windows every {hop_s:g} s", path=png)
+    print(f"timeline: {len(table)} voiced windows of {duration_s:.1f} s -> {data}, {png}")
+    if table.empty:
+        print(f"ser: {args.file}: no window louder than {silence_dbfs} dBFS RMS; lower --silence-dbfs",
+              file=sys.stderr)
+    return 0
+
+
+# -- export -------------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace, root: Path | None) -> int:
+    from pipeline.export import TFLitePredictor, export_bundle
+    from pipeline.infer import InferenceError
+
+    if args.out is not None and args.out.suffix != ".tflite":
+        raise UsageError(f"--out {args.out}: the file name must end in .tflite")
+    min_duration_s = infer_settings(root)["min_duration_s"]
+    folder = args.model or best_bundle(root)
+    keras_predictor = load_predictor(folder, min_duration_s=min_duration_s)
+    out = export_bundle(folder, out=args.out)
+    print(f"export: {folder} -> {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.parent / 'export.json'}")
+    if not args.check:
+        return 0
+    with _native_stderr_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice
+        lite = TFLitePredictor(folder, tflite=out, min_duration_s=min_duration_s)
+    failed = 0
+    for path in expand_inputs(args.check):
+        try:
+            a, b = keras_predictor.predict_file(path), lite.predict_file(path)
+        except InferenceError as err:
+            failed += 1
+            print(f"ser: {err}", file=sys.stderr)
+            continue
+        diff = max(abs(a.probabilities[c] - b.probabilities[c]) for c in a.probabilities)
+        same = a.emotion == b.emotion and diff <= args.tolerance
+        failed += not same
+        print(f"{'ok  ' if same else 'DIFF'} {path}: keras {a.emotion} tflite {b.emotion}, max |dp| {diff:.1e}")
+    return 1 if failed else 0
+
+
+# -- entry point --------------------------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="ser", description="Speech emotion recognition with a trained model bundle.",
+        epilog="exit status: 0 every input done, 1 some input failed (one line each on stderr), 2 usage error")
+    sub = ap.add_subparsers(dest="command", required=True)
+    model_help = "bundle folder (default: the best by test UAR from the last `dvc repro`)"
+
+    p = sub.add_parser("predict", help="emotion and class probabilities of audio files")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="audio files, or folders searched recursively")
+    p.add_argument("--list", type=Path, metavar="FILE", help="a file of paths, one per line")
+    p.add_argument("--model", type=Path, metavar="DIR", help=model_help)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object per input per line")
+    fmt.add_argument("--csv", action="store_true", help="CSV: path, emotion, confidence, p_<label>..., error")
+    p.set_defaults(run=cmd_predict)
+
+    t = sub.add_parser("timeline", help="emotion over time in a long recording: a table and a PNG")
+    t.add_argument("file", metavar="FILE")
+    t.add_argument("--window", type=float, metavar="S", help="window length in s (default: infer.window_s)")
+    t.add_argument("--hop", type=float, metavar="S", help="hop between windows in s (default: infer.hop_s)")
+    t.add_argument("--silence-dbfs", type=float, metavar="DB",
+                   help="skip windows quieter than this RMS level (default: infer.silence_dbfs)")
+    t.add_argument("--out", metavar="PREFIX", help="writes PREFIX.csv (or .json) and PREFIX.png "
+                   "(default: ./<file stem>_timeline)")
+    t.add_argument("--model", type=Path, metavar="DIR", help=model_help)
+    fmt = t.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="write the table as JSON")
+    fmt.add_argument("--csv", action="store_true", help="write the table as CSV (the default)")
+    t.set_defaults(run=cmd_timeline)
+
+    e = sub.add_parser("export", help="TensorFlow Lite export of a bundle")
+    e.add_argument("--model", type=Path, metavar="DIR", help=model_help)
+    e.add_argument("--out", type=Path, metavar="FILE.tflite", help="default: <bundle>/model.tflite")
+    e.add_argument("--check", nargs="+", metavar="PATH", help="compare Keras and TFLite predictions on these")
+    e.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed probability difference")
+    e.set_defaults(run=cmd_export)
+    return ap
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send writes to file descriptor 2 from native code to /dev/null: TensorFlow prints its
+    oneDNN notice while loading, before TF_CPP_MIN_LOG_LEVEL applies."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    with _native_stderr_silenced():
+        import tensorflow  # noqa: F401  (loaded here so its start-up notices stay off stderr)
+    try:
+        return args.run(args, project_root())
+    except (UsageError, P.ParamsError) as err:
+        print(f"ser {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Evaluation protocols: speaker k-fold / LOSO folds, cross-corpus splits, fold summaries.
+
+Pure functions on rows shaped like ``data/interim/split.csv`` (columns ``clip_id``,
+``corpus``, ``speaker``, ``gender``, ``label``, ...); no I/O. A stage that runs a protocol
+trains one model per fold, scores it with :func:`pipeline.evaluate.compute_metrics`, and
+writes :func:`summarise` to ``metrics/<model>_<protocol>.json``.
+
+Rules
+-----
+- **Folds are per corpus.** Each corpus's speakers are shuffled per sex with
+  ``np.random.default_rng([seed, zlib.crc32(corpus)])`` (as in :mod:`pipeline.split`), the sex
+  groups are concatenated and dealt round-robin into ``k`` groups, so every group holds
+  ``floor`` or ``ceil`` of ``n_sex / k`` speakers of each sex (mixed sexes whenever a corpus
+  has at least ``k`` speakers of each). Fold ``i`` tests group ``i`` of every corpus; every
+  speaker is tested exactly once over the folds.
+- **LOSO.** ``k="loso"``, or any ``k`` at least the largest corpus's speaker count, gives
+  one fold per speaker of the largest corpus.
+- **Small corpora.** A corpus with ``n < k`` speakers is tested one speaker per fold in
+  folds ``0 .. n-1`` and is training (and validation) data only in the other folds. A corpus
+  with a single speaker is refused (its speaker could only ever be tested with no speaker of
+  that corpus in training) unless it is listed in ``train_only``, which puts every speaker
+  of the corpus in ``train`` in every fold.
+- **Validation.** In each fold and for each corpus, ``round(n * val_share)`` of the ``n``
+  non-test speakers (at least 1, and leaving at least 2 for training) go to ``val``, drawn
+  sex-interleaved from the corpus's generator; a corpus with fewer than 3 non-test speakers
+  gives no validation speaker. :func:`cross_corpus` applies the same rule to each training
+  corpus.
+- **Summaries.** Means over folds, and the *sample* standard deviation (``ddof=1``); the std
+  is 0.0 when a single fold contributes (``n_folds`` says so), keeping the JSON numeric.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline.evaluate import compute_metrics
+from pipeline.vocab import EMOTIONS
+
+SUMMARY_METRICS: tuple[str, ...] = ("uar", "accuracy", "macro_f1")
+"""Per-fold metrics :func:`summarise` averages (keys of :func:`compute_metrics`)."""
+
+
+def _corpus_rng(seed: int, corpus: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(corpus.encode())])
+
+
+def _speaker_sexes(rows: pd.DataFrame, *, need: Sequence[str] = ()) -> dict[str, dict[str, str]]:
+    """corpus -> {speaker: sex} (sex ``unknown`` when missing), after checking the columns."""
+    missing = sorted({"corpus", "speaker", "gender", *need} - set(rows.columns))
+    if missing:
+        raise ValueError(f"rows lack column(s) {missing}; pass rows shaped like data/interim/split.csv")
+    if rows.empty:
+        raise ValueError("rows is empty; there are no speakers to split")
+    per_speaker = rows.groupby("speaker").corpus.nunique()
+    if (per_speaker > 1).any():
+        raise ValueError(f"speaker(s) {sorted(per_speaker[per_speaker > 1].index)} appear in more than one corpus; "
+                         "speaker ids must be unique across corpora (prefix them with the corpus)")
+    sexes = rows.assign(gender=rows.gender.fillna("unknown").astype(str))
+    return {corpus: g.groupby("speaker").gender.first().to_dict() for corpus, g in sexes.groupby("corpus", sort=True)}
+
+
+def _shuffled_by_sex(sexes: Mapping[str, str], rng: np.random.Generator) -> list[list[str]]:
+    """Each sex group (sexes and speakers sorted first, for determinism), shuffled by ``rng``."""
+    out = []
+    for sex in sorted(set(sexes.values())):
+        group = sorted(s for s, g in sexes.items() if g == sex)
+        out.append([group[i] for i in rng.permutation(len(group))])
+    return out
+
+
+def _interleave(sexes: Mapping[str, str], rng: np.random.Generator) -> list[str]:
+    """Shuffle each sex group and interleave by fractional position (as split.assign_speakers)."""
+    keyed = []
+    for group in _shuffled_by_sex(sexes, rng):
+        keyed += [((i + 0.5) / len(group), sexes[s], s) for i, s in enumerate(group)]
+    return [s for _, _, s in sorted(keyed)]
+
+
+def _n_val(n: int, val_share: float) -> int:
+    """Validation speakers out of ``n`` candidates: round(n * share), >= 1, leaving >= 2 to train."""
+    if val_share <= 0 or n < 3:
+        return 0
+    return int(min(n - 2, max(1, np.floor(n * val_share + 0.5))))
+
+
+def _check_val_share(val_share: float) -> float:
+    if not 0 <= val_share < 1:
+        raise ValueError(f"val_share={val_share!r} must be in [0, 1) (a share of the non-test speakers); "
+                         "use 0 for no validation speakers")
+    return float(val_share)
+
+
+def _pick_val(sexes: Mapping[str, str], *, val_share: float, rng: np.random.Generator) -> set[str]:
+    return set(_interleave(sexes, rng)[:_n_val(len(sexes), val_share)])
+
+
+def speaker_folds(rows: pd.DataFrame, *, k: int | Literal["loso"], seed: int, val_share: float = 0.15,
+                  train_only: Sequence[str] = ()) -> list[pd.DataFrame]:
+    """Speaker-independent k-fold (or leave-one-speaker-out) folds, per corpus.
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        One row per clip, with ``corpus``, ``speaker`` and ``gender`` columns (any ``split``
+        column is replaced).
+    k : int >= 2 or "loso"
+        Number of folds; ``"loso"`` or a ``k`` at least the largest corpus's speaker count
+        gives one fold per speaker of the largest corpus.
+    seed : int
+        Base seed; each corpus draws from ``default_rng([seed, crc32(corpus)])``.
+    val_share : float in [0, 1)
+        Share of each corpus's non-test speakers put in ``val`` in each fold (see module
+        docstring for the rounding and minimums).
+    train_only : sequence of str
+        Corpora used for training only in every fold (never tested nor validated on), e.g.
+        a single-speaker corpus. Names absent from ``rows`` are ignored.
+
+    Returns
+    -------
+    list of pd.DataFrame
+        One frame per fold, each all ``len(rows)`` rows (index reset) with ``split`` in
+        {train, val, test} and ``fold`` (int, 0-based).
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"corpus": "c", "speaker": ["c:1", "c:2", "c:3"],
+    ...                      "gender": ["female", "male", "female"]})
+    >>> folds = speaker_folds(rows, k="loso", seed=0)
+    >>> sorted(f.speaker[f.split == "test"].item() for f in folds)
+    ['c:1', 'c:2', 'c:3']
+    """
+    if isinstance(k, bool) or not (k == "loso" or isinstance(k, (int, np.integer))):
+        raise ValueError(f"k={k!r}: expected an integer number of folds >= 2 or 'loso'")
+    if k != "loso" and k < 2:
+        raise ValueError(f"k={k}: speaker folds need k >= 2 (or k='loso' for one fold per speaker)")
+    val_share = _check_val_share(val_share)
+    by_corpus = _speaker_sexes(rows)
+    train_only = set(train_only)
+    tested = {c: s for c, s in by_corpus.items() if c not in train_only}
+    if not tested:
+        raise ValueError(f"every corpus in rows is in train_only={sorted(train_only)}; leave at least one to test on")
+    for corpus, sexes in tested.items():
+        if len(sexes) < 2:
+            raise ValueError(f"corpus {corpus!r} has a single speaker ({next(iter(sexes))}), who could only be tested "
+                             f"with no speaker of {corpus!r} in training; pass train_only=[{corpus!r}] to train on "
+                             "it in every fold, or drop it from rows")
+    largest = max(len(s) for s in tested.values())
+    n_folds = largest if k == "loso" else min(int(k), largest)
+
+    plans: list[dict[str, str]] = [{} for _ in range(n_folds)]
+    for corpus, sexes in by_corpus.items():
+        if corpus in train_only:
+            for plan in plans:
+                plan.update(dict.fromkeys(sexes, "train"))
+            continue
+        rng = _corpus_rng(seed, corpus)
+        order = [s for group in _shuffled_by_sex(sexes, rng) for s in group]
+        group_of = {s: j % n_folds for j, s in enumerate(order)}
+        for i, plan in enumerate(plans):
+            rest = {s: sex for s, sex in sexes.items() if group_of[s] != i}
+            val = _pick_val(rest, val_share=val_share, rng=rng)
+            plan.update({s: "test" if group_of[s] == i else "val" if s in val else "train" for s in sexes})
+    return [rows.assign(split=rows.speaker.map(plan), fold=i).reset_index(drop=True) for i, plan in enumerate(plans)]
+
+
+def cross_corpus(rows: pd.DataFrame, *, train: Sequence[str], test: str, seed: int,
+                 val_share: float = 0.15) -> tuple[pd.DataFrame, list[str]]:
+    """Train on some corpora, test on another, over the classes they share.
+
+    Parameters
+    ----------
+    rows : pd.DataFrame
+        One row per clip, with ``corpus``, ``speaker``, ``gender`` and ``label`` columns.
+    train : sequence of str
+        Training corpora (their speakers go to ``train`` or ``val``).
+    test : str
+        Test corpus (all its speakers go to ``test``); must not be in ``train``.
+    seed : int
+        Base seed for the per-corpus validation draw.
+    val_share : float in [0, 1)
+        Share of each training corpus's speakers put in ``val`` (module docstring rule).
+
+    Returns
+    -------
+    rows : pd.DataFrame
+        The clips of the training and test corpora whose ``label`` is a shared class, index
+        reset, ``split`` in {train, val, test}.
+    classes : list of str
+        Labels present in the training corpora (any of them) and in the test corpus, in the
+        order of :data:`pipeline.vocab.EMOTIONS`.
+    """
+    train = list(dict.fromkeys([train] if isinstance(train, str) else train))
+    if not train:
+        raise ValueError("train lists no corpus; name at least one training corpus")
+    if test in train:
+        raise ValueError(f"corpus {test!r} is both a training corpus (train={train}) and the test corpus; "
+                         "a cross-corpus test needs disjoint corpora: drop it from train")
+    val_share = _check_val_share(val_share)
+    by_corpus = _speaker_sexes(rows, need=["label"])
+    absent = [c for c in [*train, test] if c not in by_corpus]
+    if absent:
+        raise ValueError(f"corpus(es) {absent} have no rows; available: {sorted(by_corpus)}")
+    unknown = sorted(set(rows.label.dropna()) - set(EMOTIONS))
+    if unknown:
+        raise ValueError(f"label(s) {unknown} are not in the vocabulary {list(EMOTIONS)}")
+    train_labels = set(rows.label[rows.corpus.isin(train)])
+    test_labels = set(rows.label[rows.corpus == test])
+    classes = [e for e in EMOTIONS if e in train_labels and e in test_labels]
+    if len(classes) < 2:
+        raise ValueError(f"training corpora {train} and test corpus {test!r} share {len(classes)} class(es) {classes}; "
+                         "a classifier needs at least 2: pick corpora with more classes in common")
+
+    parts = dict.fromkeys(by_corpus[test], "test")
+    for corpus in train:
+        sexes = by_corpus[corpus]
+        val = _pick_val(sexes, val_share=val_share, rng=_corpus_rng(seed, corpus))
+        parts.update({s: "val" if s in val else "train" for s in sexes})
+    keep = rows.corpus.isin([*train, test]) & rows.label.isin(classes)
+    out = rows[keep].assign(split=lambda r: r.speaker.map(parts)).reset_index(drop=True)
+    return out, classes
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def summarise(per_fold: Sequence[Mapping], *, pooled: Mapping | None = None) -> dict:
+    """Mean and sample std (ddof=1) over folds of :func:`compute_metrics` dicts.
+
+    Parameters
+    ----------
+    per_fold : sequence of dict
+        One :func:`pipeline.evaluate.compute_metrics` result per fold (keys ``uar``,
+        ``accuracy``, ``macro_f1``, ``n``; ``per_corpus`` optional).
+    pooled : dict, optional
+        :func:`pooled_metrics` of the same folds, stored as is under ``pooled``.
+
+    Returns
+    -------
+    dict
+        ``n_folds``, ``n`` (test clips over all folds), ``<metric>_mean`` and
+        ``<metric>_std`` for uar, accuracy and macro_f1, ``per_corpus.<corpus>.{uar_mean,
+        uar_std, accuracy_mean, accuracy_std, n_folds, n}`` over the folds that tested that
+        corpus, and ``pooled`` when given. A std over a single fold is 0.0.
+    """
+    if not per_fold:
+        raise ValueError("per_fold is empty; pass one compute_metrics() dict per fold")
+    for i, m in enumerate(per_fold):
+        lacking = [key for key in (*SUMMARY_METRICS, "n") if key not in m]
+        if lacking:
+            raise ValueError(f"per_fold[{i}] lacks {lacking}; pass pipeline.evaluate.compute_metrics() results")
+    out: dict = {"n_folds": len(per_fold), "n": int(sum(m["n"] for m in per_fold))}
+    for key in SUMMARY_METRICS:
+        out[f"{key}_mean"], out[f"{key}_std"] = _mean_std([m[key] for m in per_fold])
+    out["per_corpus"] = {}
+    for corpus in sorted({c for m in per_fold for c in m.get("per_corpus", {})}):
+        folds = [m["per_corpus"][corpus] for m in per_fold if corpus in m.get("per_corpus", {})]
+        block: dict = {}
+        for key in ("uar", "accuracy"):
+            block[f"{key}_mean"], block[f"{key}_std"] = _mean_std([f[key] for f in folds])
+        block["n_folds"], block["n"] = len(folds), int(sum(f.get("n", 0) for f in folds))
+        out["per_corpus"][corpus] = block
+    if pooled is not None:
+        out["pooled"] = dict(pooled)
+    return out
+
+
+def pooled_metrics(y_true_list: Sequence[np.ndarray], proba_list: Sequence[np.ndarray], *,
+                   corpus_list: Sequence[Sequence[str]], labels: Sequence[str]) -> dict:
+    """:func:`compute_metrics` once on every fold's test predictions concatenated.
+
+    Parameters
+    ----------
+    y_true_list : sequence of int arrays, shape (n_i,)
+        Each fold's true class indices into ``labels``.
+    proba_list : sequence of float arrays, shape (n_i, len(labels))
+        Each fold's class probabilities.
+    corpus_list : sequence of str sequences, length n_i
+        Each fold's corpus per test clip.
+    labels : sequence of str
+        Class names, the same for every fold.
+
+    Returns
+    -------
+    dict
+        The :func:`compute_metrics` keys (``uar`` is the pooled UAR).
+    """
+    if not (len(y_true_list) == len(proba_list) == len(corpus_list)) or not y_true_list:
+        raise ValueError(f"got {len(y_true_list)} y_true, {len(proba_list)} proba and {len(corpus_list)} corpus "
+                         "arrays; pass one of each per fold (at least one fold)")
+    for i, (y, p, c) in enumerate(zip(y_true_list, proba_list, corpus_list)):
+        p = np.asarray(p)
+        if p.ndim != 2 or p.shape != (len(y), len(labels)) or len(c) != len(y):
+            raise ValueError(f"fold {i}: y_true has {len(y)} clips, proba shape {p.shape}, corpus {len(c)} entries; "
+                             f"expected proba shape ({len(y)}, {len(labels)}) and one corpus per clip")
+    y_true = np.concatenate([np.asarray(y, dtype=int) for y in y_true_list])
+    proba = np.concatenate([np.asarray(p, dtype=float) for p in proba_list])
+    corpus = np.concatenate([np.asarray(c, dtype=str) for c in corpus_list])
+    return compute_metrics(y_true, proba, labels=list(labels), corpus=corpus)

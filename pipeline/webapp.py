@@ -1,0 +1,289 @@
+"""Web app: upload or record a clip in the browser and see the emotion the model hears.
+
+One page (``pipeline/webapp_static/``: plain HTML, CSS and vanilla JavaScript, no build step,
+nothing from a CDN) over a small JSON API, documented by OpenAPI at ``/docs`` and
+``/openapi.json``:
+
+- ``POST /predict``: a multipart upload (field ``file``) → :class:`PredictionOut`. Audio of at
+  least two ``infer.window_s`` windows also gets a timeline (:meth:`Predictor.timeline`), and
+  its headline emotion is then the mean over the non-silent windows (the model hears
+  ``features.seconds`` at a time; one crop of a long recording would ignore most of it).
+- ``GET /health``: the model in use, its labels and the upload limit.
+
+Errors are JSON ``{"detail": "..."}`` naming the upload and the reason: 413 over
+``infer.max_upload_mb`` (refused from the ``Content-Length`` header before the body is read,
+or as soon as a streamed body passes the limit), 415 not audio libsndfile can decode, 422
+empty, truncated, too long, too short or silent. An upload is decoded from a
+``tempfile.TemporaryDirectory`` that is removed when the request ends; nothing else is written.
+
+Run: ``python -m pipeline.webapp [--model models/cnn] [--host 127.0.0.1] [--port 8000]``;
+without ``--model`` the bundle with the best test UAR in ``metrics/*.json`` is served.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from pipeline import audio, params as P
+from pipeline.infer import InferenceError, Predictor, best_bundle
+
+STATIC_DIR = Path(__file__).with_name("webapp_static")
+EMOJI = {"neutral": "😐", "calm": "😌", "happy": "😄", "sad": "😢", "angry": "😠", "fearful": "😨",
+         "disgust": "🤢", "surprised": "😲", "boredom": "🥱"}
+_FORM_SLACK_BYTES = 64 * 1024      # multipart boundaries and part headers around the file
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSettings:
+    """The ``infer`` params the app uses (defaults are params.yaml's), plus a duration cap.
+
+    ``max_duration_s`` bounds the decoded length (a small compressed file can hold hours).
+    """
+
+    window_s: float = 3.0
+    hop_s: float = 1.0
+    silence_dbfs: float = -45.0
+    max_upload_mb: float = 20.0
+    max_duration_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        for key in ("window_s", "hop_s", "max_upload_mb", "max_duration_s"):
+            P.positive(getattr(self, key), key=f"infer.{key}")
+        if not isinstance(self.silence_dbfs, (int, float)) or isinstance(self.silence_dbfs, bool) or self.silence_dbfs > 0:
+            raise P.ParamsError(f"params.yaml: infer.silence_dbfs={self.silence_dbfs!r} must be a number <= 0 (dBFS)")
+
+    @classmethod
+    def from_params(cls, infer: Mapping[str, Any]) -> WebSettings:
+        """Build from the ``infer`` section of params.yaml."""
+        keys = ("window_s", "hop_s", "silence_dbfs", "max_upload_mb")
+        for key in keys:
+            if key not in infer:
+                raise P.ParamsError(f"params.yaml: missing key 'infer.{key}'; add it (see params.yaml)")
+        return cls(**{key: infer[key] for key in keys})
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+
+class TimelineWindow(BaseModel):
+    start_s: float = Field(description="window start, seconds from the beginning")
+    end_s: float = Field(description="window end, seconds")
+    emotion: str
+    emoji: str
+    confidence: float = Field(ge=0, le=1)
+    probabilities: dict[str, float]
+
+
+class PredictionOut(BaseModel):
+    emotion: str = Field(description="the most probable class")
+    emoji: str
+    confidence: float = Field(ge=0, le=1, description="probability of `emotion`")
+    probabilities: dict[str, float] = Field(description="every class, in the model's output order; sums to 1")
+    duration_s: float = Field(description="length of the decoded audio, seconds")
+    basis: Literal["clip", "timeline"] = Field(
+        description="clip: the recording as one utterance, cropped or padded as in training; "
+                    "timeline: the mean over the timeline's non-silent windows")
+    timeline: list[TimelineWindow] | None = Field(
+        description="one entry per non-silent window for audio of at least two windows, else null")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    model: str
+    labels: list[str]
+    sample_rate: int
+    max_upload_mb: float
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+def _refusal(status: int, detail: str) -> tuple[dict, dict]:
+    body = json.dumps({"detail": detail}).encode()
+    return ({"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                         (b"connection", b"close")]},
+            {"type": "http.response.body", "body": body})
+
+
+class UploadLimit:
+    """ASGI middleware refusing a request body over ``max_bytes`` with 413.
+
+    A declared ``Content-Length`` over the limit is refused before any of the body is read; a
+    streamed (chunked) body is refused as soon as the bytes received pass the limit, and the
+    app then sees a client disconnect whose response is dropped.
+    """
+
+    def __init__(self, app, *, max_bytes: int, max_upload_mb: float):
+        self.app, self.max_bytes = app, max_bytes
+        self.detail = f"upload too large: the limit is {max_upload_mb:g} MB (infer.max_upload_mb); send a shorter clip"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            for message in _refusal(413, self.detail):
+                await send(message)
+            return
+        seen, refused = 0, False
+
+        async def counted_receive():
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    refused = True
+                    for reply in _refusal(413, self.detail):
+                        await send(reply)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)
+
+
+def decode_upload(path: Path, *, name: str, sr: int, max_duration_s: float) -> np.ndarray:
+    """Mono float32 samples at ``sr`` Hz of the uploaded file at ``path``, or HTTPException:
+    415 for bytes libsndfile cannot open, 422 for a file too long, truncated or without frames.
+    Messages name the upload by ``name`` (never the temporary path)."""
+    def fail(status: int, err: Exception) -> HTTPException:
+        return HTTPException(status, detail=str(err).replace(str(path), name))
+
+    try:
+        info = audio.info(path)
+    except audio.AudioError as err:
+        raise fail(415, err) from None
+    if info.duration_s > max_duration_s:
+        raise HTTPException(422, detail=f"{name}: {info.duration_s:.0f} s of audio; the web app takes at most "
+                                        f"{max_duration_s:g} s; cut it, or use the `ser` command line")
+    try:
+        return audio.load(path, sr=sr)
+    except audio.AudioError as err:
+        raise fail(422, err) from None
+
+
+def analyse(predictor: Predictor, y: np.ndarray, *, name: str, settings: WebSettings) -> PredictionOut:
+    """The response for mono samples ``y`` at ``predictor.config.sr`` (InferenceError when too
+    short or silent)."""
+    sr = predictor.config.sr
+    duration_s = len(y) / sr
+    pred = predictor.predict_waveform(y, sr=sr, name=name)
+    if duration_s < 2 * settings.window_s:
+        return PredictionOut(emotion=pred.emotion, emoji=EMOJI.get(pred.emotion, "🎭"), confidence=pred.confidence,
+                             probabilities=pred.probabilities, duration_s=duration_s, basis="clip", timeline=None)
+    table = predictor.timeline(y, window_s=settings.window_s, hop_s=settings.hop_s, silence_dbfs=settings.silence_dbfs)
+    labels = predictor.labels
+    timeline = [TimelineWindow(start_s=row.start_s, end_s=row.end_s, emotion=row.emotion,
+                               emoji=EMOJI.get(row.emotion, "🎭"), confidence=row.confidence,
+                               probabilities={c: float(getattr(row, f"p_{c}")) for c in labels})
+                for row in table.itertuples(index=False)]
+    if timeline:
+        mean = table[[f"p_{c}" for c in labels]].to_numpy(dtype=np.float64).mean(axis=0)
+        i = int(np.argmax(mean))
+        pred_emotion, confidence, probabilities = labels[i], float(mean[i]), dict(zip(labels, map(float, mean)))
+    else:
+        pred_emotion, confidence, probabilities = pred.emotion, pred.confidence, pred.probabilities
+    return PredictionOut(emotion=pred_emotion, emoji=EMOJI.get(pred_emotion, "🎭"), confidence=confidence,
+                         probabilities=probabilities, duration_s=duration_s,
+                         basis="timeline" if timeline else "clip", timeline=timeline)
+
+
+def create_app(predictor: Predictor, *, settings: WebSettings | None = None, model_name: str = "model") -> FastAPI:
+    """The FastAPI app serving ``predictor`` (the page, ``/predict``, ``/health``, ``/docs``)."""
+    settings = settings or WebSettings()
+    app = FastAPI(title="Speech emotion recognition", version="1.0",
+                  description="Upload a speech clip (any format libsndfile decodes: WAV, FLAC, OGG, MP3, ...) "
+                              "and get the emotion the model hears, with every class's probability.")
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes + _FORM_SLACK_BYTES,
+                       max_upload_mb=settings.max_upload_mb)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    lock = threading.Lock()   # one prediction at a time: TensorFlow already uses every core
+    errors = {code: {"model": ErrorOut, "description": text} for code, text in
+              ((413, "upload over infer.max_upload_mb"), (415, "not audio libsndfile can decode"),
+               (422, "empty, truncated, too long, too short or silent"))}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/health", response_model=HealthOut)
+    def health() -> HealthOut:
+        return HealthOut(status="ok", model=model_name, labels=predictor.labels, sample_rate=predictor.config.sr,
+                         max_upload_mb=settings.max_upload_mb)
+
+    @app.post("/predict", response_model=PredictionOut, responses=errors)
+    def predict(file: UploadFile = File(description="an audio file")) -> PredictionOut:
+        name = Path(file.filename or "upload").name[:120] or "upload"
+        data = file.file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, detail=f"{name}: upload too large: the limit is {settings.max_upload_mb:g} MB "
+                                            "(infer.max_upload_mb); send a shorter clip")
+        if not data:
+            raise HTTPException(422, detail=f"{name}: empty upload (0 bytes); choose an audio file")
+        with tempfile.TemporaryDirectory(prefix="ser-web-") as tmp:
+            path = Path(tmp) / "upload"          # no suffix: decoded by content
+            path.write_bytes(data)
+            y = decode_upload(path, name=name, sr=predictor.config.sr, max_duration_s=settings.max_duration_s)
+        try:
+            with lock:
+                return analyse(predictor, y, name=name, settings=settings)
+        except InferenceError as err:
+            raise HTTPException(422, detail=str(err)) from None
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ser-web`` / ``python -m pipeline.webapp``: load the bundle, then serve until Ctrl-C."""
+    try:
+        return serve(argv)
+    except (P.ParamsError, FileNotFoundError, InferenceError) as err:
+        sys.exit(f"ser-web: {err}")
+
+
+def serve(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ser-web", description="Serve the emotion-recognition web page and API.")
+    ap.add_argument("--model", type=Path, help="bundle folder (default: the best by test UAR in --metrics)")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    ap.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    ap.add_argument("--params", type=Path, default=P.DEFAULT_PATH, help="params file (default: %(default)s)")
+    ap.add_argument("--metrics", type=Path, default=Path("metrics"), help="metrics folder (default: %(default)s)")
+    args = ap.parse_args(argv)
+    params = P.load(args.params)
+    settings = WebSettings.from_params(P.require(params, "infer"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ notices; set 0 to see them
+    min_duration_s = P.positive(P.require(params, "infer.min_duration_s"), key="infer.min_duration_s")
+    folder = args.model or best_bundle(metrics_dir=args.metrics, models_dir=Path(P.require(params, "train.out")))
+    predictor = Predictor(folder, min_duration_s=min_duration_s)
+
+    import uvicorn
+
+    print(f"ser-web: serving {folder} on http://{args.host}:{args.port}/ (API docs: /docs)", flush=True)
+    uvicorn.run(create_app(predictor, settings=settings, model_name=str(folder)), host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The `ser` command line: output formats, bad inputs and exit codes, folders and lists,
+the default model, the emotion timeline, and the installed console script.
+
+CI has no trained models, so :func:`tiny_bundles` trains a tiny ``cnn`` and ``cnn_lstm`` on
+synthetic clips, with the project's real feature config (``tests/test_export.py`` uses them too).
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from pipeline import bundle as B, demo, params as P
+from pipeline.cli import NO_MODEL, best_bundle, main
+from pipeline.featurize import FeatureConfig, extract, prepare
+from pipeline.train import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = P.load(ROOT / "params.yaml")
+SR = int(PARAMS["base"]["sample_rate"])
+LABELS = list(PARAMS["split"]["classes"])
+TINY = {
+    "cnn": {"input": "sequence", "filters": [4], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [4]},
+    "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 4, "conv_dropout": 0.0, "lstm_units": 4,
+                 "lstm_layers": 1, "bidirectional": True, "pooling": "attention", "dense": [4], "dropout": 0.0},
+}
+
+
+def speech(duration_s: float, *, emotion: str = "angry", seed: int = 0, sr: int = SR) -> np.ndarray:
+    """A demo-corpus utterance (pipeline.demo's voice model), float32 (n,)."""
+    rng = np.random.default_rng([seed, zlib.crc32(emotion.encode())])
+    f0_hz, formant_scale, offsets = demo.speaker_voice(sex=("male", "female")[seed % 2], rng=rng)
+    style = demo.clip_style(emotion=emotion, strength=1.0, f0_hz=f0_hz, formant_scale=formant_scale,
+                            offsets=offsets, rng=rng)
+    return demo.synthesize(style=style, duration_s=duration_s, sr=sr, rng=rng).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_bundles(base: Path) -> dict[str, Path]:
+    """``{"cnn": folder, "cnn_lstm": folder}``: bundles trained for two epochs on 14 clips."""
+    config = FeatureConfig.from_params(PARAMS["features"], sr=SR)
+    clips = [prepare(speech(1.2 + 0.1 * i, emotion=LABELS[i % len(LABELS)], seed=i), config=config)
+             for i in range(2 * len(LABELS))]
+    feats = extract(np.stack([c[0] for c in clips]), np.array([c[1] for c in clips]), config=config)
+    x = feats["sequence"].astype(np.float16).astype(np.float32)
+    mean, std = B.fit_stats(x, feats["n_frames"])
+    z = B.standardise(x, feats["n_frames"], mean=mean, std=std)
+    y = np.arange(len(x)) % len(LABELS)
+    train = {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "class_weight": "none", "threads": 2}
+    out = {}
+    for name, tiny in TINY.items():
+        model, _ = fit(model_name=name, model_params=tiny, train_cfg=train, seed=0, x_train=z, y_train=y,
+                       x_val=None, y_val=None, labels=LABELS)
+        out[name] = Path(base) / "bundles" / name
+        B.save(out[name], model=model, labels=LABELS, input_kind="sequence", feature_config=config.to_dict(),
+               speaker_norm=False, mean=mean, std=std,
+               info={"model": name, "train_speakers": ["synthetic:1"], "feature_dtype": "float16"})
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    return tiny_bundles(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> Path:
+    """good/: three demo-like clips (a 44.1 kHz stereo FLAC among them, in a sub-folder);
+    bad/: a text file named .wav, an empty file, a silent clip and a 50 ms clip."""
+    root = tmp_path_factory.mktemp("clips")
+    (root / "good" / "sub").mkdir(parents=True)
+    sf.write(root / "good" / "a_angry.wav", speech(2.0, emotion="angry", seed=1), SR, subtype="PCM_16")
+    sf.write(root / "good" / "b_sad.wav", speech(3.5, emotion="sad", seed=2), SR, subtype="PCM_16")
+    stereo = speech(1.5, emotion="happy", seed=3, sr=44100)
+    sf.write(root / "good" / "sub" / "c_happy.flac", np.stack([stereo, 0.5 * stereo], axis=1), 44100)
+    (root / "good" / "notes.txt").write_text("not audio, and not an audio suffix: never listed\n")
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "text.wav").write_text("this is not audio\n")
+    (bad / "empty.wav").write_bytes(b"")
+    sf.write(bad / "silent.wav", np.zeros(SR, dtype=np.float32), SR, subtype="PCM_16")
+    sf.write(bad / "short.wav", speech(1.0, seed=4)[: SR // 20], SR, subtype="PCM_16")
+    return root
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def good(clips: Path) -> list[Path]:
+    return sorted((clips / "good").rglob("*.wav")) + sorted((clips / "good").rglob("*.flac"))
+
+
+# -- predict ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["cnn", "cnn_lstm"])
+def test_json_lines_give_emotion_confidence_and_probabilities_summing_to_one(capsys, bundles, clips, name):
+    code, out, err = run(capsys, "predict", "--json", "--model", bundles[name], *good(clips))
+    assert code == 0 and err == ""
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"] for r in rows] == [str(p) for p in good(clips)]
+    for r in rows:
+        assert list(r["probabilities"]) == LABELS
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert r["emotion"] == max(r["probabilities"], key=r["probabilities"].get)
+        assert r["confidence"] == r["probabilities"][r["emotion"]]
+
+
+def test_default_output_is_an_aligned_table(capsys, bundles, clips):
+    code, out, _ = run(capsys, "predict", "--model", bundles["cnn"], *good(clips))
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2 + len(good(clips))          # header, rule, one row per clip
+    assert lines[0].split() == ["path", "emotion", "confidence", *LABELS]
+    assert len({len(line.rstrip()) for line in lines[1:]}) == 1      # columns line up
+    for line in lines[2:]:
+        probs = [float(v) for v in line.split()[-len(LABELS):]]
+        assert sum(probs) == pytest.approx(1.0, abs=0.01)
+
+
+def test_csv_has_a_column_per_label_and_an_error_column(capsys, bundles, clips):
+    code, out, _ = run(capsys, "predict", "--csv", "--model", bundles["cnn"], *good(clips), clips / "bad" / "text.wav")
+    table = pd.read_csv(io.StringIO(out))
+    assert code == 1
+    assert list(table.columns) == ["path", "emotion", "confidence", *[f"p_{c}" for c in LABELS], "error"]
+    ok, failed = table[table.error.isna()], table[table.error.notna()]
+    assert len(ok) == len(good(clips)) and len(failed) == 1
+    np.testing.assert_allclose(ok[[f"p_{c}" for c in LABELS]].sum(axis=1), 1.0, atol=1e-5)
+    assert "not audio" in failed.error.iloc[0] and pd.isna(failed.emotion.iloc[0])
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("text.wav", "not audio libsndfile can decode"),
+    ("empty.wav", "zero-length file"),
+    ("silent.wav", "silent"),
+    ("short.wav", r"too short \(0\.050 s\); at least 0\.25 s"),
+    ("missing.wav", "file not found"),
+])
+def test_a_bad_input_gets_one_line_on_stderr_and_the_others_are_still_predicted(capsys, bundles, clips, name, reason):
+    bad = clips / "bad" / name
+    code, out, err = run(capsys, "predict", "--json", "--model", bundles["cnn"], bad, *good(clips))
+    assert code == 1
+    assert len(err.splitlines()) == 1 and str(bad) in err
+    assert re.search(reason, err) and "Traceback" not in err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows[0]["path"] == str(bad) and set(rows[0]) == {"path", "error"}
+    assert all("emotion" in r for r in rows[1:]) and len(rows) == 1 + len(good(clips))
+
+
+def test_folders_are_searched_recursively_in_sorted_order_and_a_list_file_adds_paths(capsys, bundles, clips, tmp_path):
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"# clips to check\n\n{clips / 'good' / 'b_sad.wav'}\n")
+    code, out, _ = run(capsys, "predict", "--json", "--model", bundles["cnn"], clips / "good", "--list", listed)
+    paths = [json.loads(line)["path"] for line in out.splitlines()]
+    assert code == 0
+    assert paths == [str(clips / "good" / p) for p in ("a_angry.wav", "b_sad.wav", "sub/c_happy.flac", "b_sad.wav")]
+
+
+def test_a_folder_without_audio_fails_with_the_reason(capsys, bundles, tmp_path):
+    code, _, err = run(capsys, "predict", "--model", bundles["cnn"], tmp_path)
+    assert code == 1 and f"{tmp_path}: no audio files" in err
+
+
+def test_usage_errors_exit_2(capsys, bundles, clips, tmp_path, monkeypatch):
+    assert run(capsys, "predict", "--model", bundles["cnn"])[0] == 2                     # no input
+    code, _, err = run(capsys, "predict", "--model", tmp_path / "nothing", *good(clips))
+    assert code == 2 and "not a model bundle" in err
+    code, _, err = run(capsys, "predict", "--model", bundles["cnn"], "--list", tmp_path / "none.txt")
+    assert code == 2 and "cannot read the list file" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--json", "--csv", str(good(clips)[0])])
+    assert exit_.value.code == 2 and "not allowed with argument --json" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)                                                          # outside any project
+    code, _, err = run(capsys, "predict", *good(clips))
+    assert code == 2 and NO_MODEL in err and len(err.splitlines()) == 1
+
+
+def test_the_default_model_is_the_best_bundle_by_test_uar(bundles, tmp_path):
+    (tmp_path / "params.yaml").write_text("train:\n  out: trained\n")
+    (tmp_path / "metrics").mkdir()
+    for name, uar in (("cnn", 0.41), ("cnn_lstm", 0.52), ("gone", 0.9)):            # "gone" has no bundle
+        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({"uar": uar}))
+    for name in bundles:
+        shutil.copytree(bundles[name], tmp_path / "trained" / name)
+    assert best_bundle(tmp_path) == tmp_path / "trained" / "cnn_lstm"
+
+
+def test_real_sample_clips_are_predicted(capsys, bundles, sample_dir):
+    paths = [p for corpus in sorted(sample_dir.iterdir()) if corpus.is_dir() for p in sorted(corpus.rglob("*.wav"))[:2]]
+    code, out, err = run(capsys, "predict", "--csv", "--model", bundles["cnn_lstm"], *paths)
+    table = pd.read_csv(io.StringIO(out))
+    assert code == 0 and err == "" and len(table) == len(paths) >= 2
+    np.testing.assert_allclose(table[[f"p_{c}" for c in LABELS]].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_installed_console_script_reports_errors_on_one_line_with_exit_status_1(bundles, clips):
+    script = Path(sys.executable).with_name("ser")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline.cli"]
+    missing = clips / "bad" / "missing.wav"
+    done = subprocess.run([*command, "predict", "--json", "--model", str(bundles["cnn"]), str(good(clips)[0]),
+                           str(missing)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert [json.loads(line)["path"] for line in done.stdout.splitlines()] == [str(good(clips)[0]), str(missing)]
+    assert done.stderr.splitlines() == [f"ser: {missing}: file not found; check the path"]
+
+
+# -- timeline ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Path:
+    """20 s: speech 0-6 s, digital silence 6-13 s, speech 13-20 s."""
+    speech_a = np.concatenate([speech(2.0, emotion=e, seed=i) for i, e in enumerate(("angry", "sad", "happy"))])
+    speech_b = np.concatenate([speech(3.5, emotion=e, seed=5 + i) for i, e in enumerate(("fearful", "neutral"))])
+    y = np.concatenate([speech_a, np.zeros(7 * SR, dtype=np.float32), speech_b])
+    assert len(y) == 20 * SR
+    path = tmp_path_factory.mktemp("timeline") / "talk.wav"
+    sf.write(path, y, SR, subtype="PCM_16")
+    return path
+
+
+def test_timeline_has_rows_for_voiced_windows_only_and_writes_a_png(capsys, bundles, recording, tmp_path):
+    prefix = tmp_path / "out" / "talk"
+    code, out, _ = run(capsys, "timeline", recording, "--model", bundles["cnn_lstm"], "--out", prefix,
+                       "--window", "3", "--hop", "1")
+    table = pd.read_csv(prefix.with_suffix(".csv"))
+    assert code == 0 and str(prefix.with_suffix(".png")) in out
+    assert prefix.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(table.columns) == ["start_s", "end_s", "emotion", "confidence", *[f"p_{c}" for c in LABELS]]
+    starts = table.start_s.tolist()
+    assert starts == sorted(set(starts))                                  # strictly increasing
+    assert {0.0, 1.0, 2.0, 3.0, 13.0, 14.0, 15.0, 16.0, 17.0} <= set(starts)
+    assert not {6.0, 7.0, 8.0, 9.0, 10.0} & set(starts)                   # windows inside the silence
+    np.testing.assert_allclose(table.end_s - table.start_s, 3.0)
+    np.testing.assert_allclose(table[[f"p_{c}" for c in LABELS]].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_timeline_json_and_the_default_prefix_in_the_current_folder(capsys, bundles, recording, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run(capsys, "timeline", recording, "--json", "--model", bundles["cnn"], "--hop", "2")
+    doc = json.loads((tmp_path / "talk_timeline.json").read_text())
+    assert code == 0 and (tmp_path / "talk_timeline.png").is_file()
+    assert doc["labels"] == LABELS and doc["hop_s"] == 2.0 and doc["window_s"] == 3.0   # built-in default
+    assert [w["start_s"] for w in doc["windows"]][:2] == [0.0, 2.0]
+
+
+def test_timeline_of_a_bad_file_is_one_line_and_exit_1(capsys, bundles, clips):
+    code, _, err = run(capsys, "timeline", clips / "bad" / "text.wav", "--model", bundles["cnn"])
+    assert code == 1 and len(err.splitlines()) == 1 and "text.wav: not audio" in err
+    assert run(capsys, "timeline", clips / "good" / "a_angry.wav", "--model", bundles["cnn"], "--hop", "0")[0] == 2
+
+
+def test_csv_rows_parse_with_the_csv_module(capsys, bundles, clips):
+    _, out, _ = run(capsys, "predict", "--csv", "--model", bundles["cnn"], good(clips)[0])
+    header, row = list(csv.reader(io.StringIO(out)))
+    assert header[-1] == "error" and row[-1] == "" and float(row[2]) > 0

@@ -1,0 +1,113 @@
+"""TensorFlow Lite export: the exported cnn and cnn_lstm (with AttentionPooling) predict what
+Keras predicts, and the .tflite file with bundle.json and scaler.npz is enough to run.
+
+Uses the tiny bundles trained in ``tests/test_cli.py`` (CI has no trained models).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipeline.cli import main
+from pipeline.export import TFLiteModel, TFLitePredictor, export_bundle, to_tflite
+from pipeline.infer import InferenceError, Predictor
+from test_cli import LABELS, SR, speech, tiny_bundles
+
+TOLERANCE = 1e-4  # largest probability difference allowed between Keras and TensorFlow Lite
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    return tiny_bundles(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[Path]:
+    """Demo-like clips of every class, 0.8-4.5 s (cropped and zero-padded inputs both)."""
+    folder = tmp_path_factory.mktemp("export_clips")
+    paths = []
+    for i, emotion in enumerate(LABELS):
+        paths.append(folder / f"{i}_{emotion}.wav")
+        sf.write(paths[-1], speech(0.8 + 0.6 * i, emotion=emotion, seed=10 + i), SR, subtype="PCM_16")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def exported(bundles, tmp_path_factory) -> dict[str, Path]:
+    """Each bundle's export in a folder of its own, next to copies of bundle.json and
+    scaler.npz only (no model.keras)."""
+    out = {}
+    for name, folder in bundles.items():
+        lite = tmp_path_factory.mktemp(f"lite_{name}")
+        for f in ("bundle.json", "scaler.npz"):
+            shutil.copy(folder / f, lite / f)
+        export_bundle(folder, out=lite / "model.tflite")
+        out[name] = lite
+    return out
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn_lstm"])
+def test_the_tflite_model_gives_the_keras_probabilities(bundles, name):
+    keras_model = Predictor(bundles[name]).bundle.model
+    shape = tuple(keras_model.input_shape[1:])
+    lite = TFLiteModel(to_tflite(keras_model.model))
+    x = np.random.default_rng(0).standard_normal((5, *shape)).astype(np.float32)
+    x[2, shape[0] // 2:] = 0.0                                                   # a zero-padded clip
+    expected, got = np.asarray(keras_model(x)), lite(x)
+    assert got.shape == expected.shape == (5, len(LABELS))
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn_lstm"])
+def test_the_exported_predictor_matches_keras_on_audio_without_model_keras(bundles, exported, clips, name):
+    assert not (exported[name] / "model.keras").exists()
+    keras_predictor, lite = Predictor(bundles[name]), TFLitePredictor(exported[name])
+    for path in clips:
+        a, b = keras_predictor.predict_file(path), lite.predict_file(path)
+        assert a.emotion == b.emotion
+        np.testing.assert_allclose(list(b.probabilities.values()), list(a.probabilities.values()), atol=TOLERANCE)
+    y = np.concatenate([sf.read(p, dtype="float32")[0] for p in clips])
+    kwargs = {"window_s": 3.0, "hop_s": 1.5, "silence_dbfs": -45.0}
+    t_keras, t_lite = keras_predictor.timeline(y, **kwargs), lite.timeline(y, **kwargs)
+    assert list(t_lite.emotion) == list(t_keras.emotion) and len(t_lite) > 5
+    np.testing.assert_allclose(t_lite.filter(like="p_"), t_keras.filter(like="p_"), atol=TOLERANCE)
+
+
+def test_export_json_describes_the_input_and_the_labels(exported):
+    meta = json.loads((exported["cnn_lstm"] / "export.json").read_text())
+    assert meta["tflite"] == "model.tflite" and meta["labels"] == LABELS
+    assert meta["input_kind"] == "sequence" and meta["input_shape"] == [1, 301, 106]
+
+
+def test_the_exported_predictor_refuses_bad_input_and_missing_files(exported, tmp_path):
+    lite = TFLitePredictor(exported["cnn"])
+    with pytest.raises(InferenceError, match="zero-length file"):
+        lite.predict_file(_touch(tmp_path / "empty.wav"))
+    with pytest.raises(FileNotFoundError, match=r"no exported model; run `ser export"):
+        TFLitePredictor(exported["cnn"], tflite=tmp_path / "none.tflite")
+    with pytest.raises(ValueError, match=r"expected input of shape \(n, 301, 106\)"):
+        lite.bundle.model(np.zeros((1, 300, 106), dtype=np.float32))
+
+
+def test_ser_export_writes_next_to_the_bundle_and_checks_parity(capsys, bundles, clips, tmp_path):
+    folder = tmp_path / "cnn"
+    shutil.copytree(bundles["cnn"], folder)
+    code = main(["export", "--model", str(folder), "--check", *map(str, clips[:2])])
+    out = capsys.readouterr().out
+    assert code == 0 and (folder / "model.tflite").is_file() and (folder / "export.json").is_file()
+    assert out.count("ok ") == 2 and "DIFF" not in out
+    code = main(["export", "--model", str(folder), "--out", str(tmp_path / "x.tflite"), "--check",
+                 str(_touch(tmp_path / "empty.wav"))])
+    assert code == 1 and "zero-length" in capsys.readouterr().err
+    assert main(["export", "--model", str(folder), "--out", str(tmp_path / "x.onnx")]) == 2
+
+
+def _touch(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
