@@ -17,3 +17,11 @@ def sample_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real corpus sample not found at {path}; set SER_SAMPLE_DIR to its folder")
     return path
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    """``{"cnn": folder, "cnn_lstm": folder}``: tiny bundles trained once per session."""
+    from fakes import tiny_bundles
+
+    return tiny_bundles(tmp_path_factory.getbasetemp())

@@ -1,20 +1,18 @@
 """The `ser` command line: output formats, bad inputs and exit codes, folders and lists,
 the default model, the emotion timeline, and the installed console script.
 
-CI has no trained models, so :func:`tiny_bundles` trains a tiny ``cnn`` and ``cnn_lstm`` on
-synthetic clips, with the project's real feature config (``tests/test_export.py`` uses them too).
+CI has no trained models: the ``bundles`` fixture (``conftest.py``, ``fakes.tiny_bundles``)
+holds a tiny ``cnn`` and ``cnn_lstm`` trained on synthetic clips with the real feature config.
 """
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import re
 import shutil
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,57 +20,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipeline import bundle as B, demo, params as P
 from pipeline.cli import NO_MODEL, best_bundle, main
-from pipeline.featurize import FeatureConfig, extract, prepare
-from pipeline.train import fit
+from fakes import LABELS, SR, speech
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = P.load(ROOT / "params.yaml")
-SR = int(PARAMS["base"]["sample_rate"])
-LABELS = list(PARAMS["split"]["classes"])
-TINY = {
-    "cnn": {"input": "sequence", "filters": [4], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [4]},
-    "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 4, "conv_dropout": 0.0, "lstm_units": 4,
-                 "lstm_layers": 1, "bidirectional": True, "pooling": "attention", "dense": [4], "dropout": 0.0},
-}
-
-
-def speech(duration_s: float, *, emotion: str = "angry", seed: int = 0, sr: int = SR) -> np.ndarray:
-    """A demo-corpus utterance (pipeline.demo's voice model), float32 (n,)."""
-    rng = np.random.default_rng([seed, zlib.crc32(emotion.encode())])
-    f0_hz, formant_scale, offsets = demo.speaker_voice(sex=("male", "female")[seed % 2], rng=rng)
-    style = demo.clip_style(emotion=emotion, strength=1.0, f0_hz=f0_hz, formant_scale=formant_scale,
-                            offsets=offsets, rng=rng)
-    return demo.synthesize(style=style, duration_s=duration_s, sr=sr, rng=rng).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_bundles(base: Path) -> dict[str, Path]:
-    """``{"cnn": folder, "cnn_lstm": folder}``: bundles trained for two epochs on 14 clips."""
-    config = FeatureConfig.from_params(PARAMS["features"], sr=SR)
-    clips = [prepare(speech(1.2 + 0.1 * i, emotion=LABELS[i % len(LABELS)], seed=i), config=config)
-             for i in range(2 * len(LABELS))]
-    feats = extract(np.stack([c[0] for c in clips]), np.array([c[1] for c in clips]), config=config)
-    x = feats["sequence"].astype(np.float16).astype(np.float32)
-    mean, std = B.fit_stats(x, feats["n_frames"])
-    z = B.standardise(x, feats["n_frames"], mean=mean, std=std)
-    y = np.arange(len(x)) % len(LABELS)
-    train = {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "class_weight": "none", "threads": 2}
-    out = {}
-    for name, tiny in TINY.items():
-        model, _ = fit(model_name=name, model_params=tiny, train_cfg=train, seed=0, x_train=z, y_train=y,
-                       x_val=None, y_val=None, labels=LABELS)
-        out[name] = Path(base) / "bundles" / name
-        B.save(out[name], model=model, labels=LABELS, input_kind="sequence", feature_config=config.to_dict(),
-               speaker_norm=False, mean=mean, std=std,
-               info={"model": name, "train_speakers": ["synthetic:1"], "feature_dtype": "float16"})
-    return out
-
-
-@pytest.fixture(scope="session")
-def bundles(tmp_path_factory) -> dict[str, Path]:
-    return tiny_bundles(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """TensorFlow Lite export: the exported cnn and cnn_lstm (with AttentionPooling) predict what
 Keras predicts, and the .tflite file with bundle.json and scaler.npz is enough to run.
 
-Uses the tiny bundles trained in ``tests/test_cli.py`` (CI has no trained models).
+Uses the tiny bundles of the ``bundles`` fixture (``conftest.py``; CI has no trained models).
 """
 from __future__ import annotations
 
@@ -16,14 +16,9 @@ import soundfile as sf
 from pipeline.cli import main
 from pipeline.export import TFLiteModel, TFLitePredictor, export_bundle, to_tflite
 from pipeline.infer import InferenceError, Predictor
-from test_cli import LABELS, SR, speech, tiny_bundles
+from fakes import LABELS, SR, speech
 
 TOLERANCE = 1e-4  # largest probability difference allowed between Keras and TensorFlow Lite
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory) -> dict[str, Path]:
-    return tiny_bundles(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")
