@@ -8,6 +8,7 @@ preprocessing path shared by training, evaluation and inference.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -81,11 +82,27 @@ class Bundle:
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.labels)))
 
 
+def _normalise_keras_zip(path: Path) -> None:
+    """Make a ``.keras`` file a function of the model alone: Keras stamps the save date into
+    ``metadata.json`` and the zip entries, so equal models would differ byte for byte (and DVC
+    would see a changed output on every fresh ``dvc repro``)."""
+    with zipfile.ZipFile(path) as z:
+        entries = [(name, z.read(name)) for name in sorted(z.namelist())]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, data in entries:
+            if name == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta, sort_keys=True).encode()
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+
+
 def save(folder: Path, *, model, labels: Sequence[str], input_kind: str, feature_config: dict,
          speaker_norm: bool, mean: np.ndarray, std: np.ndarray, info: dict) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / "model.keras")
+    _normalise_keras_zip(folder / "model.keras")
     np.savez(folder / "scaler.npz", mean=mean, std=std)
     (folder / "bundle.json").write_text(json.dumps({
         "labels": list(labels), "input_kind": input_kind, "feature_config": feature_config,

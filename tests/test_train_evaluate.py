@@ -1,5 +1,6 @@
 """Training and evaluation: beats chance, deterministic, leakage refused, metric keys and UAR."""
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -106,3 +107,18 @@ def test_bundle_round_trip(tmp_path):
     proba = bundle.predict_proba(x, np.full(len(x), x.shape[1]))
     assert proba.shape == (len(x), 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
     assert bundle.labels == LABELS and bundle.feature_config == {"sr": 16000}
+
+
+def test_saving_the_same_model_twice_gives_the_same_bytes(tmp_path):
+    x, y = toy_set(6, seed=0)
+    model, _ = fit(model_name="cnn", model_params=TINY_CNN, train_cfg={**TRAIN, "epochs": 1}, seed=0, x_train=x,
+                   y_train=y, x_val=None, y_val=None, labels=LABELS)
+    mean, std = B.fit_stats(x, np.full(len(x), x.shape[1]))
+    digests = []
+    for name in ("a", "b"):
+        time.sleep(1.1)  # Keras stamps the save time in seconds
+        B.save(tmp_path / name, model=model, labels=LABELS, input_kind="sequence", feature_config={"sr": 16000},
+               speaker_norm=False, mean=mean, std=std, info={"train_speakers": ["s:1"]})
+        digests.append({f.name: f.read_bytes() for f in sorted((tmp_path / name).iterdir())})
+    assert digests[0] == digests[1]
+    assert B.load(tmp_path / "a").labels == LABELS  # still loads
