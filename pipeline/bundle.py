@@ -82,10 +82,20 @@ class Bundle:
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.labels)))
 
 
+def _renumber_shared_ids(node, ids: dict):
+    if isinstance(node, dict):
+        return {k: (ids.setdefault(v, len(ids)) if k == "shared_object_id" else _renumber_shared_ids(v, ids))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_renumber_shared_ids(v, ids) for v in node]
+    return node
+
+
 def _normalise_keras_zip(path: Path) -> None:
     """Make a ``.keras`` file a function of the model alone: Keras stamps the save date into
-    ``metadata.json`` and the zip entries, so equal models would differ byte for byte (and DVC
-    would see a changed output on every fresh ``dvc repro``)."""
+    ``metadata.json`` and the zip entries, and memory addresses into ``config.json``
+    (``shared_object_id``), so equal models would differ byte for byte (and DVC would see a
+    changed output on every fresh ``dvc repro``)."""
     with zipfile.ZipFile(path) as z:
         entries = [(name, z.read(name)) for name in sorted(z.namelist())]
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
@@ -94,6 +104,8 @@ def _normalise_keras_zip(path: Path) -> None:
                 meta = json.loads(data)
                 meta.pop("date_saved", None)
                 data = json.dumps(meta, sort_keys=True).encode()
+            elif name == "config.json":  # shared_object_id is a Python id(): renumber in order
+                data = json.dumps(_renumber_shared_ids(json.loads(data), {})).encode()
             z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
 
 

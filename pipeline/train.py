@@ -90,6 +90,7 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
 
     from pipeline.models import build
 
+    keras.backend.clear_session()  # fresh layer/optimizer name counters: the same fit saves the same config
     configure_determinism(seed, threads=int(train_cfg.get("threads", 2)))
     model = build(model_name, input_shape=x_train.shape[1:], num_classes=len(labels), params=model_params)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
