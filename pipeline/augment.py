@@ -1,13 +1,18 @@
-"""Stage ``augment``: seeded audiomentations copies of TRAINING clips only.
+"""Stage ``augment``: seeded audiomentations copies of every selected clip, used for training only.
 
-For one corpus (``--corpus``), reads ``splits/<corpus>.csv``, keeps the rows whose partition
-is ``train`` and writes ``augment.copies`` augmented versions of each (additive noise, time
-stretch, pitch shift, time shift; each with its own probability and range from params) as
-16-bit FLAC at ``base.sample_rate`` under ``augment.out/<corpus>/``, with ``augmented.csv``
-listing every copy with its source clip id, speaker, corpus and label. Validation and test
-clips are never read. Each copy is seeded from (``base.seed``, source clip id, copy number),
-so the output does not depend on order or worker count and the same params give the same
-bytes.
+For one corpus (``--corpus``), reads ``splits/<corpus>.csv`` and writes ``augment.copies``
+augmented versions of each clip (additive noise, time stretch, pitch shift, time shift; each
+with its own probability and range from params) as 16-bit FLAC at ``base.sample_rate`` under
+``augment.out/<corpus>/``, with ``augmented.csv`` listing every copy with its source clip id,
+speaker, corpus, label and the source's holdout partition (``split``).
+
+Copies exist for validation and test clips too because the fold protocols (``protocol``
+stage) train on speakers that the holdout split keeps for testing. No copy is ever
+evaluated: a training run takes the copies of its own training clips and nothing else
+(:func:`pipeline.train.training_rows`), so a test speaker's copies never reach a model that
+is scored on that speaker. Each copy is seeded from (``base.seed``, source clip id, copy
+number), so the output does not depend on order, worker count or which clips are
+augmented, and the same params give the same bytes.
 
 Run: ``python -m pipeline.augment --corpus ravdess``.
 """
@@ -88,7 +93,7 @@ def _work(job: tuple[dict, int]) -> dict:
     path = _STATE["out_dir"] / f"{row['clip_id'].split(':', 1)[1]}__aug{copy}.flac"
     sf.write(path, out, _STATE["sr"], subtype="PCM_16", format="FLAC")
     return {**{k: row[k] for k in ("corpus", "speaker", "gender", "emotion", "label")},
-            "clip_id": f"{row['clip_id']}#aug{copy}", "source_id": row["clip_id"], "path": str(path), "split": "train",
+            "clip_id": f"{row['clip_id']}#aug{copy}", "source_id": row["clip_id"], "path": str(path), "split": row["split"],
             "duration_s": round(len(out) / _STATE["sr"], 4), "copy": copy, "applied": applied}
 
 
@@ -110,17 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     rows = pd.read_csv(interim / "splits" / f"{args.corpus}.csv", dtype={"source_label": str})
-    train = rows[rows.split == "train"]
-    jobs = [(row, k) for row in train.to_dict("records") for k in range(1, copies + 1)]
+    jobs = [(row, k) for row in rows.to_dict("records") for k in range(1, copies + 1)]
     t0 = time.perf_counter()
     with Pool(workers, initializer=_init, initargs=(cfg, sr, seed, out_dir)) as pool:
         made = list(tqdm(pool.imap(_work, jobs, chunksize=8), total=len(jobs), desc=f"augment {args.corpus}", unit="clip"))
     table = pd.DataFrame(made, columns=COLUMNS)
     table.to_csv(out_dir / "augmented.csv", index=False)
     seconds = time.perf_counter() - t0
-    print(f"augment {args.corpus}: {len(train)} training clips x {copies} copies = {len(table)} clips, "
-          f"{table.duration_s.sum() / 3600:.2f} h, {seconds:.1f} s ({len(table) / max(seconds, 1e-9):.0f} clips/s); "
-          f"{int((rows.split != 'train').sum())} val/test clips not touched")
+    print(f"augment {args.corpus}: {len(rows)} clips x {copies} copies = {len(table)} clips "
+          f"({int((table.split == 'train').sum())} of them of holdout training clips), {table.duration_s.sum() / 3600:.2f} h, "
+          f"{seconds:.1f} s ({len(table) / max(seconds, 1e-9):.0f} clips/s)")
     return 0
 
 

@@ -5,6 +5,7 @@
     ser predict PATH... [--list FILE] [--model DIR] [--json | --csv]
     ser timeline FILE [--window S] [--hop S] [--silence-dbfs DB] [--out PREFIX] [--json | --csv] [--model DIR]
     ser export [--model DIR] [--out FILE.tflite] [--check PATH...]
+    ser sweep SPACE.yaml [--trials N] [--jobs J] [--dry-run | --no-start | --rank-only] [--apply]
 
 Also ``python -m pipeline.cli``. Without ``--model`` the bundle of the last ``dvc repro``
 with the best test UAR is used (``metrics/<model>.json`` -> ``<train.out>/<model>``, from
@@ -290,6 +291,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--check", nargs="+", metavar="PATH", help="compare Keras and TFLite predictions on these")
     e.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed probability difference")
     e.set_defaults(run=cmd_export)
+
+    from pipeline import sweep
+    s = sub.add_parser("sweep", help="hyperparameter search on the DVC experiment queue (see pipeline/sweep.py)")
+    sweep.add_arguments(s)
+    s.set_defaults(run=lambda args, root: sweep.run(args))
     return ap
 
 
@@ -309,12 +315,14 @@ def _native_stderr_silenced():
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.sweep import SweepError
     args = parser().parse_args(argv)
-    with _native_stderr_silenced():
-        import tensorflow  # noqa: F401  (loaded here so its start-up notices stay off stderr)
+    if args.command != "sweep":
+        with _native_stderr_silenced():
+            import tensorflow  # noqa: F401  (loaded here so its start-up notices stay off stderr)
     try:
         return args.run(args, project_root())
-    except (UsageError, P.ParamsError) as err:
+    except (UsageError, P.ParamsError, SweepError) as err:
         print(f"ser {args.command}: {err}", file=sys.stderr)
         return 2
 

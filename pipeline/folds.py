@@ -2,8 +2,8 @@
 
 Pure functions on rows shaped like ``data/interim/split.csv`` (columns ``clip_id``,
 ``corpus``, ``speaker``, ``gender``, ``label``, ...); no I/O. A stage that runs a protocol
-trains one model per fold, scores it with :func:`pipeline.evaluate.compute_metrics`, and
-writes :func:`summarise` to ``metrics/<model>_<protocol>.json``.
+trains one model per fold and seed (:mod:`pipeline.protocol`) and writes :func:`summarise`
+of every run's test predictions to ``metrics/<model>_protocol.json``.
 
 Rules
 -----
@@ -27,6 +27,7 @@ Rules
   corpus.
 - **Summaries.** Means over folds, and the *sample* standard deviation (``ddof=1``); the std
   is 0.0 when a single fold contributes (``n_folds`` says so), keeping the JSON numeric.
+  The pooled UAR scores all folds' test predictions at once (every speaker once).
 """
 from __future__ import annotations
 
@@ -228,76 +229,77 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
-def summarise(per_fold: Sequence[Mapping], *, pooled: Mapping | None = None) -> dict:
-    """Mean and sample std (ddof=1) over folds of :func:`compute_metrics` dicts.
+def _scores(g: pd.DataFrame, labels: Sequence[str]) -> dict:
+    index = {c: i for i, c in enumerate(labels)}
+    proba = g[[f"p_{c}" for c in labels]].fillna(0.0).to_numpy(dtype=float)
+    m = compute_metrics(g.label.map(index).to_numpy(), proba, labels=list(labels), corpus=g.corpus.to_numpy())
+    return {key: m[key] for key in SUMMARY_METRICS} | {"per_corpus": m["per_corpus"]}
+
+
+def summarise(predictions: pd.DataFrame, *, labels: Sequence[str]) -> dict:
+    """Protocol metrics from every run's test predictions.
 
     Parameters
     ----------
-    per_fold : sequence of dict
-        One :func:`pipeline.evaluate.compute_metrics` result per fold (keys ``uar``,
-        ``accuracy``, ``macro_f1``, ``n``; ``per_corpus`` optional).
-    pooled : dict, optional
-        :func:`pooled_metrics` of the same folds, stored as is under ``pooled``.
-
-    Returns
-    -------
-    dict
-        ``n_folds``, ``n`` (test clips over all folds), ``<metric>_mean`` and
-        ``<metric>_std`` for uar, accuracy and macro_f1, ``per_corpus.<corpus>.{uar_mean,
-        uar_std, accuracy_mean, accuracy_std, n_folds, n}`` over the folds that tested that
-        corpus, and ``pooled`` when given. A std over a single fold is 0.0.
-    """
-    if not per_fold:
-        raise ValueError("per_fold is empty; pass one compute_metrics() dict per fold")
-    for i, m in enumerate(per_fold):
-        lacking = [key for key in (*SUMMARY_METRICS, "n") if key not in m]
-        if lacking:
-            raise ValueError(f"per_fold[{i}] lacks {lacking}; pass pipeline.evaluate.compute_metrics() results")
-    out: dict = {"n_folds": len(per_fold), "n": int(sum(m["n"] for m in per_fold))}
-    for key in SUMMARY_METRICS:
-        out[f"{key}_mean"], out[f"{key}_std"] = _mean_std([m[key] for m in per_fold])
-    out["per_corpus"] = {}
-    for corpus in sorted({c for m in per_fold for c in m.get("per_corpus", {})}):
-        folds = [m["per_corpus"][corpus] for m in per_fold if corpus in m.get("per_corpus", {})]
-        block: dict = {}
-        for key in ("uar", "accuracy"):
-            block[f"{key}_mean"], block[f"{key}_std"] = _mean_std([f[key] for f in folds])
-        block["n_folds"], block["n"] = len(folds), int(sum(f.get("n", 0) for f in folds))
-        out["per_corpus"][corpus] = block
-    if pooled is not None:
-        out["pooled"] = dict(pooled)
-    return out
-
-
-def pooled_metrics(y_true_list: Sequence[np.ndarray], proba_list: Sequence[np.ndarray], *,
-                   corpus_list: Sequence[Sequence[str]], labels: Sequence[str]) -> dict:
-    """:func:`compute_metrics` once on every fold's test predictions concatenated.
-
-    Parameters
-    ----------
-    y_true_list : sequence of int arrays, shape (n_i,)
-        Each fold's true class indices into ``labels``.
-    proba_list : sequence of float arrays, shape (n_i, len(labels))
-        Each fold's class probabilities.
-    corpus_list : sequence of str sequences, length n_i
-        Each fold's corpus per test clip.
+    predictions : pd.DataFrame
+        One row per (seed, run, test clip): ``seed``, ``run`` (fold name), ``corpus``,
+        ``label`` and ``p_<label>`` for each of ``labels`` (NaN or 0 for a class the run's
+        model does not have, as in cross-corpus runs over different shared classes).
     labels : sequence of str
-        Class names, the same for every fold.
+        Every class any run predicts.
 
     Returns
     -------
     dict
-        The :func:`compute_metrics` keys (``uar`` is the pooled UAR).
+        - ``uar_mean`` / ``uar_std`` (and ``accuracy_``, ``macro_f1_``): mean and sample std
+          (ddof=1) over folds of each fold's UAR, itself averaged over seeds;
+        - ``uar_pooled`` (and ``accuracy_pooled``, ``macro_f1_pooled``): the UAR of all
+          folds' test predictions pooled, averaged over seeds; ``uar_pooled_seed_std``: its
+          sample std over seeds;
+        - ``per_corpus.<corpus>``: ``uar_mean``, ``uar_std``, ``n_folds`` (folds that tested
+          the corpus), ``uar_pooled``, ``uar_pooled_seed_std``, ``n`` (test clips),
+          ``n_classes`` (classes among them: chance UAR is 1 / n_classes);
+        - ``per_fold.<run>``: ``uar`` (mean over seeds), ``n``;
+        - ``per_seed.<seed>``: ``uar_pooled``, ``uar_mean``;
+        - ``n_folds``, ``n_seeds``, ``n`` (test clips per seed).
+        A std over a single value is 0.0, so every value is a finite number.
     """
-    if not (len(y_true_list) == len(proba_list) == len(corpus_list)) or not y_true_list:
-        raise ValueError(f"got {len(y_true_list)} y_true, {len(proba_list)} proba and {len(corpus_list)} corpus "
-                         "arrays; pass one of each per fold (at least one fold)")
-    for i, (y, p, c) in enumerate(zip(y_true_list, proba_list, corpus_list)):
-        p = np.asarray(p)
-        if p.ndim != 2 or p.shape != (len(y), len(labels)) or len(c) != len(y):
-            raise ValueError(f"fold {i}: y_true has {len(y)} clips, proba shape {p.shape}, corpus {len(c)} entries; "
-                             f"expected proba shape ({len(y)}, {len(labels)}) and one corpus per clip")
-    y_true = np.concatenate([np.asarray(y, dtype=int) for y in y_true_list])
-    proba = np.concatenate([np.asarray(p, dtype=float) for p in proba_list])
-    corpus = np.concatenate([np.asarray(c, dtype=str) for c in corpus_list])
-    return compute_metrics(y_true, proba, labels=list(labels), corpus=corpus)
+    need = {"seed", "run", "corpus", "label", *(f"p_{c}" for c in labels)}
+    if missing := sorted(need - set(predictions.columns)):
+        raise ValueError(f"predictions lack column(s) {missing}; pass the protocol stage's predictions table")
+    if predictions.empty:
+        raise ValueError("predictions is empty; there is nothing to summarise")
+    seeds = list(dict.fromkeys(predictions.seed))
+    runs = list(dict.fromkeys(predictions.run))
+    for seed in seeds:
+        have = set(predictions.run[predictions.seed == seed])
+        if have != set(runs):
+            raise ValueError(f"seed {seed} lacks fold(s) {sorted(set(runs) - have)}; every seed must run every fold")
+    fold = {(s, r): _scores(g, labels) for (s, r), g in predictions.groupby(["seed", "run"], sort=False)}
+    pooled = {s: _scores(predictions[predictions.seed == s], labels) for s in seeds}
+
+    out: dict = {"n_folds": len(runs), "n_seeds": len(seeds), "n": int((predictions.seed == seeds[0]).sum())}
+    for key in SUMMARY_METRICS:
+        out[f"{key}_mean"], out[f"{key}_std"] = _mean_std([np.mean([fold[s, r][key] for s in seeds]) for r in runs])
+    for key in SUMMARY_METRICS:
+        out[f"{key}_pooled"] = float(np.mean([pooled[s][key] for s in seeds]))
+    out["uar_pooled_seed_std"] = _mean_std([pooled[s]["uar"] for s in seeds])[1]
+
+    out["per_corpus"] = {}
+    first = predictions[predictions.seed == seeds[0]]
+    for corpus in sorted(set(predictions.corpus)):
+        tested = [r for r in runs if corpus in fold[seeds[0], r]["per_corpus"]]
+        block: dict = {}
+        block["uar_mean"], block["uar_std"] = _mean_std(
+            [np.mean([fold[s, r]["per_corpus"][corpus]["uar"] for s in seeds]) for r in tested])
+        block["n_folds"] = len(tested)
+        by_seed = [pooled[s]["per_corpus"][corpus]["uar"] for s in seeds]
+        block["uar_pooled"], block["uar_pooled_seed_std"] = _mean_std(by_seed)
+        block["n"] = int((first.corpus == corpus).sum())
+        block["n_classes"] = int(first.label[first.corpus == corpus].nunique())
+        out["per_corpus"][corpus] = block
+    out["per_fold"] = {str(r): {"uar": float(np.mean([fold[s, r]["uar"] for s in seeds])),
+                                "n": int(((first.run == r)).sum())} for r in runs}
+    out["per_seed"] = {str(s): {"uar_pooled": pooled[s]["uar"],
+                                "uar_mean": float(np.mean([fold[s, r]["uar"] for r in runs]))} for s in seeds}
+    return out

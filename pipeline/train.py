@@ -1,7 +1,8 @@
 """Stage ``train``: fit one model (``--model cnn`` or ``cnn_lstm``) on the training speakers.
 
-Training data: the ``train`` partition of ``split.csv`` plus its augmented copies (every copy
-must come from a training clip, or the stage refuses to run). Standardisation is fitted on
+Training data: the ``train`` partition of ``split.csv`` plus the augmented copies of those
+clips (:func:`training_rows`). :func:`train_on` is the whole recipe for any partition of
+clips; the ``protocol`` stage calls it once per fold and seed. Standardisation is fitted on
 training data only (optionally after per-speaker normalisation, ``train.speaker_norm``) and
 saved in the bundle. Class weights, Adam, early stopping on validation UAR with the best
 weights restored, learning-rate reduction on validation loss. Seeded and deterministic
@@ -16,6 +17,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +31,28 @@ from pipeline.split import check_disjoint
 
 
 def training_rows(split_rows: pd.DataFrame, *, augment_dir: Path, corpora: list[str]) -> pd.DataFrame:
-    """Training rows plus their augmented copies; raises if a copy's source is not a
-    training clip (the leak guard)."""
+    """The ``train`` rows of ``split_rows`` plus the augmented copies of those clips only.
+
+    ``augment`` makes copies of every clip (so that any fold protocol can use them); a run
+    takes the copies whose source clip is one of its own training clips. The leak guard:
+    a selected copy whose speaker is a validation or test speaker of ``split_rows`` means
+    the augmented table is corrupt, and the run refuses to start.
+    """
     train = split_rows[split_rows.split == "train"]
     copies = [pd.read_csv(f) for c in corpora if (f := Path(augment_dir) / c / "augmented.csv").is_file()]
     copies = [c for c in copies if len(c)]
     if not copies:
         return train.assign(source="original")
     aug = pd.concat(copies, ignore_index=True)
-    leaked = aug[~aug.source_id.isin(train.clip_id)]
+    aug = aug[aug.source_id.isin(train.clip_id)]
+    held_out = set(split_rows.speaker[split_rows.split.isin(["val", "test"])])
+    leaked = aug[aug.speaker.isin(held_out)]
     if len(leaked):
-        raise ValueError(f"{len(leaked)} augmented clips come from clips outside the training partition "
-                         f"(e.g. {leaked.source_id.iloc[0]}); rerun `dvc repro` so augment follows the split")
-    return pd.concat([train.assign(source="original"), aug.assign(source="augmented")], ignore_index=True)
+        raise ValueError(f"{len(leaked)} augmented copies of training clips name a validation or test speaker "
+                         f"(e.g. {leaked.clip_id.iloc[0]} of {leaked.speaker.iloc[0]}); {augment_dir} is stale or "
+                         "corrupt: rerun `dvc repro`")
+    return pd.concat([train.assign(source="original"), aug.assign(source="augmented", split="train")],
+                     ignore_index=True)
 
 
 def load_features(rows: pd.DataFrame, *, features_dir: Path, kind: str) -> dataset.Features:
@@ -84,7 +95,7 @@ def configure_determinism(seed: int, *, threads: int) -> None:
 
 
 def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_train, y_train, x_val, y_val,
-        labels: list[str], live=None):
+        labels: list[str], live=None, verbose: int = 2):
     """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state."""
     import keras
 
@@ -115,32 +126,35 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     history = model.fit(x_train, y_train, validation_data=(x_val, y_val) if has_val else None,
                         epochs=int(train_cfg["epochs"]), batch_size=int(train_cfg["batch_size"]), shuffle=True,
                         class_weight=class_weights(y_train, len(labels), train_cfg["class_weight"]),
-                        callbacks=callbacks, verbose=2)
+                        callbacks=callbacks, verbose=verbose)
     return model, history.history
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    args = ap.parse_args(argv)
-    params = P.load()
-    seed = int(P.require(params, "base.seed"))
-    cfg = P.require(params, "train")
-    from pipeline.models import BUILDERS, check_params, input_kind
-    name = P.choice(args.model, key="--model", valid=BUILDERS)
-    model_params = check_params(name, P.require(params, f"models.{name}"))
-    P.choice(cfg["class_weight"], key="train.class_weight", valid=("balanced", "none"))
-    for key in ("epochs", "batch_size", "learning_rate"):
-        P.positive(cfg[key], key=f"train.{key}")
-    kind = input_kind(name, model_params)
-    features_dir = Path(P.require(params, "features.out"))
-    classes = list(P.require(params, "split.classes"))
+@dataclass
+class Trained:
+    """A model fitted by :func:`train_on`, with its scaler and what it was trained on."""
 
-    rows = pd.read_csv(Path(P.require(params, "data.interim")) / "split.csv", dtype={"source_label": str})
+    bundle: B.Bundle          # in memory; ``bundle.info`` has train_speakers, clip counts, epochs
+    history: dict
+    train_rows: pd.DataFrame  # originals and augmented copies actually used
+    n_val: int
+
+
+def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, seed: int, labels: list[str],
+             features_dir: Path, augment_dir: Path, live=None, verbose: int = 2) -> Trained:
+    """Fit ``name`` on the ``train`` rows of ``rows`` (plus their augmented copies), with
+    early stopping on its ``val`` rows; ``test`` rows are never read.
+
+    Everything fitted comes from the training rows only: the scaler (and per-speaker
+    statistics with ``train.speaker_norm``), the class weights, the augmented copies.
+    """
+    from pipeline.models import input_kind
+
     check_disjoint(rows)
+    kind = input_kind(name, model_params)
     corpora = sorted(rows.corpus.unique())
-    label_index = {c: i for i, c in enumerate(classes)}
-    train = load_features(training_rows(rows, augment_dir=Path(P.require(params, "augment.out")), corpora=corpora),
+    label_index = {c: i for i, c in enumerate(labels)}
+    train = load_features(training_rows(rows, augment_dir=augment_dir, corpora=corpora),
                           features_dir=features_dir, kind=kind)
     val = dataset.load(rows[rows.split == "val"], features_dir=features_dir, kind=kind) if (rows.split == "val").any() else None
     speaker_norm = bool(cfg["speaker_norm"])
@@ -152,26 +166,64 @@ def main(argv: list[str] | None = None) -> int:
 
     y_train = train.rows.label.map(label_index).to_numpy()
     x_val, y_val = (prep(val), val.rows.label.map(label_index).to_numpy()) if val is not None else (None, None)
-    print(f"train {name}: {len(train.rows)} training clips ({int((train.rows.source == 'augmented').sum())} augmented) "
-          f"from {train.rows.speaker.nunique()} speakers, {0 if val is None else len(val.rows)} validation clips, "
-          f"input {kind} {train.x.shape[1:]}, {len(train.missing)} clips without features")
+    if verbose:
+        print(f"train {name}: {len(train.rows)} training clips ({int((train.rows.source == 'augmented').sum())} "
+              f"augmented) from {train.rows.speaker.nunique()} speakers, {0 if val is None else len(val.rows)} "
+              f"validation clips, input {kind} {train.x.shape[1:]}, {len(train.missing)} clips without features")
+    model, history = fit(model_name=name, model_params=model_params, train_cfg=cfg, seed=seed, x_train=prep(train),
+                         y_train=y_train, x_val=x_val, y_val=y_val, labels=labels, live=live, verbose=verbose)
+    meta = dataset.feature_meta(features_dir, corpora[0])
+    info = {"model": name, "model_params": model_params, "seed": seed, "epochs_run": len(history["loss"]),
+            "feature_dtype": meta["dtype"], "train_clips": len(train.rows),
+            "train_speakers": sorted(train.rows.speaker.unique())}
+    bundle = B.Bundle(model=model, labels=list(labels), input_kind=kind, feature_config=meta["config"],
+                      speaker_norm=speaker_norm, mean=mean, std=std, info=info)
+    return Trained(bundle=bundle, history=history, train_rows=train.rows, n_val=0 if val is None else len(val.rows))
+
+
+def best_val_uar(history: dict) -> float | None:
+    """The best validation UAR over the epochs (the restored weights'), or None without validation."""
+    return float(max(history["val_uar"])) if history.get("val_uar") else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    args = ap.parse_args(argv)
+    params = P.load()
+    seed = int(P.require(params, "base.seed"))
+    cfg = P.require(params, "train")
+    from pipeline.models import BUILDERS, check_params
+    name = P.choice(args.model, key="--model", valid=BUILDERS)
+    model_params = check_params(name, P.require(params, f"models.{name}"))
+    check_train_params(cfg)
+    rows = pd.read_csv(Path(P.require(params, "data.interim")) / "split.csv", dtype={"source_label": str})
 
     from dvclive import Live
     t0 = time.perf_counter()
     with Live(dir=f"dvclive/{name}", dvcyaml=False, save_dvc_exp=False) as live:
-        model, history = fit(model_name=name, model_params=model_params, train_cfg=cfg, seed=seed,
-                             x_train=prep(train), y_train=y_train, x_val=x_val, y_val=y_val, labels=classes, live=live)
+        trained = train_on(rows, name=name, model_params=model_params, cfg=cfg, seed=seed,
+                           labels=list(P.require(params, "split.classes")),
+                           features_dir=Path(P.require(params, "features.out")),
+                           augment_dir=Path(P.require(params, "augment.out")), live=live)
+        best = best_val_uar(trained.history)
+        if best is not None:  # what `ser sweep` ranks by: validation speakers, never test speakers
+            live.summary["best"] = {"val_uar": best, "epoch": int(np.argmax(trained.history["val_uar"]))}
     out = Path(P.require(params, "train.out")) / name
-    meta = dataset.feature_meta(features_dir, corpora[0])
-    B.save(out, model=model, labels=classes, input_kind=kind, feature_config=meta["config"],
-           speaker_norm=speaker_norm, mean=mean, std=std,
-           info={"model": name, "model_params": model_params, "seed": seed, "epochs_run": len(history["loss"]),
-                 "feature_dtype": meta["dtype"],
-                 "train_clips": len(train.rows), "train_speakers": sorted(train.rows.speaker.unique())})
+    b = trained.bundle
+    B.save(out, model=b.model, labels=b.labels, input_kind=b.input_kind, feature_config=b.feature_config,
+           speaker_norm=b.speaker_norm, mean=b.mean, std=b.std, info=b.info)
     from pipeline.plots import training_curves
-    training_curves(history, Path("plots") / name / "curves.png", title=name)
-    print(f"train {name}: {len(history['loss'])} epochs in {time.perf_counter() - t0:.0f} s -> {out}")
+    training_curves(trained.history, Path("plots") / name / "curves.png", title=name)
+    print(f"train {name}: {b.info['epochs_run']} epochs in {time.perf_counter() - t0:.0f} s -> {out}")
     return 0
+
+
+def check_train_params(cfg: dict) -> None:
+    """Validate the ``train`` section before any data is loaded."""
+    P.choice(cfg["class_weight"], key="train.class_weight", valid=("balanced", "none"))
+    for key in ("epochs", "batch_size", "learning_rate"):
+        P.positive(cfg[key], key=f"train.{key}")
 
 
 if __name__ == "__main__":

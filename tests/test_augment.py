@@ -1,4 +1,4 @@
-"""Augmentation: training clips only, provenance kept, seeded to the byte."""
+"""Augmentation: every clip, provenance kept, seeded to the byte; training takes only its own clips' copies."""
 import hashlib
 
 import numpy as np
@@ -40,18 +40,41 @@ def digests(folder):
     return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.flac"))}
 
 
-def test_only_training_clips_are_augmented_with_provenance(project):
+def test_every_clip_is_augmented_with_provenance(project):
     assert augment.main(["--corpus", "emodb"]) == 0
     table = pd.read_csv(project / "aug" / "emodb" / "augmented.csv")
-    assert len(table) == 3 * 2
-    assert set(table.source_id) == {"emodb:clip0", "emodb:clip1", "emodb:clip2"}
-    assert (table.split == "train").all()
+    assert len(table) == 5 * 2
+    assert set(table.source_id) == {f"emodb:clip{i}" for i in range(5)}
+    assert table.groupby("source_id").split.first().to_dict() == {  # the source's holdout partition
+        "emodb:clip0": "train", "emodb:clip1": "train", "emodb:clip2": "train", "emodb:clip3": "val", "emodb:clip4": "test"}
     source = pd.read_csv(project / "interim" / "splits" / "emodb.csv").set_index("clip_id")
     for row in table.itertuples():
         assert row.clip_id.startswith(row.source_id + "#aug")
         assert row.speaker == source.loc[row.source_id, "speaker"] and row.label == source.loc[row.source_id, "label"]
     assert "AddGaussianSNR" in " ".join(table.applied)  # p=1: noise is always applied
-    assert len(digests(project / "aug" / "emodb")) == 6
+    assert len(digests(project / "aug" / "emodb")) == 10
+
+
+def test_training_takes_the_copies_of_its_own_training_clips_only(project):
+    from pipeline.train import training_rows
+    augment.main(["--corpus", "emodb"])
+    table = pd.read_csv(project / "aug" / "emodb" / "augmented.csv")
+    rows = pd.read_csv(project / "interim" / "splits" / "emodb.csv")
+
+    def used_by(partition, speakers):  # one speaker per partition, as a split or a fold would have it
+        fold = rows.assign(split=partition, speaker=[speakers[p] for p in partition])
+        table.assign(speaker=table.source_id.map(fold.set_index("clip_id").speaker)).to_csv(
+            project / "aug" / "emodb" / "augmented.csv", index=False)
+        return training_rows(fold, augment_dir=project / "aug", corpora=["emodb"])
+
+    speakers = {"train": "emodb:a", "val": "emodb:b", "test": "emodb:c"}
+    used = used_by(list(rows.split), speakers)
+    copies = used[used.source == "augmented"]
+    assert set(copies.source_id) == set(rows.clip_id[rows.split == "train"]) and len(copies) == 3 * 2
+    assert set(used.split) == {"train"} and set(used.speaker) == {"emodb:a"}
+    # A fold over the same clips: clip3 (holdout val) now trains, clip0 (holdout train) is tested.
+    used = used_by(["test", "train", "train", "train", "val"], speakers)
+    assert set(used.source_id.dropna()) == {"emodb:clip1", "emodb:clip2", "emodb:clip3"}
 
 
 def test_same_seed_same_bytes_other_seed_differs(project):

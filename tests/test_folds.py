@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from pipeline.folds import cross_corpus, pooled_metrics, speaker_folds, summarise
+from pipeline.folds import cross_corpus, speaker_folds, summarise
 from pipeline.split import check_disjoint
 
 CLASSES = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -172,50 +172,68 @@ def test_cross_corpus_needs_two_shared_classes():
 
 # ---------------------------------------------------------------- summaries
 
-def fold_metrics(uar, accuracy, macro_f1, n, per_corpus):
-    return {"uar": uar, "accuracy": accuracy, "macro_f1": macro_f1, "roc_auc": 0.5, "n": n,
-            "per_class": {}, "per_corpus": per_corpus}
-
-
-def test_summarise_mean_and_sample_std():
-    per_fold = [
-        fold_metrics(0.5, 0.6, 0.4, 10, {"a": {"uar": 0.5, "accuracy": 0.6, "n": 10}}),
-        fold_metrics(0.7, 0.6, 0.5, 20, {"a": {"uar": 0.6, "accuracy": 0.5, "n": 12},
-                                         "b": {"uar": 0.8, "accuracy": 0.7, "n": 8}}),
-        fold_metrics(0.9, 0.9, 0.6, 30, {"a": {"uar": 0.7, "accuracy": 0.4, "n": 30}}),
-    ]
-    s = summarise(per_fold)
-    assert s["n_folds"] == 3 and s["n"] == 60
-    assert s["uar_mean"] == pytest.approx(0.7) and s["uar_std"] == pytest.approx(0.2)
-    assert s["accuracy_mean"] == pytest.approx(0.7) and s["accuracy_std"] == pytest.approx(np.sqrt(0.03))
-    assert s["macro_f1_mean"] == pytest.approx(0.5) and s["macro_f1_std"] == pytest.approx(0.1)
-    assert s["per_corpus"]["a"] == pytest.approx({"uar_mean": 0.6, "uar_std": 0.1, "accuracy_mean": 0.5,
-                                                  "accuracy_std": 0.1, "n_folds": 3, "n": 52})
-    assert s["per_corpus"]["b"] == {"uar_mean": 0.8, "uar_std": 0.0, "accuracy_mean": 0.7,
-                                    "accuracy_std": 0.0, "n_folds": 1, "n": 8}
-    assert "pooled" not in s
-
-
-def test_summarise_refuses_empty_and_incomplete_input():
-    with pytest.raises(ValueError, match="per_fold is empty"):
-        summarise([])
-    with pytest.raises(ValueError, match=r"per_fold\[1\] lacks \['macro_f1'\]"):
-        summarise([fold_metrics(0.5, 0.5, 0.5, 1, {}), {"uar": 0.5, "accuracy": 0.5, "n": 1}])
-
-
-def test_pooled_uar_is_balanced_accuracy_of_the_concatenation():
-    labels = ["neutral", "happy", "sad"]
+def predictions_table(seeds=(1, 2), runs=("fold0", "fold1", "fold2"), labels=("neutral", "happy", "sad"), n=24):
     rng = np.random.default_rng(0)
-    sizes = [7, 15, 30]
-    y = [rng.integers(0, 3, n) for n in sizes]
-    proba = [rng.dirichlet(np.ones(3), n) for n in sizes]
-    corpus = [rng.choice(["a", "b"], n) for n in sizes]
-    pooled = pooled_metrics(y, proba, corpus_list=corpus, labels=labels)
-    y_all, pred_all = np.concatenate(y), np.concatenate(proba).argmax(axis=1)
-    assert pooled["uar"] == pytest.approx(balanced_accuracy_score(y_all, pred_all))
-    assert pooled["n"] == sum(sizes) and set(pooled["per_corpus"]) == {"a", "b"}
-    summary = summarise([pooled, pooled], pooled=pooled)
-    assert summary["pooled"]["uar"] == pooled["uar"]
-    json.dumps(summary, allow_nan=False)  # numbers only, valid JSON for metrics/<model>_<protocol>.json
-    with pytest.raises(ValueError, match=r"fold 1: .* expected proba shape \(15, 3\)"):
-        pooled_metrics(y, [proba[0], proba[1][:, :2], proba[2]], corpus_list=corpus, labels=labels)
+    parts = []
+    for seed in seeds:
+        for i, run in enumerate(runs):
+            corpus = np.where(np.arange(n) < n // 2 + 4 * i, "a", "b")  # fold sizes per corpus differ
+            y = rng.integers(0, len(labels), n)
+            proba = rng.dirichlet(np.ones(len(labels)), n)
+            proba[np.arange(n), y] += rng.uniform(0, 0.6 + 0.1 * seed, n)  # better than chance, seed-dependent
+            parts.append(pd.DataFrame({"seed": seed, "run": run, "corpus": corpus, "speaker": "x",
+                                       "label": np.asarray(labels)[y],
+                                       **{f"p_{c}": proba[:, j] for j, c in enumerate(labels)}}))
+    return pd.concat(parts, ignore_index=True), list(labels)
+
+
+def uar_of(g, labels):
+    return balanced_accuracy_score(g.label.map({c: i for i, c in enumerate(labels)}),
+                                   g[[f"p_{c}" for c in labels]].to_numpy().argmax(axis=1))
+
+
+def test_summarise_fold_mean_sample_std_pooled_and_seed_spread():
+    table, labels = predictions_table()
+    s = summarise(table, labels=labels)
+    per_fold = [np.mean([uar_of(g[g.seed == seed], labels) for seed in (1, 2)]) for _, g in table.groupby("run")]
+    assert s["n_folds"] == 3 and s["n_seeds"] == 2 and s["n"] == 72
+    assert s["uar_mean"] == pytest.approx(np.mean(per_fold)) and s["uar_std"] == pytest.approx(np.std(per_fold, ddof=1))
+    pooled = [uar_of(table[table.seed == seed], labels) for seed in (1, 2)]
+    assert s["uar_pooled"] == pytest.approx(np.mean(pooled))
+    assert s["uar_pooled_seed_std"] == pytest.approx(np.std(pooled, ddof=1))
+    assert s["per_seed"]["2"]["uar_pooled"] == pytest.approx(pooled[1])
+    a = [np.mean([uar_of(g[(g.seed == seed) & (g.corpus == "a")], labels) for seed in (1, 2)])
+         for _, g in table.groupby("run")]
+    assert s["per_corpus"]["a"]["uar_mean"] == pytest.approx(np.mean(a))
+    assert s["per_corpus"]["a"]["uar_std"] == pytest.approx(np.std(a, ddof=1))
+    assert s["per_corpus"]["a"]["n"] == 12 + 16 + 20 and s["per_corpus"]["a"]["n_folds"] == 3
+    assert s["per_corpus"]["b"]["n_classes"] == 3
+    assert s["per_fold"]["fold1"]["n"] == 24
+    json.dumps(s, allow_nan=False)  # numbers only: valid JSON for metrics/<model>_protocol.json
+
+
+def test_summarise_single_fold_single_seed_has_zero_spread():
+    table, labels = predictions_table(seeds=(7,), runs=("holdout",))
+    s = summarise(table, labels=labels)
+    assert s["uar_std"] == 0.0 and s["uar_pooled_seed_std"] == 0.0
+    assert s["uar_mean"] == pytest.approx(s["uar_pooled"]) == pytest.approx(uar_of(table, labels))
+
+
+def test_summarise_runs_over_different_class_sets():
+    """Cross-corpus runs predict different shared classes; missing columns count as 0."""
+    table, labels = predictions_table(seeds=(1,), runs=("to_a", "to_b"))
+    table.loc[table.run == "to_b", "p_sad"] = np.nan
+    table = table[~((table.run == "to_b") & (table.label == "sad"))]
+    s = summarise(table, labels=labels)
+    to_b = table[table.run == "to_b"]
+    assert s["per_fold"]["to_b"]["uar"] == pytest.approx(uar_of(to_b.fillna(0.0), labels))
+
+
+def test_summarise_refuses_missing_columns_and_uneven_seeds():
+    table, labels = predictions_table()
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['p_sad'\]"):
+        summarise(table.drop(columns="p_sad"), labels=labels)
+    with pytest.raises(ValueError, match=r"seed 2 lacks fold\(s\) \['fold1'\]"):
+        summarise(table[~((table.seed == 2) & (table.run == "fold1"))], labels=labels)
+    with pytest.raises(ValueError, match="predictions is empty"):
+        summarise(table.iloc[:0], labels=labels)

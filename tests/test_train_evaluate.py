@@ -63,13 +63,17 @@ def test_evaluation_refuses_speakers_seen_in_training():
     check_unseen(["ravdess:04"], ["ravdess:01"])
 
 
-def test_augmented_copy_of_a_non_training_clip_is_refused(tmp_path):
+def test_copies_of_held_out_clips_are_never_trained_on_and_a_corrupt_table_is_refused(tmp_path):
     rows = pd.DataFrame({"clip_id": ["c:1", "c:2"], "split": ["train", "test"], "speaker": ["c:a", "c:b"],
                          "corpus": ["c", "c"], "label": ["sad", "sad"]})
     (tmp_path / "c").mkdir()
-    pd.DataFrame({"clip_id": ["c:2#aug1"], "source_id": ["c:2"], "speaker": ["c:b"], "corpus": ["c"],
-                  "label": ["sad"], "split": ["train"]}).to_csv(tmp_path / "c" / "augmented.csv", index=False)
-    with pytest.raises(ValueError, match="augmented clips come from clips outside the training partition"):
+    table = pd.DataFrame({"clip_id": ["c:1#aug1", "c:2#aug1"], "source_id": ["c:1", "c:2"], "speaker": ["c:a", "c:b"],
+                          "corpus": ["c", "c"], "label": ["sad", "sad"], "split": ["train", "test"]})
+    table.to_csv(tmp_path / "c" / "augmented.csv", index=False)
+    used = training_rows(rows, augment_dir=tmp_path, corpora=["c"])
+    assert list(used.clip_id) == ["c:1", "c:1#aug1"] and set(used.speaker) == {"c:a"}
+    table.assign(speaker="c:b").to_csv(tmp_path / "c" / "augmented.csv", index=False)  # copy of c:1 says c:b
+    with pytest.raises(ValueError, match=r"augmented copies of training clips name a validation or test speaker"):
         training_rows(rows, augment_dir=tmp_path, corpora=["c"])
 
 

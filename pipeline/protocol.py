@@ -1,0 +1,206 @@
+"""Stage ``protocol``: the research evaluation of one model (``--model``) under ``evaluate.protocol``.
+
+- ``holdout``: the fixed split of ``split.csv`` (one fold);
+- ``speaker_kfold``: ``evaluate.speaker_kfold.k`` speaker folds per corpus
+  (:func:`pipeline.folds.speaker_folds`; ``k: loso`` for leave-one-speaker-out);
+- ``cross_corpus``: for each corpus in ``evaluate.cross_corpus.test``, train on the
+  ``train`` corpora (``all``: every other corpus) and test on it, over the classes they share
+  (:func:`pipeline.folds.cross_corpus`).
+
+Every fold is trained once per seed in ``train.seeds`` (``null``: ``base.seed`` only) with
+:func:`pipeline.train.train_on`, the same recipe as the ``train`` stage: scaler, class
+weights and augmented copies come from that fold's training speakers only, early stopping
+uses its validation speakers, and its test speakers are checked unseen before scoring.
+Under ``holdout`` the ``base.seed`` run *is* the ``train``/``evaluate`` stages' model, so its
+predictions (``<evaluate.out>/<model>.csv``) are reused instead of training it again.
+
+Writes ``<evaluate.protocol_out>/<model>/predictions.csv`` (seed, run, clip, p_<class>),
+``runs.csv`` (one line per fold and seed: speakers, clip counts, epochs, best validation
+UAR, test UAR, seconds), ``metrics/<model>_protocol.json`` (keys:
+:func:`pipeline.folds.summarise`) and ``plots/<model>/protocol_runs.csv``.
+
+Run: ``python -m pipeline.protocol --model cnn``; or as an experiment:
+``dvc exp run -S evaluate.protocol=speaker_kfold``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from pipeline import dataset, folds, params as P
+from pipeline.evaluate import check_unseen
+from pipeline.vocab import EMOTIONS
+
+PROTOCOLS = ("holdout", "speaker_kfold", "cross_corpus")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One training run's partition of the clips: ``rows.split`` in {train, val, test}."""
+
+    name: str
+    rows: pd.DataFrame
+    labels: list[str]
+
+
+def check_seeds(value, *, base_seed: int) -> list[int]:
+    """``train.seeds``: null (``[base.seed]``) or a non-empty list of distinct integers."""
+    if value is None:
+        return [int(base_seed)]
+    if (not isinstance(value, list) or not value or len(set(value)) != len(value)
+            or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in value)):
+        raise P.ParamsError(f"params.yaml: train.seeds={value!r} must be null (base.seed only) or a list of "
+                            "distinct integers, e.g. [42, 43, 44]")
+    return [int(v) for v in value]
+
+
+def plan(rows: pd.DataFrame, *, protocol: str, cfg: dict, classes: list[str], seed: int) -> list[Fold]:
+    """The folds of ``protocol`` over ``rows`` (``split.csv``); ``cfg`` is the ``evaluate`` section."""
+    P.choice(protocol, key="evaluate.protocol", valid=PROTOCOLS)
+    if protocol == "holdout":
+        return [Fold("holdout", rows.reset_index(drop=True), list(classes))]
+    if protocol == "speaker_kfold":
+        kf = P.require(cfg, "speaker_kfold")
+        k = kf["k"]
+        if k != "loso" and (not isinstance(k, Integral) or isinstance(k, bool) or k < 2):
+            raise P.ParamsError(f"params.yaml: evaluate.speaker_kfold.k={k!r} must be an integer >= 2 or 'loso'")
+        try:
+            frames = folds.speaker_folds(rows, k=k, seed=seed, val_share=float(kf.get("val_share", 0.15)),
+                                         train_only=list(kf.get("train_only") or []))
+        except ValueError as err:
+            raise P.ParamsError(f"evaluate.speaker_kfold: {err}") from err
+        return [Fold(f"fold{int(f.fold.iloc[0])}", f.drop(columns="fold"), list(classes)) for f in frames]
+    cc = P.require(cfg, "cross_corpus")
+    available = sorted(rows.corpus.unique())
+    tests = [cc["test"]] if isinstance(cc["test"], str) else list(cc["test"] or [])
+    if not tests or (unknown := [t for t in tests if t not in available]):
+        raise P.ParamsError(f"params.yaml: evaluate.cross_corpus.test={cc['test']!r} must name corpora in the split "
+                            f"{available}")
+    out = []
+    for test in tests:
+        train = [c for c in available if c != test] if cc["train"] == "all" else [c for c in cc["train"] if c != test]
+        try:
+            frame, shared = folds.cross_corpus(rows, train=train, test=test, seed=seed,
+                                               val_share=float(cc.get("val_share", 0.15)))
+        except ValueError as err:
+            raise P.ParamsError(f"evaluate.cross_corpus: {err}") from err
+        out.append(Fold(f"to_{test}", frame, [c for c in classes if c in shared]))
+    return out
+
+
+def score_fold(fold: Fold, *, name: str, model_params: dict, cfg: dict, seed: int, features_dir: Path,
+               augment_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """Train on one fold with one seed, predict its test speakers; (predictions, run log)."""
+    from pipeline.train import best_val_uar, train_on
+
+    t0 = time.perf_counter()
+    trained = train_on(fold.rows, name=name, model_params=model_params, cfg=cfg, seed=seed, labels=fold.labels,
+                       features_dir=features_dir, augment_dir=augment_dir, verbose=0)
+    b = trained.bundle
+    test_rows = fold.rows[fold.rows.split == "test"]
+    check_unseen(test_rows.speaker.unique(), b.info["train_speakers"])
+    test = dataset.load(test_rows, features_dir=features_dir, kind=b.input_kind)
+    proba = b.predict_proba(test.x, test.n_frames, speakers=test.rows.speaker)
+    table = prediction_table(test.rows, proba, labels=b.labels)
+    log = {"train_clips": b.info["train_clips"], "train_speakers": len(b.info["train_speakers"]),
+           "val_clips": trained.n_val, "test_clips": len(test.rows), "test_speakers": test.rows.speaker.nunique(),
+           "missing_features": len(test.missing), "epochs": b.info["epochs_run"],
+           "best_val_uar": best_val_uar(trained.history), "seconds": round(time.perf_counter() - t0, 1)}
+    return table, log
+
+
+def prediction_table(rows: pd.DataFrame, proba: np.ndarray, *, labels: list[str]) -> pd.DataFrame:
+    table = rows[["clip_id", "corpus", "speaker", "label"]].reset_index(drop=True)
+    table["predicted"] = [labels[i] for i in proba.argmax(axis=1)]
+    for i, c in enumerate(labels):
+        table[f"p_{c}"] = proba[:, i]
+    return table
+
+
+def reused_holdout(predictions_csv: Path, fold: Fold) -> tuple[pd.DataFrame, dict]:
+    """The evaluate stage's predictions as the holdout fold (same split, params and seed)."""
+    table = pd.read_csv(predictions_csv)
+    expected = set(fold.rows.clip_id[fold.rows.split == "test"])
+    if set(table.clip_id) != expected:
+        raise P.ParamsError(f"{predictions_csv} does not cover the holdout test clips of split.csv; "
+                            "rerun `dvc repro` so evaluate follows the split")
+    keep = ["clip_id", "corpus", "speaker", "label", "predicted", *(f"p_{c}" for c in fold.labels)]
+    return table[keep], {"test_clips": len(table), "test_speakers": table.speaker.nunique(),
+                         "reused": str(predictions_csv)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    args = ap.parse_args(argv)
+    params = P.load()
+    from pipeline.models import BUILDERS, check_params
+    from pipeline.train import check_train_params
+    name = P.choice(args.model, key="--model", valid=BUILDERS)
+    model_params = check_params(name, P.require(params, f"models.{name}"))
+    base_seed = int(P.require(params, "base.seed"))
+    train_cfg = P.require(params, "train")
+    check_train_params(train_cfg)
+    seeds = check_seeds(train_cfg.get("seeds"), base_seed=base_seed)
+    cfg = P.require(params, "evaluate")
+    protocol = P.choice(cfg["protocol"], key="evaluate.protocol", valid=PROTOCOLS)
+    classes = list(P.require(params, "split.classes"))
+    rows = pd.read_csv(Path(P.require(params, "data.interim")) / "split.csv", dtype={"source_label": str})
+    fold_list = plan(rows, protocol=protocol, cfg=cfg, classes=classes, seed=base_seed)
+    features_dir, augment_dir = Path(P.require(params, "features.out")), Path(P.require(params, "augment.out"))
+    predictions_csv = Path(cfg["out"]) / f"{name}.csv"
+
+    tables, logs = [], []
+    jobs = [(seed, fold) for seed in seeds for fold in fold_list]
+    bar = tqdm(jobs, desc=f"protocol {name} ({protocol})", unit="run")
+    for seed, fold in bar:
+        if protocol == "holdout" and seed == base_seed:
+            table, log = reused_holdout(predictions_csv, fold)
+        else:
+            table, log = score_fold(fold, name=name, model_params=model_params, cfg=train_cfg, seed=seed,
+                                    features_dir=features_dir, augment_dir=augment_dir)
+        uar = folds.summarise(table.assign(seed=seed, run=fold.name), labels=fold.labels)["uar_pooled"]
+        tables.append(table.assign(seed=seed, run=fold.name))
+        logs.append({"seed": seed, "run": fold.name, "classes": len(fold.labels), **log, "uar": round(uar, 4)})
+        bar.write(f"protocol {name}: {fold.name} seed {seed}: UAR {uar:.3f} on {log['test_clips']} clips of "
+                  f"{log['test_speakers']} unseen speakers" + (f" ({log['seconds']:.0f} s)" if "seconds" in log else
+                                                              " (the evaluate stage's model)"))
+    labels = [c for c in EMOTIONS if any(c in f.labels for f in fold_list)]
+    predictions = pd.concat(tables, ignore_index=True)
+    summary = {"protocol": protocol, "seeds": seeds, **folds.summarise(predictions, labels=labels)}
+
+    out = Path(cfg["protocol_out"]) / name
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["seed", "run", "clip_id", "corpus", "speaker", "label", "predicted", *(f"p_{c}" for c in labels)]
+    predictions.reindex(columns=cols).to_csv(out / "predictions.csv", index=False)
+    runs = pd.DataFrame(logs)
+    runs.to_csv(out / "runs.csv", index=False)
+    Path("metrics").mkdir(exist_ok=True)
+    Path(f"metrics/{name}_protocol.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_dir = Path("plots") / name
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    runs.assign(run=runs.run + " seed " + runs.seed.astype(str))[["run", "uar"]].to_csv(
+        plot_dir / "protocol_runs.csv", index=False)
+    print(f"protocol {name} ({protocol}): {summary['n_folds']} fold(s) x {len(seeds)} seed(s): UAR "
+          f"{summary['uar_mean']:.3f} ± {summary['uar_std']:.3f} over folds, pooled {summary['uar_pooled']:.3f}"
+          f" ± {summary['uar_pooled_seed_std']:.3f} over seeds")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (P.ParamsError, ValueError) as err:
+        sys.exit(f"protocol: {err}")

@@ -1,0 +1,111 @@
+"""`ser sweep`: search spaces, trials, -S arguments, ranking and the queue wait loop (no DVC
+here; tests/test_pipeline.py runs a real sweep through the queue)."""
+import subprocess
+
+import pytest
+import yaml
+
+from pipeline import sweep
+from pipeline.sweep import SweepError
+
+SPACE = {"metric": "dvclive/cnn/metrics.json:best.val_uar", "trials": 5, "seed": 3,
+         "params": {"models.cnn.filters": [[32, 64], [64, 128]], "models.cnn.dropout": {"uniform": [0.1, 0.5]},
+                    "train.learning_rate": {"loguniform": [0.0001, 0.01]}, "train.batch_size": {"int": [8, 64]}}}
+
+
+def write(tmp_path, space, name="space.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+def test_random_trials_are_seeded_distinct_and_inside_their_ranges(tmp_path):
+    space = sweep.load_space(write(tmp_path, SPACE))
+    first, again = sweep.trials(space), sweep.trials(space)
+    assert first == again and len(first) == 5
+    assert len({str(t) for t in first}) == 5
+    for t in first:
+        assert t["models.cnn.filters"] in SPACE["params"]["models.cnn.filters"]
+        assert 0.1 <= t["models.cnn.dropout"] <= 0.5 and 1e-4 <= t["train.learning_rate"] <= 1e-2
+        assert isinstance(t["train.batch_size"], int) and 8 <= t["train.batch_size"] <= 64
+    other = sweep.load_space(write(tmp_path, {**SPACE, "seed": 4}, "other.yaml"))
+    assert sweep.trials(other) != first
+    assert space["name"] == "space"  # default name: the file's stem
+
+
+def test_grid_is_every_combination_and_a_small_space_gives_fewer_random_trials(tmp_path):
+    grid = sweep.load_space(write(tmp_path, {"metric": "m", "method": "grid",
+                                             "params": {"a.b": [1, 2, 3], "c": ["x", "y"]}}))
+    combos = sweep.trials(grid)
+    assert len(combos) == 6 and {(t["a.b"], t["c"]) for t in combos} == {(a, c) for a in (1, 2, 3) for c in "xy"}
+    assert len(sweep.trials(grid, n=2)) == 2
+    small = sweep.load_space(write(tmp_path, {"metric": "m", "params": {"a": [1, 2]}}, "small.yaml"))
+    assert sorted(t["a"] for t in sweep.trials(small, n=10)) == [1, 2]
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"params": {}}, "non-empty 'params'"),
+    ({"method": "bayes"}, "method='bayes'; choose random or grid"),
+    ({"metric": None}, "no 'metric' to rank by"),
+    ({"params": {"x": []}}, r"params.x is an empty list"),
+    ({"params": {"x": {"loguniform": [0, 1]}}}, r"must be \[low, high\] with low < high and low > 0"),
+    ({"params": {"x": {"normal": [0, 1]}}}, r"give a list of values or one of"),
+    ({"method": "grid", "params": {"x": {"uniform": [0, 1]}}}, "a grid needs lists of values"),
+])
+def test_bad_spaces_are_refused_with_the_key_and_the_fix(tmp_path, change, match):
+    with pytest.raises(SweepError, match=match):
+        sweep.load_space(write(tmp_path, {**SPACE, **change}))
+    with pytest.raises(SweepError, match="search-space file not found"):
+        sweep.load_space(tmp_path / "missing.yaml")
+
+
+def test_set_args_are_yaml_values_dvc_parses_and_unknown_keys_are_refused():
+    args = sweep.set_args({"models.cnn.filters": [32, 64], "train.learning_rate": 0.0003, "features.sequence":
+                           ["logmel", "mfcc"], "train.class_weight": "none", "train.speaker_norm": True})
+    values = dict(a.split("=", 1) for a in args[1::2])
+    assert args[0::2] == ["-S"] * 5
+    assert {k: yaml.safe_load(v) for k, v in values.items()} == {
+        "models.cnn.filters": [32, 64], "train.learning_rate": 0.0003, "features.sequence": ["logmel", "mfcc"],
+        "train.class_weight": "none", "train.speaker_norm": True}
+    sweep.check_keys({"models.cnn.dropout": 0.2}, {"models": {"cnn": {"dropout": 0.3}}})
+    with pytest.raises(SweepError, match="'models.cnn.dropuot' is not in params.yaml"):
+        sweep.check_keys({"models.cnn.dropuot": 0.2}, {"models": {"cnn": {"dropout": 0.3}}})
+
+
+SHOW = """Experiment,rev,typ,Created,parent,State,Executor,best.val_uar,metrics/cnn.json:uar,metrics/cnn_lstm.json:uar,train.learning_rate
+,workspace,baseline,,,,,0.5,0.6,0.61,0.001
+main,abc1234,baseline,2026-11-22T03:00:00,,,,0.5,0.6,0.61,0.001
+s-2,def5678,branch_commit,2026-11-22T03:10:00,,Success,,0.7,0.55,0.6,0.002
+other,aaa1111,branch_commit,2026-11-22T03:05:00,,Success,,0.9,0.5,0.6,0.003
+s-1,bbb2222,branch_base,2026-11-22T03:09:00,,Success,,0.6,0.65,0.6,0.0005
+s-3,ccc3333,branch_base,2026-11-22T03:11:00,,Failed,,!,!,!,0.0001
+"""
+
+
+def test_rank_keeps_this_sweeps_trials_in_dvc_order_and_finds_clashing_columns():
+    ranked = sweep.rank(SHOW, names=["s-1", "s-2", "s-3"], metric="dvclive/cnn/metrics.json:best.val_uar",
+                        report="metrics/cnn.json:uar")
+    assert [r["name"] for r in ranked] == ["s-2", "s-1", "s-3"]
+    assert ranked[0]["score"] == 0.7 and ranked[0]["report"] == 0.55 and ranked[2]["score"] is None
+    with pytest.raises(SweepError, match="no column for 'metrics/cnn.json:f1'"):
+        sweep.rank(SHOW, names=["s-1"], metric="metrics/cnn.json:f1")
+
+
+def test_queue_status_parsing_and_the_wait_loop_restarts_a_stopped_worker():
+    status = ("Task     Name        Created    Status\n"
+              "0312db5  s-1         03:39 PM   Success\n"
+              "b7e61b4  s-2         03:38 PM   Queued\n\n"
+              "Worker status: 0 active, 0 idle\n")
+    assert sweep.queue_states(status) == {"s-1": "Success", "s-2": "Queued"}
+    calls, polls = [], iter([status] * 3 + [status.replace("Queued", "Running").replace("0 active", "1 active"),
+                                            status.replace("Queued", "Failed")])
+
+    def fake(args):
+        calls.append(list(args))
+        out = next(polls) if args == ["queue", "status"] else ""
+        return subprocess.CompletedProcess(args, 0, out, "")
+
+    logs = []
+    assert sweep.wait(["s-1", "s-2"], jobs=1, run=fake, poll_s=0, log=logs.append) == {"s-1": "Success", "s-2": "Failed"}
+    assert calls.count(["queue", "start", "--jobs", "1"]) == 1  # after 3 idle polls, once
+    assert "sweep: s-2: failed" in logs
