@@ -339,10 +339,15 @@ def _band_groups(bank: np.ndarray, *, width: int = 16) -> tuple:
 
 
 def _project(S: np.ndarray, *, kernels: _Kernels) -> np.ndarray:
-    """``S @ bank`` for a power spectrogram ``S`` (n, F): (n, n_bands) float32."""
-    out = np.empty((S.shape[0], kernels.n_bands), dtype=np.float32)
+    """``S @ bank`` for power spectrograms ``S`` (B, T, F): (B, T, n_bands) float32.
+
+    The product is one matrix product per clip (a stacked matmul), never one over the
+    batch's frames flattened: BLAS rounding depends on the row count, and a clip's features
+    must not depend on which clips share its batch.
+    """
+    out = np.empty(S.shape[:2] + (kernels.n_bands,), dtype=np.float32)
     for first, stop, lo, hi, weights in kernels.bands:
-        np.matmul(S[:, lo:hi], weights, out=out[:, first:stop])
+        np.matmul(S[..., lo:hi], weights, out=out[..., first:stop])
     return out
 
 
@@ -440,8 +445,8 @@ def extract(Y: np.ndarray, n_valid: np.ndarray, *, config: FeatureConfig) -> dic
     Clips are processed in blocks of 16, so memory is bounded whatever the batch size.
     Two process-wide settings keep the CPU cost down: BLAS runs on one thread while
     ``extract`` runs (restored afterwards), and on glibc freed memory is kept for reuse
-    (set once; see ``_keep_freed_memory``). Results do not depend on the batch beyond
-    float32 rounding.
+    (set once; see ``_keep_freed_memory``). A clip's features are bit-identical whatever
+    the batch it is in (every matrix product is per clip; see ``_project``).
     """
     Y = np.asarray(Y, dtype=np.float32)
     if Y.ndim != 2 or Y.shape[1] != config.n_samples:
@@ -529,7 +534,7 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
     k, u = _kernels(config), config.utterance
     S = power_spectrogram(Y, config=config)                       # (B, T, F)
     B, T, F = S.shape
-    bands = _project(S.reshape(B * T, F), kernels=k).reshape(B, T, -1)  # mel (seq), mel (utt), chroma
+    bands = _project(S, kernels=k)                                # mel (seq), mel (utt), chroma
     mel = bands[..., :config.n_mels]
     mel_u = bands[..., config.n_mels:config.n_mels + u.n_mels]
     chroma = bands[..., config.n_mels + u.n_mels:]
@@ -565,7 +570,7 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
     mfcc_mean = mean(mfcc_u)
     peak = chroma.max(axis=-1, keepdims=True)                    # chroma_stft: each frame's max -> 1
     chroma = chroma / np.where(peak < _TINY, 1.0, peak)
-    centroid, bandwidth, rolloff = _spectral_shape(S.reshape(B * T, F), kernels=k)
+    centroid, bandwidth, rolloff = _spectral_shape(S, kernels=k)
     scalars = np.stack([x.reshape(B, T) for x in (centroid, rolloff, bandwidth)] + [zcr, rms], axis=-1)
     parts = [mfcc_mean]
     if u.std:
@@ -576,18 +581,20 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
 
 
 def _spectral_shape(S: np.ndarray, *, kernels: _Kernels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Spectral centroid, bandwidth (p=2) and roll-off (0.85) in Hz of each row of ``S``
-    (power, shape (n, F)), from the magnitude ``sqrt(S)`` as ``librosa.feature.spectral_*``.
+    """Spectral centroid, bandwidth (p=2) and roll-off (0.85) in Hz of each frame of ``S``
+    (power, shape (B, T, F)), from the magnitude ``sqrt(S)`` as ``librosa.feature.spectral_*``;
+    three (B * T,) arrays.
 
     One skinny matmul gives, per frame, the magnitude sum, first and second frequency
     moments and the sums over blocks of ``_ROLL_BLOCK`` bins; roll-off then only runs a
     cumulative sum inside the one block where the 85 % point falls.
     """
-    n, F = S.shape
+    B, T, F = S.shape
+    n = B * T
     width = kernels.moments.shape[0]                              # F rounded up to whole blocks
-    mag = np.zeros((n, width), dtype=np.float32)
-    np.sqrt(S, out=mag[:, :F])
-    sums = mag @ kernels.moments                                  # (n, 3 + n_blocks)
+    mag = np.zeros((B, T, width), dtype=np.float32)
+    np.sqrt(S, out=mag[..., :F])
+    sums = (mag @ kernels.moments).reshape(n, -1)                 # per clip (see _project): (n, 3 + n_blocks)
     m0, m1, m2, blocks = sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3:]
     ok = m0 >= _TINY                                              # librosa leaves all-zero frames at 0
     safe = np.where(ok, m0, 1.0)

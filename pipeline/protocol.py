@@ -40,7 +40,7 @@ from tqdm import tqdm
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipeline import dataset, folds, params as P
-from pipeline.evaluate import check_unseen
+from pipeline.evaluate import LeakageError, check_unseen
 from pipeline.vocab import EMOTIONS
 
 PROTOCOLS = ("holdout", "speaker_kfold", "cross_corpus")
@@ -85,7 +85,7 @@ def plan(rows: pd.DataFrame, *, protocol: str, cfg: dict, classes: list[str], se
     cc = P.require(cfg, "cross_corpus")
     available = sorted(rows.corpus.unique())
     tests = [cc["test"]] if isinstance(cc["test"], str) else list(cc["test"] or [])
-    if not tests or (unknown := [t for t in tests if t not in available]):
+    if not tests or any(t not in available for t in tests):
         raise P.ParamsError(f"params.yaml: evaluate.cross_corpus.test={cc['test']!r} must name corpora in the split "
                             f"{available}")
     out = []
@@ -155,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     check_train_params(train_cfg)
     seeds = check_seeds(train_cfg.get("seeds"), base_seed=base_seed)
     cfg = P.require(params, "evaluate")
-    protocol = P.choice(cfg["protocol"], key="evaluate.protocol", valid=PROTOCOLS)
+    protocol = P.choice(P.require(params, "evaluate.protocol"), key="evaluate.protocol", valid=PROTOCOLS)
     classes = list(P.require(params, "split.classes"))
     rows = pd.read_csv(Path(P.require(params, "data.interim")) / "split.csv", dtype={"source_label": str})
     fold_list = plan(rows, protocol=protocol, cfg=cfg, classes=classes, seed=base_seed)
     features_dir, augment_dir = Path(P.require(params, "features.out")), Path(P.require(params, "augment.out"))
-    predictions_csv = Path(cfg["out"]) / f"{name}.csv"
+    predictions_csv = Path(P.require(params, "evaluate.out")) / f"{name}.csv"
 
     tables, logs = [], []
     jobs = [(seed, fold) for seed in seeds for fold in fold_list]
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     predictions = pd.concat(tables, ignore_index=True)
     summary = {"protocol": protocol, "seeds": seeds, **folds.summarise(predictions, labels=labels)}
 
-    out = Path(cfg["protocol_out"]) / name
+    out = Path(P.require(params, "evaluate.protocol_out")) / name
     out.mkdir(parents=True, exist_ok=True)
     cols = ["seed", "run", "clip_id", "corpus", "speaker", "label", "predicted", *(f"p_{c}" for c in labels)]
     predictions.reindex(columns=cols).to_csv(out / "predictions.csv", index=False)
@@ -202,5 +202,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (P.ParamsError, ValueError) as err:
+    except (P.ParamsError, LeakageError) as err:
         sys.exit(f"protocol: {err}")
