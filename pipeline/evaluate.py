@@ -66,6 +66,16 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, *, labels: Sequence[s
     return out
 
 
+def prediction_table(rows: pd.DataFrame, proba: np.ndarray, *, labels: Sequence[str],
+                     columns: Sequence[str] = ("clip_id", "path", "corpus", "speaker", "label")) -> pd.DataFrame:
+    """``columns`` of ``rows``, the predicted label and ``p_<label>`` per class, one row per clip."""
+    table = rows[list(columns)].reset_index(drop=True)
+    table["predicted"] = [labels[i] for i in proba.argmax(axis=1)]
+    for i, c in enumerate(labels):
+        table[f"p_{c}"] = proba[:, i]
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -96,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_dir / "per_class_f1.csv", index=False)
     pred_out = Path(P.require(params, "evaluate.out"))
     pred_out.mkdir(parents=True, exist_ok=True)
-    table = test.rows[["clip_id", "path", "corpus", "speaker", "label"]].assign(predicted=pred_labels)
-    for i, c in enumerate(bundle.labels):
-        table[f"p_{c}"] = proba[:, i]
-    table.to_csv(pred_out / f"{name}.csv", index=False)
+    prediction_table(test.rows, proba, labels=bundle.labels).to_csv(pred_out / f"{name}.csv", index=False)
     from pipeline.plots import confusion_heatmap
     confusion_heatmap(test.rows.label, pred_labels, labels=bundle.labels, path=plot_dir / "confusion.png",
                       title=f"{name}: test speakers, UAR {metrics['uar']:.3f}")

@@ -33,14 +33,13 @@ from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipeline import dataset, folds, params as P
-from pipeline.evaluate import LeakageError, check_unseen
+from pipeline.evaluate import LeakageError, check_unseen, prediction_table
 from pipeline.vocab import EMOTIONS
 
 PROTOCOLS = ("holdout", "speaker_kfold", "cross_corpus")
@@ -113,20 +112,12 @@ def score_fold(fold: Fold, *, name: str, model_params: dict, cfg: dict, seed: in
     check_unseen(test_rows.speaker.unique(), b.info["train_speakers"])
     test = dataset.load(test_rows, features_dir=features_dir, kind=b.input_kind)
     proba = b.predict_proba(test.x, test.n_frames, speakers=test.rows.speaker)
-    table = prediction_table(test.rows, proba, labels=b.labels)
+    table = prediction_table(test.rows, proba, labels=b.labels, columns=("clip_id", "corpus", "speaker", "label"))
     log = {"train_clips": b.info["train_clips"], "train_speakers": len(b.info["train_speakers"]),
            "val_clips": trained.n_val, "test_clips": len(test.rows), "test_speakers": test.rows.speaker.nunique(),
            "missing_features": len(test.missing), "epochs": b.info["epochs_run"],
            "best_val_uar": best_val_uar(trained.history), "seconds": round(time.perf_counter() - t0, 1)}
     return table, log
-
-
-def prediction_table(rows: pd.DataFrame, proba: np.ndarray, *, labels: list[str]) -> pd.DataFrame:
-    table = rows[["clip_id", "corpus", "speaker", "label"]].reset_index(drop=True)
-    table["predicted"] = [labels[i] for i in proba.argmax(axis=1)]
-    for i, c in enumerate(labels):
-        table[f"p_{c}"] = proba[:, i]
-    return table
 
 
 def reused_holdout(predictions_csv: Path, fold: Fold) -> tuple[pd.DataFrame, dict]:
@@ -171,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             table, log = score_fold(fold, name=name, model_params=model_params, cfg=train_cfg, seed=seed,
                                     features_dir=features_dir, augment_dir=augment_dir)
-        uar = folds.summarise(table.assign(seed=seed, run=fold.name), labels=fold.labels)["uar_pooled"]
-        tables.append(table.assign(seed=seed, run=fold.name))
+        table = table.assign(seed=seed, run=fold.name)
+        uar = folds.summarise(table, labels=fold.labels)["uar_pooled"]
+        tables.append(table)
         logs.append({"seed": seed, "run": fold.name, "classes": len(fold.labels), **log, "uar": round(uar, 4)})
         bar.write(f"protocol {name}: {fold.name} seed {seed}: UAR {uar:.3f} on {log['test_clips']} clips of "
                   f"{log['test_speakers']} unseen speakers" + (f" ({log['seconds']:.0f} s)" if "seconds" in log else

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline import protocol
+from pipeline.evaluate import prediction_table
 from pipeline.params import ParamsError
 
 CLASSES = ["neutral", "happy", "sad", "angry"]
@@ -79,7 +80,7 @@ def test_holdout_reuse_refuses_predictions_of_another_split(tmp_path):
     (fold,) = protocol.plan(rows, protocol="holdout", cfg=CFG, classes=CLASSES, seed=0)
     test = rows[rows.split == "test"]
     proba = np.full((len(test), len(CLASSES)), 0.25)
-    table = protocol.prediction_table(test, proba, labels=CLASSES)
+    table = prediction_table(test, proba, labels=CLASSES, columns=("clip_id", "corpus", "speaker", "label"))
     table.to_csv(tmp_path / "cnn.csv", index=False)
     got, log = protocol.reused_holdout(tmp_path / "cnn.csv", fold)
     assert len(got) == len(test) and log["test_speakers"] == 3
