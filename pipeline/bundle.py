@@ -1,6 +1,6 @@
 """The self-contained model bundle: everything inference needs, nothing else.
 
-A bundle folder holds ``model.keras``, ``scaler.npz`` (standardisation fitted on training data
+A bundle folder holds ``model.keras`` (or ``model.pkl`` for the scikit-learn SVM), ``scaler.npz`` (standardisation fitted on training data
 only) and ``bundle.json`` (label list in output order, the input kind, the exact feature
 config, and whether features are normalised per speaker). :func:`standardise` is the one
 preprocessing path shared by training, evaluation and inference.
@@ -8,12 +8,16 @@ preprocessing path shared by training, evaluation and inference.
 from __future__ import annotations
 
 import json
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+MODEL_FILES = {"keras": "model.keras", "sklearn": "model.pkl"}
+"""The model file of a bundle: a Keras model, or the pickled scikit-learn SVM (trusted bundles only)."""
 
 
 def valid_mask(x: np.ndarray, n_frames: np.ndarray) -> np.ndarray | None:
@@ -113,8 +117,14 @@ def save(folder: Path, *, model, labels: Sequence[str], input_kind: str, feature
          speaker_norm: bool, mean: np.ndarray, std: np.ndarray, info: dict) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "model.keras")
-    _normalise_keras_zip(folder / "model.keras")
+    for stale in (MODEL_FILES.values()):
+        (folder / stale).unlink(missing_ok=True)
+    if hasattr(model, "estimator"):  # the scikit-learn SVM (pipeline.models.svm)
+        with (folder / MODEL_FILES["sklearn"]).open("wb") as f:
+            pickle.dump(model, f, protocol=4)
+    else:
+        model.save(folder / MODEL_FILES["keras"])
+        _normalise_keras_zip(folder / MODEL_FILES["keras"])
     np.savez(folder / "scaler.npz", mean=mean, std=std)
     (folder / "bundle.json").write_text(json.dumps({
         "labels": list(labels), "input_kind": input_kind, "feature_config": feature_config,
@@ -122,15 +132,20 @@ def save(folder: Path, *, model, labels: Sequence[str], input_kind: str, feature
 
 
 def load(folder: Path) -> Bundle:
-    import keras
+    import pipeline.models  # noqa: F401  (registers the custom layers; loads openSMILE before TensorFlow)
 
-    import pipeline.models  # noqa: F401  (registers the custom layers)
+    import keras
 
     folder = Path(folder)
     if not (folder / "bundle.json").is_file():
         raise FileNotFoundError(f"{folder}: not a model bundle (no bundle.json); run `dvc repro` to train one")
     meta = json.loads((folder / "bundle.json").read_text())
     scaler = np.load(folder / "scaler.npz")
-    return Bundle(model=keras.models.load_model(folder / "model.keras"), labels=meta["labels"],
+    if (folder / MODEL_FILES["sklearn"]).is_file():
+        with (folder / MODEL_FILES["sklearn"]).open("rb") as f:  # a pickle: load only bundles you trust
+            model = pickle.load(f)
+    else:
+        model = keras.models.load_model(folder / MODEL_FILES["keras"])
+    return Bundle(model=model, labels=meta["labels"],
                   input_kind=meta["input_kind"], feature_config=meta["feature_config"],
                   speaker_norm=meta["speaker_norm"], mean=scaler["mean"], std=scaler["std"], info=meta)

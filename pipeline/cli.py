@@ -233,7 +233,10 @@ def cmd_export(args: argparse.Namespace, root: Path | None) -> int:
     min_duration_s = infer_settings(root)["min_duration_s"]
     folder = args.model or best_bundle(root)
     keras_predictor = load_predictor(folder, min_duration_s=min_duration_s)
-    out = export_bundle(folder, out=args.out)
+    try:
+        out = export_bundle(folder, out=args.out)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     print(f"export: {folder} -> {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.parent / 'export.json'}")
     if not args.check:
         return 0
@@ -318,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.sweep import SweepError
     args = parser().parse_args(argv)
     if args.command != "sweep":
+        from pipeline.egemaps import preload
+
+        preload()  # openSMILE before TensorFlow (the other order aborts an SVM bundle's extraction)
         with _native_stderr_silenced():
             import tensorflow  # noqa: F401  (loaded here so its start-up notices stay off stderr)
     try:

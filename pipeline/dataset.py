@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-KINDS = ("sequence", "utterance")
+KINDS = ("sequence", "utterance", "functionals")
+"""Feature arrays: the ``features`` stage's frame sequences and utterance vectors, and the
+``functionals`` stage's eGeMAPS functionals (in ``<features.out>/functionals/<source>/<corpus>/``)."""
 
 
 @dataclass
@@ -30,9 +32,15 @@ class Features:
     missing: list[str]
 
 
-def feature_meta(features_dir: Path, corpus: str) -> dict:
-    """The ``meta.json`` of a corpus's original features (config and column names)."""
-    return json.loads((Path(features_dir) / "original" / corpus / "meta.json").read_text())
+def folder(features_dir: Path, *, kind: str, source: str, corpus: str) -> Path:
+    """The folder holding ``kind`` arrays of ``corpus`` for ``source`` (original | augmented)."""
+    base = Path(features_dir) / "functionals" if kind == "functionals" else Path(features_dir)
+    return base / source / corpus
+
+
+def feature_meta(features_dir: Path, corpus: str, *, kind: str = "sequence") -> dict:
+    """The ``meta.json`` of a corpus's original features of ``kind`` (config, dtype, column names)."""
+    return json.loads((folder(features_dir, kind=kind, source="original", corpus=corpus) / "meta.json").read_text())
 
 
 def load(rows: pd.DataFrame, *, features_dir: Path, kind: str, source: str = "original") -> Features:
@@ -42,18 +50,18 @@ def load(rows: pd.DataFrame, *, features_dir: Path, kind: str, source: str = "or
     rows = rows.reset_index(drop=True)
     parts, frames, kept, missing = [], [], [], []
     for corpus, group in rows.groupby("corpus", sort=False):
-        folder = Path(features_dir) / source / corpus
-        index = pd.read_csv(folder / "index.csv").clip_id
+        where = folder(features_dir, kind=kind, source=source, corpus=corpus)
+        index = pd.read_csv(where / "index.csv").clip_id
         position = pd.Series(np.arange(len(index)), index=index.values)
         found = group.clip_id.isin(position.index)
         missing += group.clip_id[~found].tolist()
         pos = position[group.clip_id[found]].to_numpy()
-        arr = np.load(folder / f"{kind}.npy", mmap_mode="r")
+        arr = np.load(where / f"{kind}.npy", mmap_mode="r")
         order = np.argsort(pos)  # read the memory map in file order, then restore row order
         block = np.empty((len(pos),) + arr.shape[1:], np.float32)
         block[order] = arr[pos[order]]
         parts.append(block)
-        frames.append(np.load(folder / "n_frames.npy")[pos])
+        frames.append(np.load(where / "n_frames.npy")[pos])
         kept.append(group[found])
     if not parts:
         raise ValueError("no rows to load")

@@ -2,7 +2,7 @@
 
 Refuses a test set that shares a speaker with the bundle's training speakers. Writes
 ``metrics/<model>.json`` (accuracy, uar, macro_f1, roc_auc, per_class.<label>.{precision,
-recall,f1,support}, per_corpus.<corpus>.{uar,accuracy,n}, n, n_speakers), the rows of a
+recall,f1,support}, per_corpus.<corpus>.{uar,accuracy,macro_f1,n,recall.<label>}, n, n_speakers), the rows of a
 confusion matrix for DVC's ``confusion`` template, per-class F1 for a bar plot, a PNG heat
 map, and every test clip's probabilities (``<eval.out>/<model>.csv``, for parity checks).
 
@@ -61,8 +61,13 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, *, labels: Sequence[s
     }
     for c in sorted(set(corpus)):
         m = corpus == c
+        here = np.unique(y_true[m])
+        _, rec_c, f1_c, _ = precision_recall_fscore_support(y_true[m], y_pred[m], labels=np.arange(len(labels)),
+                                                            zero_division=0)
         out["per_corpus"][c] = {"uar": float(balanced_accuracy_score(y_true[m], y_pred[m])),
-                                "accuracy": float(accuracy_score(y_true[m], y_pred[m])), "n": int(m.sum())}
+                                "accuracy": float(accuracy_score(y_true[m], y_pred[m])),
+                                "macro_f1": float(np.mean(f1_c[here])), "n": int(m.sum()),
+                                "recall": {labels[i]: float(rec_c[i]) for i in here}}
     return out
 
 

@@ -84,8 +84,13 @@ def export_bundle(folder: str | Path, *, out: str | Path | None = None) -> Path:
     storage dtype the features are rounded to, and which bundle files hold the preprocessing.
     Raises ``ValueError`` unless ``out`` ends in ``.tflite``.
     """
+    from pipeline.models import is_keras
+
     folder = Path(folder)
     bundle = B.load(folder)
+    if not is_keras(bundle.model):
+        raise ValueError(f"{folder}: a scikit-learn SVM bundle has no TensorFlow Lite form; export a cnn or cnn_lstm "
+                         "bundle, or serve this one with `ser predict` / the web app")
     input_shape = feature_shape(bundle)
     out = Path(out) if out is not None else folder / TFLITE_NAME
     if out.suffix != ".tflite":

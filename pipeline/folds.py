@@ -233,7 +233,7 @@ def _scores(g: pd.DataFrame, labels: Sequence[str]) -> dict:
     index = {c: i for i, c in enumerate(labels)}
     proba = g[[f"p_{c}" for c in labels]].fillna(0.0).to_numpy(dtype=float)
     m = compute_metrics(g.label.map(index).to_numpy(), proba, labels=list(labels), corpus=g.corpus.to_numpy())
-    return {key: m[key] for key in SUMMARY_METRICS} | {"per_corpus": m["per_corpus"]}
+    return {key: m[key] for key in SUMMARY_METRICS} | {"per_corpus": m["per_corpus"], "per_class": m["per_class"]}
 
 
 def summarise(predictions: pd.DataFrame, *, labels: Sequence[str]) -> dict:
@@ -258,7 +258,9 @@ def summarise(predictions: pd.DataFrame, *, labels: Sequence[str]) -> dict:
           sample std over seeds;
         - ``per_corpus.<corpus>``: ``uar_mean``, ``uar_std``, ``n_folds`` (folds that tested
           the corpus), ``uar_pooled``, ``uar_pooled_seed_std``, ``n`` (test clips),
-          ``n_classes`` (classes among them: chance UAR is 1 / n_classes);
+          ``n_classes`` (classes among them: chance UAR is 1 / n_classes), ``macro_f1_pooled``,
+          ``recall.<label>`` (pooled recall of each class present, mean over seeds);
+        - ``recall.<label>``: pooled recall of each class over every corpus, mean over seeds;
         - ``per_fold.<run>``: ``uar`` (mean over seeds), ``n``;
         - ``per_seed.<seed>``: ``uar_pooled``, ``uar_mean``;
         - ``n_folds``, ``n_seeds``, ``n`` (test clips per seed).
@@ -295,9 +297,14 @@ def summarise(predictions: pd.DataFrame, *, labels: Sequence[str]) -> dict:
         block["n_folds"] = len(tested)
         by_seed = [pooled[s]["per_corpus"][corpus]["uar"] for s in seeds]
         block["uar_pooled"], block["uar_pooled_seed_std"] = _mean_std(by_seed)
+        block["macro_f1_pooled"] = float(np.mean([pooled[s]["per_corpus"][corpus]["macro_f1"] for s in seeds]))
         block["n"] = int((first.corpus == corpus).sum())
         block["n_classes"] = int(first.label[first.corpus == corpus].nunique())
+        block["recall"] = {c: float(np.mean([pooled[s]["per_corpus"][corpus]["recall"][c] for s in seeds]))
+                           for c in labels if c in pooled[seeds[0]]["per_corpus"][corpus]["recall"]}
         out["per_corpus"][corpus] = block
+    out["recall"] = {c: float(np.mean([pooled[s]["per_class"][c]["recall"] for s in seeds])) for c in labels
+                     if (first.label == c).any()}
     out["per_fold"] = {str(r): {"uar": float(np.mean([fold[s, r]["uar"] for s in seeds])),
                                 "n": int(((first.run == r)).sum())} for r in runs}
     out["per_seed"] = {str(s): {"uar_pooled": pooled[s]["uar"],

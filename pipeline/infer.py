@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import audio, bundle as B
+from pipeline.egemaps import egemaps
 from pipeline.featurize import FeatureConfig, extract, prepare
 
 
@@ -71,8 +72,11 @@ class Predictor:
     def _load_bundle(self, folder: Path) -> B.Bundle:
         """The bundle, its model called through :class:`GraphCall` (a subclass may run
         another runtime; ``pipeline.export.TFLitePredictor`` runs TensorFlow Lite)."""
+        from pipeline.models import is_keras
+
         bundle = B.load(folder)
-        bundle.model = GraphCall(bundle.model)
+        if is_keras(bundle.model):
+            bundle.model = GraphCall(bundle.model)
         return bundle
 
     def _check(self, y: np.ndarray, name: str) -> None:
@@ -89,7 +93,11 @@ class Predictor:
         """(n, n_classes) probabilities for mono clips at ``config.sr``, each handled as one
         utterance exactly as in training."""
         fixed = [prepare(y, config=self.config) for y in clips]
-        feats = extract(np.stack([f[0] for f in fixed]), np.array([f[1] for f in fixed]), config=self.config)
+        Y, n_valid = np.stack([f[0] for f in fixed]), np.array([f[1] for f in fixed])
+        if self.bundle.input_kind == "functionals":  # as the functionals stage stores them (float32)
+            x = egemaps(Y, n_valid, sr=self.config.sr)
+            return self.bundle.predict_proba(x.astype(self.dtype).astype(np.float32), np.zeros(len(x), np.int32))
+        feats = extract(Y, n_valid, config=self.config)
         x = feats[self.bundle.input_kind].astype(self.dtype).astype(np.float32)  # as stored by the features stage
         return self.bundle.predict_proba(x, feats["n_frames"])
 

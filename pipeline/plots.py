@@ -40,19 +40,38 @@ def training_curves(history: Mapping[str, Sequence[float]], path: Path, *, title
 
 def confusion_heatmap(actual: Sequence[str], predicted: Sequence[str], *, labels: Sequence[str], path: Path, title: str) -> None:
     """Row-normalised confusion matrix (recall per true class) with counts."""
-    counts = pd.crosstab(pd.Categorical(actual, labels), pd.Categorical(predicted, labels), dropna=False).to_numpy()
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(labels), 0.8 + 0.65 * len(labels)))
+    _confusion_axes(ax, actual, predicted, labels=labels, title=title)
+    _save(fig, path)
+
+
+def confusion_grid(panels: Mapping[str, tuple[Sequence[str], Sequence[str]]], *, labels: Sequence[str], path: Path,
+                   title: str) -> None:
+    """One row-normalised confusion matrix per panel (e.g. per corpus): {title: (actual, predicted)}.
+    Only the classes a panel's actual labels hold are shown as its rows."""
+    n = len(panels)
+    size = 0.6 + 0.55 * len(labels)
+    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.5, size + 0.6), squeeze=False)
+    for ax, (name, (actual, predicted)) in zip(axes[0], panels.items(), strict=True):
+        rows = [c for c in labels if c in set(actual)]
+        _confusion_axes(ax, actual, predicted, labels=labels, rows=rows, title=name)
+    fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+
+
+def _confusion_axes(ax, actual, predicted, *, labels: Sequence[str], title: str, rows: Sequence[str] | None = None) -> None:
+    rows = list(labels if rows is None else rows)
+    counts = pd.crosstab(pd.Categorical(actual, rows), pd.Categorical(predicted, labels), dropna=False).to_numpy()
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(labels)):
+    for i in range(len(rows)):
         for j in range(len(labels)):
             ax.text(j, i, f"{counts[i, j]}", ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(title, fontsize=10)
-    _save(fig, path)
 
 
 def clips_per_emotion(rows: pd.DataFrame, path: Path) -> None:

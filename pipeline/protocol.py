@@ -185,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     plot_dir.mkdir(parents=True, exist_ok=True)
     runs.assign(run=runs.run + " seed " + runs.seed.astype(str))[["run", "uar"]].to_csv(
         plot_dir / "protocol_runs.csv", index=False)
+    from pipeline.plots import confusion_grid
+    panels = {f"{c} (UAR {summary['per_corpus'][c]['uar_pooled']:.2f})": (g.label.tolist(), g.predicted.tolist())
+              for c, g in predictions.groupby("corpus", sort=True)}
+    confusion_grid(panels, labels=labels, path=plot_dir / "protocol_confusion.png",
+                   title=f"{name}, {protocol}: test speakers of {summary['n_folds']} fold(s) x {len(seeds)} seed(s)")
     print(f"protocol {name} ({protocol}): {summary['n_folds']} fold(s) x {len(seeds)} seed(s): UAR "
           f"{summary['uar_mean']:.3f} ± {summary['uar_std']:.3f} over folds, pooled {summary['uar_pooled']:.3f}"
           f" ± {summary['uar_pooled_seed_std']:.3f} over seeds")

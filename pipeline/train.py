@@ -96,17 +96,33 @@ def configure_determinism(seed: int, *, threads: int) -> None:
 
 def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_train, y_train, x_val, y_val,
         labels: list[str], live=None, verbose: int = 2):
-    """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state."""
-    import keras
+    """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state.
 
-    from pipeline.models import build
+    Keras models train for up to ``train.epochs`` with early stopping on validation UAR; the
+    scikit-learn SVM is fitted once (its history has one entry per metric)."""
+    from pipeline.models import build, is_keras
+
+    weights = class_weights(y_train, len(labels), train_cfg["class_weight"])
+    has_val = x_val is not None and len(x_val) > 0
+    if not is_keras(model_name):
+        model = build(model_name, input_shape=x_train.shape[1:], num_classes=len(labels), params=model_params)
+        model.fit(x_train, y_train, class_weight=weights, seed=seed)
+        history = {"accuracy": [float(np.mean(np.argmax(model(x_train), axis=1) == y_train))]}
+        if has_val:
+            history["val_uar"] = [uar(y_val, np.argmax(model(x_val), axis=1))]
+        if live is not None:
+            for key, values in history.items():
+                live.log_metric(key, values[0])
+            live.next_step()
+        return model, history
+
+    import keras
 
     keras.backend.clear_session()  # fresh layer/optimizer name counters: the same fit saves the same config
     configure_determinism(seed, threads=int(train_cfg.get("threads", 2)))
     model = build(model_name, input_shape=x_train.shape[1:], num_classes=len(labels), params=model_params)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    has_val = x_val is not None and len(x_val) > 0
 
     class ValUAR(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -125,8 +141,7 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
         callbacks.append(DVCLiveCallback(live=live))
     history = model.fit(x_train, y_train, validation_data=(x_val, y_val) if has_val else None,
                         epochs=int(train_cfg["epochs"]), batch_size=int(train_cfg["batch_size"]), shuffle=True,
-                        class_weight=class_weights(y_train, len(labels), train_cfg["class_weight"]),
-                        callbacks=callbacks, verbose=verbose)
+                        class_weight=weights, callbacks=callbacks, verbose=verbose)
     return model, history.history
 
 
@@ -172,9 +187,10 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
               f"validation clips, input {kind} {train.x.shape[1:]}, {len(train.missing)} clips without features")
     model, history = fit(model_name=name, model_params=model_params, train_cfg=cfg, seed=seed, x_train=prep(train),
                          y_train=y_train, x_val=x_val, y_val=y_val, labels=labels, live=live, verbose=verbose)
-    meta = dataset.feature_meta(features_dir, corpora[0])
-    info = {"model": name, "model_params": model_params, "seed": seed, "epochs_run": len(history["loss"]),
-            "feature_dtype": meta["dtype"], "train_clips": len(train.rows),
+    meta = dataset.feature_meta(features_dir, corpora[0])  # the feature config (functionals use its preparation)
+    info = {"model": name, "model_params": model_params, "seed": seed,
+            "epochs_run": len(next(iter(history.values()))),
+            "feature_dtype": dataset.feature_meta(features_dir, corpora[0], kind=kind)["dtype"], "train_clips": len(train.rows),
             "train_speakers": sorted(train.rows.speaker.unique())}
     bundle = B.Bundle(model=model, labels=list(labels), input_kind=kind, feature_config=meta["config"],
                       speaker_norm=speaker_norm, mean=mean, std=std, info=info)

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.egemaps import preload
+
+preload()  # openSMILE before any test module imports TensorFlow (the other order aborts the process)
+
 # The real corpus sample lives next to the project (../shared/corpora-sample); never copied in.
 DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpora-sample"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import bundle as B, demo, params as P
+from pipeline.egemaps import egemaps
 from pipeline.featurize import FeatureConfig, extract, prepare
 from pipeline.train import fit
 
@@ -24,6 +25,7 @@ TINY = {
     "cnn": {"input": "sequence", "filters": [4], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [4]},
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 4, "conv_dropout": 0.0, "lstm_units": 4,
                  "lstm_layers": 1, "bidirectional": True, "pooling": "attention", "dense": [4], "dropout": 0.0},
+    "svm": {"input": "functionals", "C": 1.0, "gamma": "scale"},
 }
 
 
@@ -38,7 +40,8 @@ def speech(duration_s: float, *, emotion: str = "angry", seed: int = 0, sr: int 
 
 @functools.lru_cache(maxsize=1)
 def tiny_bundles(base: Path) -> dict[str, Path]:
-    """``{"cnn": folder, "cnn_lstm": folder}``: bundles trained for two epochs on 14 clips."""
+    """``{"cnn": folder, "cnn_lstm": folder, "svm": folder}``: bundles trained on 14 clips (the
+    Keras ones for two epochs; the SVM on the clips' eGeMAPS functionals)."""
     config = FeatureConfig.from_params(PARAMS["features"], sr=SR)
     clips = [prepare(speech(1.2 + 0.1 * i, emotion=LABELS[i % len(LABELS)], seed=i), config=config)
              for i in range(2 * len(LABELS))]
@@ -50,10 +53,20 @@ def tiny_bundles(base: Path) -> dict[str, Path]:
     train = {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "class_weight": "none", "threads": 2}
     out = {}
     for name, tiny in TINY.items():
+        if name == "svm":
+            continue
         model, _ = fit(model_name=name, model_params=tiny, train_cfg=train, seed=0, x_train=z, y_train=y,
                        x_val=None, y_val=None, labels=LABELS)
         out[name] = Path(base) / "bundles" / name
         B.save(out[name], model=model, labels=LABELS, input_kind="sequence", feature_config=config.to_dict(),
                speaker_norm=False, mean=mean, std=std,
                info={"model": name, "train_speakers": ["synthetic:1"], "feature_dtype": "float16"})
+    f = egemaps(np.stack([c[0] for c in clips]), np.array([c[1] for c in clips]), sr=SR)
+    mean, std = B.fit_stats(f, np.zeros(len(f), np.int32))
+    model, _ = fit(model_name="svm", model_params=TINY["svm"], train_cfg=train, seed=0, labels=LABELS, x_val=None,
+                   y_val=None, x_train=B.standardise(f, np.zeros(len(f)), mean=mean, std=std), y_train=y)
+    out["svm"] = Path(base) / "bundles" / "svm"
+    B.save(out["svm"], model=model, labels=LABELS, input_kind="functionals", feature_config=config.to_dict(),
+           speaker_norm=False, mean=mean, std=std,
+           info={"model": "svm", "train_speakers": ["synthetic:1"], "feature_dtype": "float32"})
     return out

@@ -57,7 +57,7 @@ def good(clips: Path) -> list[Path]:
 
 
 # -- predict ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["cnn", "cnn_lstm"])
+@pytest.mark.parametrize("name", ["cnn", "cnn_lstm", "svm"])
 def test_json_lines_give_emotion_confidence_and_probabilities_summing_to_one(capsys, bundles, clips, name):
     code, out, err = run(capsys, "predict", "--json", "--model", bundles[name], *good(clips))
     assert code == 0 and err == ""
@@ -180,9 +180,10 @@ def recording(tmp_path_factory) -> Path:
     return path
 
 
-def test_timeline_has_rows_for_voiced_windows_only_and_writes_a_png(capsys, bundles, recording, tmp_path):
+@pytest.mark.parametrize("name", ["cnn_lstm", "svm"])
+def test_timeline_has_rows_for_voiced_windows_only_and_writes_a_png(capsys, bundles, recording, tmp_path, name):
     prefix = tmp_path / "out" / "talk"
-    code, out, _ = run(capsys, "timeline", recording, "--model", bundles["cnn_lstm"], "--out", prefix,
+    code, out, _ = run(capsys, "timeline", recording, "--model", bundles[name], "--out", prefix,
                        "--window", "3", "--hop", "1")
     table = pd.read_csv(prefix.with_suffix(".csv"))
     assert code == 0 and str(prefix.with_suffix(".png")) in out

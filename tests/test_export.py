@@ -38,6 +38,8 @@ def exported(bundles, tmp_path_factory) -> dict[str, Path]:
     scaler.npz only (no model.keras)."""
     out = {}
     for name, folder in bundles.items():
+        if name == "svm":  # no TensorFlow Lite form (test_an_svm_bundle_is_refused...)
+            continue
         lite = tmp_path_factory.mktemp(f"lite_{name}")
         for f in ("bundle.json", "scaler.npz"):
             shutil.copy(folder / f, lite / f)
@@ -106,3 +108,12 @@ def test_ser_export_writes_next_to_the_bundle_and_checks_parity(capsys, bundles,
 def _touch(path: Path) -> Path:
     path.write_bytes(b"")
     return path
+
+
+def test_an_svm_bundle_is_refused_with_the_reason_and_exit_2(capsys, bundles, tmp_path):
+    folder = tmp_path / "svm"
+    shutil.copytree(bundles["svm"], folder)
+    assert main(["export", "--model", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "scikit-learn SVM bundle has no TensorFlow Lite form" in err and str(folder) in err
+    assert not (folder / "model.tflite").exists()

@@ -237,3 +237,18 @@ def test_summarise_refuses_missing_columns_and_uneven_seeds():
         summarise(table[~((table.seed == 2) & (table.run == "fold1"))], labels=labels)
     with pytest.raises(ValueError, match="predictions is empty"):
         summarise(table.iloc[:0], labels=labels)
+
+
+def test_summarise_gives_pooled_recall_per_class_overall_and_per_corpus():
+    table, labels = predictions_table()
+    s = summarise(table, labels=labels)
+    predicted = np.asarray(labels)[table[[f"p_{c}" for c in labels]].to_numpy().argmax(axis=1)]
+    table = table.assign(predicted=predicted)
+
+    def recall(g, c):
+        return np.mean([np.mean(h.predicted[h.label == c] == c) for _, h in g.groupby("seed")])
+
+    for c in labels:
+        assert s["recall"][c] == pytest.approx(recall(table, c))
+        assert s["per_corpus"]["b"]["recall"][c] == pytest.approx(recall(table[table.corpus == "b"], c))
+    assert 0 < s["per_corpus"]["a"]["macro_f1_pooled"] < 1

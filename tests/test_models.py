@@ -24,7 +24,9 @@ TINY = {
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
                  "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
                  "pooling": "attention", "dense": [8], "dropout": 0.1},
+    "svm": {"input": "functionals", "C": 1.0, "gamma": "scale"},
 }
+KERAS = sorted(n for n in models.BUILDERS if models.is_keras(n))
 
 
 def tiny(name: str, **changes) -> dict:
@@ -58,7 +60,7 @@ def test_registry_and_schemas_agree_with_params_yaml():
         assert sorted(params) == sorted(TINY[name])
 
 
-@pytest.mark.parametrize("name", sorted(models.BUILDERS))
+@pytest.mark.parametrize("name", KERAS)
 def test_params_yaml_defaults_build(name):
     params = load(ROOT / "params.yaml")["models"][name]
     model = build(name, params)
@@ -149,7 +151,7 @@ def test_missing_key():
 
 
 def test_unknown_model_lists_valid_ones():
-    with pytest.raises(ParamsError, match=r"unknown model 'lstm'; choose one of \['cnn', 'cnn_lstm'\]"):
+    with pytest.raises(ParamsError, match=r"unknown model 'lstm'; choose one of \['cnn', 'cnn_lstm', 'svm'\]"):
         models.input_kind("lstm", {})
 
 

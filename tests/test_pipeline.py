@@ -80,11 +80,14 @@ def dvc(repo, *args):
 def test_repro_then_experiment_then_metrics_diff(repo):
     dst, env = repo
     dvc(repo, "repro")
-    for model in ("cnn", "cnn_lstm"):
+    for model in ("cnn", "cnn_lstm", "svm"):
         metrics = json.loads((dst / "metrics" / f"{model}.json").read_text())
         assert {"accuracy", "uar", "macro_f1", "roc_auc", "per_class", "per_corpus"} <= set(metrics)
-        assert (dst / "models" / model / "model.keras").is_file()
+        assert (dst / "models" / model / ("model.pkl" if model == "svm" else "model.keras")).is_file()
         assert (dst / "plots" / model / "confusion.csv").is_file()
+        assert (dst / "plots" / model / "protocol_confusion.png").is_file()
+    board = (dst / "metrics" / "scoreboard.md").read_text()
+    assert all(f"| `{model}` |" in board for model in ("cnn", "cnn_lstm", "svm")), board
     assert "up to date" in dvc(repo, "status").stdout
     sh("git", "add", "-A", cwd=dst, env=env)
     sh("git", "commit", "-qm", "repro", cwd=dst, env=env)
@@ -94,7 +97,8 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     params["train"]["learning_rate"] = 0.002
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(dvc(repo, "status", "--json").stdout))
-    assert changed == {"train@cnn", "train@cnn_lstm", "protocol@cnn", "protocol@cnn_lstm"}, changed  # evaluate follows
+    assert changed == {f"{stage}@{model}" for stage in ("train", "protocol") for model in ("cnn", "cnn_lstm", "svm")}, \
+        changed  # evaluate follows
     sh("git", "checkout", "params.yaml", cwd=dst, env=env)
 
     # A feature param re-extracts features but does not re-augment.
@@ -102,7 +106,7 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     params["features"]["n_mfcc"] = 12
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(dvc(repo, "status", "--json").stdout))
-    assert not any(s.startswith(("augment", "ingest", "split", "demo")) for s in changed), changed
+    assert not any(s.startswith(("augment", "ingest", "split", "demo", "functionals")) for s in changed), changed
     assert {f"features@{c}" for c in ("ravdess", "tess", "savee", "cremad", "emodb")} <= changed
     sh("git", "checkout", "params.yaml", cwd=dst, env=env)
 
@@ -122,7 +126,7 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     experiments = list(named_experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout)))
     assert any(params["train"]["epochs"] == 1 for _, params in experiments), experiments
     diff = json.loads(dvc(repo, "metrics", "diff", "--all", "--json").stdout)
-    for model in ("cnn", "cnn_lstm"):
+    for model in ("cnn", "cnn_lstm", "svm"):
         assert {"uar", "accuracy", "macro_f1", "roc_auc"} <= set(diff[f"metrics/{model}.json"])
         assert all(v["old"] is not None for v in diff[f"metrics/{model}.json"].values())
     dvc(repo, "metrics", "show")
@@ -158,11 +162,12 @@ def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(repo):
     restore_head(repo)
     out = dvc(repo, "exp", "run", "-S", "evaluate.protocol=speaker_kfold", "-S", "evaluate.speaker_kfold.k=2",
               "-S", "train.seeds=[1, 2]").stdout
-    assert "Running stage 'protocol@cnn'" in out and "Running stage 'protocol@cnn_lstm'" in out
+    assert all(f"Running stage 'protocol@{model}'" in out for model in ("cnn", "cnn_lstm", "svm"))
+    assert "Running stage 'scoreboard'" in out
     assert "Running stage 'train@" not in out and "Running stage 'augment" not in out  # the bundles stay
     rows = pd.read_csv(dst / "data" / "interim" / "split.csv")
     expected = {f"fold{i}": set(f.speaker[f.split == "test"]) for i, f in enumerate(speaker_folds(rows, k=2, seed=42))}
-    for model in ("cnn", "cnn_lstm"):
+    for model in ("cnn", "cnn_lstm", "svm"):
         m = json.loads((dst / "metrics" / f"{model}_protocol.json").read_text())
         assert m["protocol"] == "speaker_kfold" and m["n_folds"] == 2 and m["n_seeds"] == 2 and m["seeds"] == [1, 2]
         assert {"uar_mean", "uar_std", "uar_pooled", "uar_pooled_seed_std", "per_corpus", "per_fold"} <= set(m)

@@ -51,7 +51,9 @@ def test_metrics_have_every_documented_key_and_uar_is_balanced_accuracy():
     for label in LABELS:
         assert set(m["per_class"][label]) >= {"precision", "recall", "f1"}
     for c in ("a", "b"):
-        assert set(m["per_corpus"][c]) == {"uar", "accuracy", "n"}
+        assert set(m["per_corpus"][c]) == {"uar", "accuracy", "macro_f1", "n", "recall"}
+    assert set(m["per_corpus"]["a"]["recall"]) == {LABELS[0], LABELS[1]}          # the classes corpus a holds
+    assert m["per_corpus"]["b"]["recall"][LABELS[2]] == pytest.approx(np.mean(proba[6:].argmax(axis=1) == 2))
     assert m["uar"] == pytest.approx(balanced_accuracy_score(y_true, proba.argmax(axis=1)))
     assert m["per_corpus"]["a"]["n"] == 6
     json.dumps(m)  # serialisable

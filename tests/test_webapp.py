@@ -283,3 +283,14 @@ def test_a_recording_is_sent_as_wav_and_predicted(browser, served):
     _wait_for_result(browser)
     assert browser.find_element(By.ID, "status").text == "Result for recording.wav"
     assert browser.find_element(By.ID, "emotion").text.lower() in LABELS
+
+
+def test_the_svm_bundle_is_served_too(bundles):
+    svm = TestClient(create_app(Predictor(bundles["svm"]), model_name="svm"))
+    r = post(svm, wav_bytes(speechlike(2.0)))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert svm.get("/health").json()["model"] == "svm"
+    long = post(svm, wav_bytes(np.concatenate([speechlike(2.0, seed=i) for i in range(3)])))
+    assert long.status_code == 200 and long.json()["timeline"], long.text

@@ -15,17 +15,30 @@ from functools import partial
 from numbers import Integral
 from typing import Any, Callable, Mapping
 
-import keras
+from pipeline.egemaps import preload
 
-from pipeline.models.cnn import INPUTS, build_cnn
+preload()  # openSMILE before TensorFlow: the other order aborts the process (see pipeline.egemaps.preload)
+
+import keras  # noqa: E402
+
+from pipeline.models.cnn import INPUTS, build_cnn  # noqa: E402
 from pipeline.models.cnn_lstm import POOLINGS, build_cnn_lstm
 from pipeline.models.layers import AttentionPooling
+from pipeline.models.svm import INPUTS as SVM_INPUTS, SVMClassifier, build_svm
 from pipeline.params import ParamsError, choice
 
-__all__ = ["BUILDERS", "AttentionPooling", "build", "build_cnn", "build_cnn_lstm",
-           "check_params", "input_kind"]
+__all__ = ["BUILDERS", "AttentionPooling", "SVMClassifier", "build", "build_cnn", "build_cnn_lstm", "build_svm",
+           "check_params", "input_kind", "is_keras"]
 
-BUILDERS: dict[str, Callable[..., keras.Model]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm}
+BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm, "svm": build_svm}
+"""Keras models (trained with :func:`pipeline.train.fit`'s epochs) and the scikit-learn SVM."""
+
+
+def is_keras(model: Any) -> bool:
+    """Whether a model name or a built model is Keras's (else the scikit-learn :class:`SVMClassifier`)."""
+    if isinstance(model, str):
+        return BUILDERS.get(model) is not build_svm
+    return not isinstance(model, SVMClassifier)
 
 
 def _is_int(value: Any) -> bool:
@@ -49,6 +62,20 @@ def _count(value: Any, *, key: str) -> int:
 def _rate(value: Any, *, key: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
         raise ParamsError(f"params.yaml: {key}={value!r} must be a dropout rate in [0, 1); 0 turns it off")
+    return float(value)
+
+
+def _positive(value: Any, *, key: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ParamsError(f"params.yaml: {key}={value!r} must be a number > 0")
+    return float(value)
+
+
+def _gamma(value: Any, *, key: str) -> str | float:
+    if value in ("scale", "auto"):
+        return value
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ParamsError(f"params.yaml: {key}={value!r} must be 'scale', 'auto' or a number > 0")
     return float(value)
 
 
@@ -79,6 +106,11 @@ _SCHEMAS: dict[str, dict[str, Callable[..., Any]]] = {
         "dense": partial(_widths, allow_empty=True),
         "dropout": _rate,
     },
+    "svm": {
+        "input": partial(choice, valid=SVM_INPUTS),
+        "C": _positive,
+        "gamma": _gamma,
+    },
 }
 
 
@@ -103,13 +135,13 @@ def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def input_kind(name: str, params: Mapping[str, Any]) -> str:
-    """Return which feature array model ``name`` reads: "sequence" (frames x features) or
-    "utterance" (one vector per clip)."""
+    """Return which feature array model ``name`` reads: "sequence" (frames x features),
+    "utterance" (one vector per clip) or "functionals" (eGeMAPS, one vector per clip)."""
     return check_params(name, params).get("input", "sequence")
 
 
 def build(name: str, *, input_shape: tuple[int | None, ...], num_classes: int,
-          params: Mapping[str, Any]) -> keras.Model:
+          params: Mapping[str, Any]) -> keras.Model | SVMClassifier:
     """Validate ``params`` (``models.<name>``) and the shapes, then build model ``name``.
 
     Parameters
@@ -122,14 +154,15 @@ def build(name: str, *, input_shape: tuple[int | None, ...], num_classes: int,
 
     Returns
     -------
-    keras.Model
+    keras.Model or SVMClassifier
         Uncompiled; (batch, *input_shape) → probabilities (batch, num_classes). Weights are
-        drawn from Keras's global seed: call ``keras.utils.set_random_seed`` first.
+        drawn from Keras's global seed: call ``keras.utils.set_random_seed`` first. ``svm``
+        gives an unfitted :class:`SVMClassifier` (fit it with its ``fit``, seeded there).
     """
     kwargs = check_params(name, params)
     if not _is_int(num_classes) or num_classes < 2:
         raise ParamsError(f"num_classes={num_classes!r} must be an integer >= 2; select at least two split.classes")
-    kind = kwargs.get("input", "sequence")
+    kind = input_kind(name, params)
     shape = tuple(None if d is None else int(d) if _is_int(d) else d for d in input_shape)
     rank = 2 if kind == "sequence" else 1
     sizes_ok = all((_is_int(d) and d > 0) or (d is None and i < len(shape) - 1)  # frames may be None

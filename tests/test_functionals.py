@@ -1,0 +1,114 @@
+"""eGeMAPS functionals (pipeline.egemaps), their stage (pipeline.functionals) and the SVM model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from fakes import LABELS, PARAMS, SR, speech
+from pipeline import bundle as B, dataset, egemaps, functionals
+from pipeline.featurize import FeatureConfig, prepare
+from pipeline.infer import Predictor
+from pipeline.models import build, check_params, input_kind, is_keras
+from pipeline.params import ParamsError
+from pipeline.train import fit
+
+CONFIG = FeatureConfig.from_params(PARAMS["features"], sr=SR)
+
+
+def test_egemaps_gives_88_finite_named_values_and_ignores_the_padding():
+    y = speech(1.5, emotion="angry", seed=3)
+    y_fixed, n_valid = prepare(y, config=CONFIG)
+    out = egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=SR)
+    assert out.shape == (1, 88) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert len(egemaps.names()) == 88 and egemaps.names()[0].startswith("F0semitone")
+    # the zero padding after n_valid is not analysed: more padding, the same vector
+    padded = np.concatenate([y_fixed[:n_valid], np.zeros(SR, np.float32)])
+    np.testing.assert_array_equal(egemaps.egemaps(padded[None], np.array([n_valid]), sr=SR), out)
+    # loudness (functional 10 is the mean loudness) follows the signal
+    louder = egemaps.egemaps(y_fixed[None] * 4, np.array([n_valid]), sr=SR)
+    assert louder[0, egemaps.names().index("loudness_sma3_amean")] > out[0, egemaps.names().index("loudness_sma3_amean")]
+
+
+def test_egemaps_of_silence_and_of_a_tiny_clip_is_finite():
+    out = egemaps.egemaps(np.zeros((2, 800), np.float32), np.array([800, 10]), sr=SR)
+    assert out.shape == (2, 88) and np.isfinite(out).all()
+
+
+def test_the_stage_writes_one_row_per_clip_and_lists_a_bad_file(tmp_path):
+    paths = []
+    for i, emotion in enumerate(("angry", "sad", "happy")):
+        paths.append(tmp_path / f"{emotion}.wav")
+        sf.write(paths[-1], speech(1.0, emotion=emotion, seed=i), SR, subtype="PCM_16")
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    table = pd.DataFrame({"clip_id": ["c:a", "c:bad", "c:s", "c:h"],
+                          "path": [paths[0], tmp_path / "bad.wav", paths[1], paths[2]]})
+    out = functionals.folder(tmp_path / "features", "original", "c")
+    summary = functionals.run(table, out, config=CONFIG, chunk_size=2, workers=1, desc="test")
+    assert summary == {"clips": 3, "failed": 1, "seconds": pytest.approx(summary["seconds"])}
+    meta = json.loads((out / "meta.json").read_text())
+    assert len(meta["failed"]) == 1 and "bad.wav" in meta["failed"][0] and meta["names"] == egemaps.names()
+    assert pd.read_csv(out / "index.csv").clip_id.tolist() == ["c:a", "c:s", "c:h"]
+    # the loader finds them by clip id, in the caller's order, as for the frame features
+    rows = pd.DataFrame({"clip_id": ["c:h", "c:a"], "corpus": "c"})
+    f = dataset.load(rows, features_dir=tmp_path / "features", kind="functionals")
+    direct = egemaps.egemaps(*map(np.array, zip(*[prepare(sf.read(paths[2], dtype="float32")[0], config=CONFIG)])),
+                             sr=SR)
+    np.testing.assert_array_equal(f.x[0], direct[0])
+    assert f.rows.clip_id.tolist() == ["c:h", "c:a"] and f.x.shape == (2, 88)
+
+
+def test_svm_params_are_checked_and_it_reads_the_functionals():
+    assert input_kind("svm", {"input": "functionals", "C": 1.0, "gamma": "scale"}) == "functionals"
+    assert not is_keras("svm") and is_keras("cnn")
+    with pytest.raises(ParamsError, match=r"models.svm.C=0 must be a number > 0"):
+        check_params("svm", {"input": "functionals", "C": 0, "gamma": "scale"})
+    with pytest.raises(ParamsError, match=r"models.svm.gamma='wide' must be 'scale', 'auto' or a number > 0"):
+        check_params("svm", {"input": "functionals", "C": 1, "gamma": "wide"})
+    with pytest.raises(ParamsError, match=r"models.svm.input='sequence' is not valid"):
+        check_params("svm", {"input": "sequence", "C": 1, "gamma": "scale"})
+
+
+def _toy(n_per_class: int, *, seed: int):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n_per_class)
+    x = rng.normal(size=(len(y), 10)) + 1.5 * np.eye(3, 10)[y]
+    return x.astype(np.float32), y
+
+
+def test_the_svm_learns_is_deterministic_and_round_trips_through_a_bundle(tmp_path):
+    x, y = _toy(40, seed=0)
+    xt, yt = _toy(30, seed=1)
+    params = {"input": "functionals", "C": 1.0, "gamma": "scale"}
+    cfg = {"class_weight": "balanced"}
+    a, hist = fit(model_name="svm", model_params=params, train_cfg=cfg, seed=5, x_train=x, y_train=y, x_val=xt,
+                  y_val=yt, labels=["a", "b", "c", "d"])
+    b, _ = fit(model_name="svm", model_params=params, train_cfg=cfg, seed=5, x_train=x, y_train=y, x_val=None,
+               y_val=None, labels=["a", "b", "c", "d"])
+    pa = a(xt)
+    assert pa.shape == (90, 4) and np.all(pa[:, 3] == 0)               # a class never trained on: probability 0
+    np.testing.assert_allclose(pa.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(pa, b(xt))
+    assert hist["val_uar"][0] > 0.6                                     # chance is 1/3
+    B.save(tmp_path / "svm", model=a, labels=["a", "b", "c", "d"], input_kind="functionals",
+           feature_config=CONFIG.to_dict(), speaker_norm=False, mean=np.zeros(10), std=np.ones(10), info={})
+    assert (tmp_path / "svm" / "model.pkl").is_file() and not (tmp_path / "svm" / "model.keras").exists()
+    loaded = B.load(tmp_path / "svm")
+    np.testing.assert_array_equal(loaded.predict_proba(xt, np.zeros(len(xt))), pa.astype(np.float64))
+
+
+def test_predicting_a_file_with_the_svm_bundle_uses_the_training_preprocessing(bundles, tmp_path):
+    path = tmp_path / "clip.wav"
+    y = speech(2.0, emotion="sad", seed=9)
+    sf.write(path, y, SR, subtype="FLOAT")
+    predictor = Predictor(bundles["svm"])
+    got = predictor.probabilities([predictor.load(path)])
+    b = B.load(bundles["svm"])
+    y_fixed, n_valid = prepare(y, config=CONFIG)
+    want = b.predict_proba(egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=SR), np.zeros(1))
+    np.testing.assert_array_equal(got, want)
+    assert list(predictor.labels) == LABELS
