@@ -12,7 +12,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -75,6 +75,22 @@ class Bundle:
     std: np.ndarray
     info: dict
 
+    @property
+    def input_kinds(self) -> list[str]:
+        """The feature arrays this bundle reads (one for a single model)."""
+        return [self.input_kind]
+
+    @property
+    def feature_dtypes(self) -> dict[str, str]:
+        """Storage dtype of each input kind (inference rounds features to it, as the cache did)."""
+        return {self.input_kind: self.info.get("feature_dtype", "float32")}
+
+    def predict_inputs(self, inputs: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                       speakers: Sequence[str] | None = None) -> np.ndarray:
+        """Probabilities from ``{kind: (x, n_frames)}`` holding at least :attr:`input_kinds`."""
+        x, n_frames = inputs[self.input_kind]
+        return self.predict_proba(x, n_frames, speakers=speakers)
+
     def predict_proba(self, x: np.ndarray, n_frames: np.ndarray, *, speakers: Sequence[str] | None = None,
                       batch_size: int = 64) -> np.ndarray:
         """Class probabilities (n, n_classes) for raw features of ``input_kind``."""
@@ -84,6 +100,86 @@ class Bundle:
         # A direct call per batch: Model.predict costs tens of milliseconds of set-up per call.
         out = [np.asarray(self.model(z[i:i + batch_size], training=False)) for i in range(0, len(z), batch_size)]
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.labels)))
+
+
+@dataclass
+class FusionBundle:
+    """Late fusion: the weighted mean of member bundles' class probabilities.
+
+    Members are complete bundles (each with its own input kind and scaler) trained on the
+    same speakers with the same labels and clip preparation; :func:`save_fusion` copies them
+    into ``<folder>/members/<name>/`` so the fusion bundle is self-contained.
+    """
+
+    members: dict[str, Bundle]
+    weights: list[float]
+    labels: list[str]
+    info: dict
+    input_kind = "fusion"
+
+    def __post_init__(self) -> None:
+        check_fusable(self.members)
+
+    @property
+    def input_kinds(self) -> list[str]:
+        return sorted({m.input_kind for m in self.members.values()})
+
+    @property
+    def feature_dtypes(self) -> dict[str, str]:
+        return {k: v for m in self.members.values() for k, v in m.feature_dtypes.items()}
+
+    @property
+    def speaker_norm(self) -> bool:
+        return any(m.speaker_norm for m in self.members.values())
+
+    @property
+    def feature_config(self) -> dict:
+        return next(iter(self.members.values())).feature_config
+
+    def predict_inputs(self, inputs: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                       speakers: Sequence[str] | None = None) -> np.ndarray:
+        probs = [w * m.predict_inputs(inputs, speakers=speakers) for m, w in zip(self.members.values(), self.weights,
+                                                                              strict=True)]
+        return sum(probs) / float(sum(self.weights))
+
+
+def check_fusable(members: Mapping[str, "Bundle"]) -> None:
+    """Members must share the labels (in order) and the clip preparation (same feature config)."""
+    if not members:
+        raise ValueError("a fusion needs at least one member bundle")
+    first_name, first = next(iter(members.items()))
+    for name, m in members.items():
+        if list(m.labels) != list(first.labels):
+            raise ValueError(f"fusion member {name!r} has labels {m.labels}, {first_name!r} has {first.labels}; "
+                             "train every member on the same split.classes")
+        if m.feature_config != first.feature_config:
+            raise ValueError(f"fusion member {name!r} was trained with another feature config than {first_name!r}; "
+                             "retrain the members with the same features params (`dvc repro`)")
+
+
+def fuse_probabilities(tables: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Weighted mean of aligned probability arrays (n, n_classes)."""
+    if len(tables) != len(weights) or not tables:
+        raise ValueError(f"{len(tables)} probability tables for {len(weights)} weights")
+    return sum(w * np.asarray(t, dtype=np.float64) for t, w in zip(tables, weights)) / float(sum(weights))
+
+
+def save_fusion(folder: Path, *, members: Mapping[str, Path], weights: Sequence[float]) -> None:
+    """Write a fusion bundle: copies of the member bundle folders and ``bundle.json``."""
+    import shutil
+
+    folder = Path(folder)
+    loaded = {name: load(path) for name, path in members.items()}
+    check_fusable(loaded)
+    if folder.exists():
+        shutil.rmtree(folder)
+    for name, path in members.items():
+        shutil.copytree(path, folder / "members" / name)
+    first = next(iter(loaded.values()))
+    speakers = sorted({s for m in loaded.values() for s in m.info.get("train_speakers", [])})
+    (folder / "bundle.json").write_text(json.dumps({
+        "labels": list(first.labels), "model": "fusion", "fusion": {"members": list(members), "weights": list(weights)},
+        "train_speakers": speakers}, indent=1))
 
 
 def _renumber_shared_ids(node, ids: dict):
@@ -131,7 +227,7 @@ def save(folder: Path, *, model, labels: Sequence[str], input_kind: str, feature
         "speaker_norm": bool(speaker_norm), **info}, indent=1))
 
 
-def load(folder: Path) -> Bundle:
+def load(folder: Path) -> Bundle | FusionBundle:
     import pipeline.models  # noqa: F401  (registers the custom layers; loads openSMILE before TensorFlow)
 
     import keras
@@ -140,6 +236,10 @@ def load(folder: Path) -> Bundle:
     if not (folder / "bundle.json").is_file():
         raise FileNotFoundError(f"{folder}: not a model bundle (no bundle.json); run `dvc repro` to train one")
     meta = json.loads((folder / "bundle.json").read_text())
+    if "fusion" in meta:
+        names, weights = meta["fusion"]["members"], meta["fusion"]["weights"]
+        return FusionBundle(members={n: load(folder / "members" / n) for n in names}, weights=list(weights),
+                            labels=meta["labels"], info=meta)
     scaler = np.load(folder / "scaler.npz")
     if (folder / MODEL_FILES["sklearn"]).is_file():
         with (folder / MODEL_FILES["sklearn"]).open("rb") as f:  # a pickle: load only bundles you trust

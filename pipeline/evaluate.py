@@ -71,6 +71,21 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, *, labels: Sequence[s
     return out
 
 
+def load_inputs(rows: pd.DataFrame, *, features_dir: Path, kinds: Sequence[str]) -> tuple[dataset.Features, dict]:
+    """Every feature array a bundle reads for ``rows``: (the first kind's Features, ``{kind: (x, n_frames)}``).
+
+    Clips missing from any of the arrays are left out of all of them (and listed in ``missing``)."""
+    loaded = {k: dataset.load(rows, features_dir=features_dir, kind=k) for k in kinds}
+    keep = set.intersection(*(set(f.rows.clip_id) for f in loaded.values()))
+    out = {}
+    for k, f in loaded.items():
+        m = f.rows.clip_id.isin(keep).to_numpy()
+        loaded[k] = dataset.Features(x=f.x[m], n_frames=f.n_frames[m], rows=f.rows[m].reset_index(drop=True),
+                                     missing=sorted(set(rows.clip_id) - keep))
+        out[k] = (loaded[k].x, loaded[k].n_frames)
+    return loaded[kinds[0]], out
+
+
 def prediction_table(rows: pd.DataFrame, proba: np.ndarray, *, labels: Sequence[str],
                      columns: Sequence[str] = ("clip_id", "path", "corpus", "speaker", "label")) -> pd.DataFrame:
     """``columns`` of ``rows``, the predicted label and ``p_<label>`` per class, one row per clip."""
@@ -93,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if test_rows.empty:
         raise P.ParamsError("split.csv has no test clips; check split.proportions / split.assign")
     check_unseen(test_rows.speaker.unique(), bundle.info["train_speakers"])
-    test = dataset.load(test_rows, features_dir=Path(P.require(params, "features.out")), kind=bundle.input_kind)
-    proba = bundle.predict_proba(test.x, test.n_frames, speakers=test.rows.speaker)
+    test, inputs = load_inputs(test_rows, features_dir=Path(P.require(params, "features.out")), kinds=bundle.input_kinds)
+    proba = bundle.predict_inputs(inputs, speakers=test.rows.speaker)
     label_index = {c: i for i, c in enumerate(bundle.labels)}
     y_true = test.rows.label.map(label_index).to_numpy()
     metrics = compute_metrics(y_true, proba, labels=bundle.labels, corpus=test.rows.corpus)

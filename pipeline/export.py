@@ -88,6 +88,9 @@ def export_bundle(folder: str | Path, *, out: str | Path | None = None) -> Path:
 
     folder = Path(folder)
     bundle = B.load(folder)
+    if isinstance(bundle, B.FusionBundle):
+        raise ValueError(f"{folder}: a fusion bundle has no single TensorFlow Lite form; export one of its members "
+                         f"({folder}/members/<name>) that is a cnn or cnn_lstm")
     if not is_keras(bundle.model):
         raise ValueError(f"{folder}: a scikit-learn SVM bundle has no TensorFlow Lite form; export a cnn or cnn_lstm "
                          "bundle, or serve this one with `ser predict` / the web app")
@@ -165,6 +168,8 @@ class TFLitePredictor(Predictor):
         if not self.tflite.is_file():
             raise FileNotFoundError(f"{self.tflite}: no exported model; run `ser export --model {folder}` first")
         meta = json.loads((folder / "bundle.json").read_text())
+        if "fusion" in meta:
+            raise FileNotFoundError(f"{folder}: a fusion bundle has no TensorFlow Lite form; run it with `ser predict`")
         scaler = np.load(folder / "scaler.npz")
         return B.Bundle(model=TFLiteModel(self.tflite.read_bytes()), labels=meta["labels"],
                         input_kind=meta["input_kind"], feature_config=meta["feature_config"],

@@ -65,7 +65,7 @@ class Predictor:
             raise InferenceError(f"{folder}: this model normalises features per speaker (train.speaker_norm: true); "
                                  "single-clip inference needs a model trained with train.speaker_norm: false")
         self.config = FeatureConfig.from_dict(self.bundle.feature_config)
-        self.dtype = self.bundle.info.get("feature_dtype", "float32")
+        self.dtypes = self.bundle.feature_dtypes
         self.labels = list(self.bundle.labels)
         self.min_duration_s, self.silence_dbfs = min_duration_s, silence_dbfs
 
@@ -75,8 +75,9 @@ class Predictor:
         from pipeline.models import is_keras
 
         bundle = B.load(folder)
-        if is_keras(bundle.model):
-            bundle.model = GraphCall(bundle.model)
+        for member in bundle.members.values() if isinstance(bundle, B.FusionBundle) else [bundle]:
+            if is_keras(member.model):
+                member.model = GraphCall(member.model)
         return bundle
 
     def _check(self, y: np.ndarray, name: str) -> None:
@@ -94,12 +95,15 @@ class Predictor:
         utterance exactly as in training."""
         fixed = [prepare(y, config=self.config) for y in clips]
         Y, n_valid = np.stack([f[0] for f in fixed]), np.array([f[1] for f in fixed])
-        if self.bundle.input_kind == "functionals":  # as the functionals stage stores them (float32)
-            x = egemaps(Y, n_valid, sr=self.config.sr)
-            return self.bundle.predict_proba(x.astype(self.dtype).astype(np.float32), np.zeros(len(x), np.int32))
-        feats = extract(Y, n_valid, config=self.config)
-        x = feats[self.bundle.input_kind].astype(self.dtype).astype(np.float32)  # as stored by the features stage
-        return self.bundle.predict_proba(x, feats["n_frames"])
+        kinds, inputs = self.bundle.input_kinds, {}
+        if {"sequence", "utterance"} & set(kinds):
+            feats = extract(Y, n_valid, config=self.config)
+            inputs.update({k: (feats[k], feats["n_frames"]) for k in kinds if k in feats})
+        if "functionals" in kinds:
+            inputs["functionals"] = (egemaps(Y, n_valid, sr=self.config.sr), np.zeros(len(Y), np.int32))
+        # rounded to the storage dtype, as the features and functionals stages stored them
+        inputs = {k: (x.astype(self.dtypes[k]).astype(np.float32), n) for k, (x, n) in inputs.items()}
+        return self.bundle.predict_inputs(inputs)
 
     def _prediction(self, p: np.ndarray) -> Prediction:
         i = int(np.argmax(p))

@@ -19,6 +19,9 @@ Writes ``<evaluate.protocol_out>/<model>/predictions.csv`` (seed, run, clip, p_<
 UAR, test UAR, seconds), ``metrics/<model>_protocol.json`` (keys:
 :func:`pipeline.folds.summarise`) and ``plots/<model>/protocol_runs.csv``.
 
+``--model fusion`` (:mod:`pipeline.fuse`) trains nothing: per fold and seed it averages its
+members' protocol predictions with ``models.fusion.weights``.
+
 Run: ``python -m pipeline.protocol --model cnn``; or as an experiment:
 ``dvc exp run -S evaluate.protocol=speaker_kfold``.
 """
@@ -30,6 +33,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from numbers import Integral
 from pathlib import Path
 
@@ -132,15 +136,50 @@ def reused_holdout(predictions_csv: Path, fold: Fold) -> tuple[pd.DataFrame, dic
                          "reused": str(predictions_csv)}
 
 
+def fused_runs(members: list[str], weights: list[float], *, protocol_out: Path, seeds: list[int],
+               fold_list: list[Fold]) -> tuple[list[pd.DataFrame], list[dict]]:
+    """The fusion's protocol predictions from its members' (same folds, seeds and clips):
+    per (seed, fold), the weighted mean of the members' probabilities."""
+    from pipeline.bundle import fuse_probabilities
+
+    tables = {}
+    for m in members:
+        path = protocol_out / m / "predictions.csv"
+        if not path.is_file():
+            raise P.ParamsError(f"{path}: no protocol predictions of fusion member {m!r}; run `dvc repro protocol@{m}`")
+        tables[m] = pd.read_csv(path)
+    out, logs = [], []
+    for seed in seeds:
+        for fold in fold_list:
+            parts = []
+            for m, t in tables.items():
+                part = t[(t.seed == seed) & (t.run == fold.name)].sort_values("clip_id").reset_index(drop=True)
+                if part.empty:
+                    raise P.ParamsError(f"{protocol_out / m}: no predictions for {fold.name} seed {seed}; rerun "
+                                        f"`dvc repro protocol@{m}` under the current evaluate and train.seeds params")
+                parts.append(part)
+            if any(not p.clip_id.equals(parts[0].clip_id) for p in parts):
+                raise P.ParamsError(f"fusion members {members} tested different clips in {fold.name} seed {seed}; "
+                                    "rerun their protocol stages with the same params")
+            cols = [f"p_{c}" for c in fold.labels]
+            proba = fuse_probabilities([p[cols].to_numpy() for p in parts], weights)
+            table = prediction_table(parts[0], proba, labels=fold.labels, columns=("clip_id", "corpus", "speaker", "label"))
+            out.append(table.assign(seed=seed, run=fold.name))
+            logs.append({"seed": seed, "run": fold.name, "classes": len(fold.labels), "test_clips": len(table),
+                         "test_speakers": table.speaker.nunique(), "members": "+".join(members),
+                         "uar": round(folds.summarise(out[-1], labels=fold.labels)["uar_pooled"], 4)})
+    return out, logs
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
     args = ap.parse_args(argv)
     params = P.load()
-    from pipeline.models import BUILDERS, check_params
+    from pipeline.models import BUILDERS, FUSION, check_fusion, check_params
     from pipeline.train import check_train_params
-    name = P.choice(args.model, key="--model", valid=BUILDERS)
-    model_params = check_params(name, P.require(params, f"models.{name}"))
+    name = P.choice(args.model, key="--model", valid=[*BUILDERS, FUSION])
+    model_params = (check_fusion if name == FUSION else partial(check_params, name))(P.require(params, f"models.{name}"))
     base_seed = int(P.require(params, "base.seed"))
     train_cfg = P.require(params, "train")
     check_train_params(train_cfg)
@@ -155,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
 
     tables, logs = [], []
     jobs = [(seed, fold) for seed in seeds for fold in fold_list]
-    bar = tqdm(jobs, desc=f"protocol {name} ({protocol})", unit="run")
+    if name == FUSION:
+        tables, logs = fused_runs(model_params["members"], model_params["weights"], seeds=seeds, fold_list=fold_list,
+                                  protocol_out=Path(P.require(params, "evaluate.protocol_out")))
+        jobs = []
+    bar = tqdm(jobs, desc=f"protocol {name} ({protocol})", unit="run", disable=not jobs)
     for seed, fold in bar:
         if protocol == "holdout" and seed == base_seed:
             table, log = reused_holdout(predictions_csv, fold)

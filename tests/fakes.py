@@ -40,8 +40,9 @@ def speech(duration_s: float, *, emotion: str = "angry", seed: int = 0, sr: int 
 
 @functools.lru_cache(maxsize=1)
 def tiny_bundles(base: Path) -> dict[str, Path]:
-    """``{"cnn": folder, "cnn_lstm": folder, "svm": folder}``: bundles trained on 14 clips (the
-    Keras ones for two epochs; the SVM on the clips' eGeMAPS functionals)."""
+    """``{"cnn": folder, "cnn_lstm": folder, "svm": folder, "fusion": folder}``: bundles trained on
+    14 clips (the Keras ones for two epochs; the SVM on the clips' eGeMAPS functionals; the
+    fusion of cnn and svm with weights 2 and 1)."""
     config = FeatureConfig.from_params(PARAMS["features"], sr=SR)
     clips = [prepare(speech(1.2 + 0.1 * i, emotion=LABELS[i % len(LABELS)], seed=i), config=config)
              for i in range(2 * len(LABELS))]
@@ -69,4 +70,6 @@ def tiny_bundles(base: Path) -> dict[str, Path]:
     B.save(out["svm"], model=model, labels=LABELS, input_kind="functionals", feature_config=config.to_dict(),
            speaker_norm=False, mean=mean, std=std,
            info={"model": "svm", "train_speakers": ["synthetic:1"], "feature_dtype": "float32"})
+    out["fusion"] = Path(base) / "bundles" / "fusion"
+    B.save_fusion(out["fusion"], members={"cnn": out["cnn"], "svm": out["svm"]}, weights=[2.0, 1.0])
     return out

@@ -57,7 +57,7 @@ def good(clips: Path) -> list[Path]:
 
 
 # -- predict ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["cnn", "cnn_lstm", "svm"])
+@pytest.mark.parametrize("name", ["cnn", "cnn_lstm", "svm", "fusion"])
 def test_json_lines_give_emotion_confidence_and_probabilities_summing_to_one(capsys, bundles, clips, name):
     code, out, err = run(capsys, "predict", "--json", "--model", bundles[name], *good(clips))
     assert code == 0 and err == ""
@@ -180,7 +180,7 @@ def recording(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["cnn_lstm", "svm"])
+@pytest.mark.parametrize("name", ["cnn_lstm", "svm", "fusion"])
 def test_timeline_has_rows_for_voiced_windows_only_and_writes_a_png(capsys, bundles, recording, tmp_path, name):
     prefix = tmp_path / "out" / "talk"
     code, out, _ = run(capsys, "timeline", recording, "--model", bundles[name], "--out", prefix,

@@ -38,7 +38,7 @@ def exported(bundles, tmp_path_factory) -> dict[str, Path]:
     scaler.npz only (no model.keras)."""
     out = {}
     for name, folder in bundles.items():
-        if name == "svm":  # no TensorFlow Lite form (test_an_svm_bundle_is_refused...)
+        if name in ("svm", "fusion"):  # no TensorFlow Lite form (test_an_svm_bundle_is_refused...)
             continue
         lite = tmp_path_factory.mktemp(f"lite_{name}")
         for f in ("bundle.json", "scaler.npz"):
@@ -117,3 +117,8 @@ def test_an_svm_bundle_is_refused_with_the_reason_and_exit_2(capsys, bundles, tm
     err = capsys.readouterr().err
     assert "scikit-learn SVM bundle has no TensorFlow Lite form" in err and str(folder) in err
     assert not (folder / "model.tflite").exists()
+
+
+def test_a_fusion_bundle_is_refused_with_the_reason(capsys, bundles):
+    assert main(["export", "--model", str(bundles["fusion"])]) == 2
+    assert "a fusion bundle has no single TensorFlow Lite form" in capsys.readouterr().err

@@ -112,3 +112,24 @@ def test_predicting_a_file_with_the_svm_bundle_uses_the_training_preprocessing(b
     want = b.predict_proba(egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=SR), np.zeros(1))
     np.testing.assert_array_equal(got, want)
     assert list(predictor.labels) == LABELS
+
+
+def test_the_fusion_bundle_predicts_the_weighted_mean_of_its_members(bundles, tmp_path):
+    from pipeline.bundle import FusionBundle, save_fusion
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, speech(2.5, emotion="happy", seed=4), SR, subtype="PCM_16")
+    fused = Predictor(bundles["fusion"])
+    assert isinstance(fused.bundle, FusionBundle) and fused.bundle.input_kinds == ["functionals", "sequence"]
+    y = fused.load(path)
+    cnn, svm = Predictor(bundles["cnn"]).probabilities([y]), Predictor(bundles["svm"]).probabilities([y])
+    np.testing.assert_allclose(fused.probabilities([y]), (2 * cnn + svm) / 3, rtol=0, atol=1e-12)
+    # self-contained: the members are copied in
+    assert (bundles["fusion"] / "members" / "cnn" / "model.keras").is_file()
+    # members with other labels cannot be fused
+    other = tmp_path / "other"
+    b = B.load(bundles["svm"])
+    B.save(other, model=b.model, labels=list(reversed(b.labels)), input_kind=b.input_kind,
+           feature_config=b.feature_config, speaker_norm=False, mean=b.mean, std=b.std, info={"train_speakers": ["x:1"]})
+    with pytest.raises(ValueError, match="train every member on the same split.classes"):
+        save_fusion(tmp_path / "f", members={"cnn": bundles["cnn"], "other": other}, weights=[1, 1])

@@ -53,7 +53,8 @@ def build(name: str, params: dict, shape: tuple[int, ...] | None = None) -> kera
 # --- every option builds and gives probabilities ----------------------------------------
 
 def test_registry_and_schemas_agree_with_params_yaml():
-    section = load(ROOT / "params.yaml")["models"]
+    section = dict(load(ROOT / "params.yaml")["models"])
+    models.check_fusion(section.pop(models.FUSION))
     assert sorted(section) == sorted(models.BUILDERS)
     for name, params in section.items():
         models.check_params(name, params)
@@ -227,3 +228,17 @@ def test_seeded_fit_is_deterministic(name, params):
     assert not same(initial, first)                       # the fit did change the weights
     keras.utils.set_random_seed(8)
     assert not same(initial, build(name, params).get_weights())   # and the seed matters
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"members": ["cnn"], "weights": [1]}, r"members=\['cnn'\] must list 2 or more distinct models"),
+    ({"members": ["cnn", "gru"], "weights": [1, 1]}, r"must list 2 or more distinct models"),
+    ({"members": ["cnn", "svm"], "weights": [1]}, r"weights=\[1\] must hold one number > 0 per member \(2\)"),
+    ({"members": ["cnn", "svm"], "weights": [1, 0]}, r"must hold one number > 0 per member"),
+    ({"members": ["cnn", "svm"]}, r"must be a mapping with exactly members and weights"),
+])
+def test_fusion_params_are_checked(params, match):
+    with pytest.raises(ParamsError, match=match):
+        models.check_fusion(params)
+    assert models.check_fusion({"members": ["cnn", "svm"], "weights": [2, 1]}) == {"members": ["cnn", "svm"],
+                                                                                   "weights": [2.0, 1.0]}

@@ -87,3 +87,28 @@ def test_holdout_reuse_refuses_predictions_of_another_split(tmp_path):
     table.iloc[1:].to_csv(tmp_path / "cnn.csv", index=False)
     with pytest.raises(ParamsError, match="does not cover the holdout test clips"):
         protocol.reused_holdout(tmp_path / "cnn.csv", fold)
+
+
+def test_fusion_runs_average_the_members_predictions_and_refuse_mismatches(tmp_path):
+    from pipeline.protocol import Fold, fused_runs
+
+    labels = ["neutral", "sad"]
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"seed": 1, "run": "fold0", "clip_id": [f"c:{i}" for i in range(6)], "corpus": "c",
+                         "speaker": "c:1", "label": ["neutral", "sad"] * 3})
+    probs = {}
+    for m in ("cnn", "svm"):
+        p = rng.dirichlet(np.ones(2), 6)
+        probs[m] = p
+        (tmp_path / m).mkdir()
+        base.assign(p_neutral=p[:, 0], p_sad=p[:, 1]).sample(frac=1, random_state=1).to_csv(
+            tmp_path / m / "predictions.csv", index=False)
+    folds_ = [Fold("fold0", base, labels)]
+    tables, logs = fused_runs(["cnn", "svm"], [3.0, 1.0], protocol_out=tmp_path, seeds=[1], fold_list=folds_)
+    fused = tables[0].sort_values("clip_id")
+    np.testing.assert_allclose(fused[["p_neutral", "p_sad"]], (3 * probs["cnn"] + probs["svm"]) / 4)
+    assert logs[0]["members"] == "cnn+svm" and logs[0]["test_clips"] == 6
+    with pytest.raises(ParamsError, match="no predictions for fold0 seed 2"):
+        fused_runs(["cnn", "svm"], [1, 1], protocol_out=tmp_path, seeds=[2], fold_list=folds_)
+    with pytest.raises(ParamsError, match=r"run `dvc repro protocol@cnn_lstm`"):
+        fused_runs(["cnn", "cnn_lstm"], [1, 1], protocol_out=tmp_path, seeds=[1], fold_list=folds_)

@@ -27,7 +27,7 @@ from pipeline.models.layers import AttentionPooling
 from pipeline.models.svm import INPUTS as SVM_INPUTS, SVMClassifier, build_svm
 from pipeline.params import ParamsError, choice
 
-__all__ = ["BUILDERS", "AttentionPooling", "SVMClassifier", "build", "build_cnn", "build_cnn_lstm", "build_svm",
+__all__ = ["BUILDERS", "FUSION", "AttentionPooling", "check_fusion", "SVMClassifier", "build", "build_cnn", "build_cnn_lstm", "build_svm",
            "check_params", "input_kind", "is_keras"]
 
 BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm, "svm": build_svm}
@@ -112,6 +112,28 @@ _SCHEMAS: dict[str, dict[str, Callable[..., Any]]] = {
         "gamma": _gamma,
     },
 }
+
+
+FUSION = "fusion"
+"""The late fusion of trained models (:class:`pipeline.bundle.FusionBundle`): ``models.fusion``
+names its ``members`` (models of :data:`BUILDERS`) and their ``weights``."""
+
+
+def check_fusion(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``models.fusion``: ``members`` (>= 2 distinct names of :data:`BUILDERS`) and
+    ``weights`` (one number > 0 per member)."""
+    if not isinstance(params, Mapping) or sorted(params) != ["members", "weights"]:
+        raise ParamsError(f"params.yaml: models.fusion={params!r} must be a mapping with exactly members and weights")
+    members, weights = params["members"], params["weights"]
+    if (not isinstance(members, list) or len(members) < 2 or len(set(members)) != len(members)
+            or any(m not in BUILDERS for m in members)):
+        raise ParamsError(f"params.yaml: models.fusion.members={members!r} must list 2 or more distinct models "
+                          f"of {sorted(BUILDERS)}")
+    if (not isinstance(weights, list) or len(weights) != len(members)
+            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0 for w in weights)):
+        raise ParamsError(f"params.yaml: models.fusion.weights={weights!r} must hold one number > 0 per member "
+                          f"({len(members)})")
+    return {"members": list(members), "weights": [float(w) for w in weights]}
 
 
 def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:

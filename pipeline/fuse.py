@@ -1,0 +1,42 @@
+"""Stage ``fuse``: the late-fusion bundle ``<train.out>/fusion`` from trained member bundles.
+
+``models.fusion`` names the members (e.g. ``[cnn, svm]``, each trained by its ``train`` stage
+on the same split) and their weights; the fusion predicts the weighted mean of the members'
+class probabilities (:class:`pipeline.bundle.FusionBundle`). The member bundles are copied in,
+so ``<train.out>/fusion`` is self-contained for ``ser predict``, ``ser timeline`` and the web
+app. Its protocol results come from the members' protocol predictions
+(``python -m pipeline.protocol --model fusion``): the same folds and seeds, no extra training.
+
+Run: ``python -m pipeline.fuse``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pipeline import bundle as B, params as P
+
+
+def main(argv: list[str] | None = None) -> int:
+    params = P.load()
+    from pipeline.models import check_fusion
+
+    cfg = check_fusion(P.require(params, "models.fusion"))
+    out = Path(P.require(params, "train.out"))
+    members = {m: out / m for m in cfg["members"]}
+    for name, folder in members.items():
+        if not (folder / "bundle.json").is_file():
+            raise P.ParamsError(f"{folder}: no trained {name!r} bundle for the fusion; run `dvc repro train@{name}`")
+    try:
+        B.save_fusion(out / "fusion", members=members, weights=cfg["weights"])
+    except ValueError as err:
+        raise P.ParamsError(str(err)) from err
+    print(f"fuse: {' + '.join(f'{w:g} x {m}' for m, w in zip(cfg['members'], cfg['weights']))} -> {out / 'fusion'}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except P.ParamsError as err:
+        sys.exit(f"fuse: {err}")
