@@ -113,6 +113,7 @@ class FeatureConfig:
     n_mfcc: int                # sequence MFCCs
     mfcc_deltas: bool          # append first-order deltas after the sequence MFCCs
     utterance: UtteranceConfig
+    trim_db: float | None = None   # cut leading/trailing audio this many dB below the clip's loudest frame; None: off
 
     def __post_init__(self) -> None:
         if isinstance(self.sequence, list):
@@ -129,6 +130,9 @@ class FeatureConfig:
         if (not isinstance(self.target_dbfs, (int, float)) or isinstance(self.target_dbfs, bool)
                 or not math.isfinite(self.target_dbfs) or self.target_dbfs > 0):
             raise _fail("target_dbfs", self.target_dbfs, "must be a number <= 0 (dB relative to full scale)")
+        if self.trim_db is not None and (not isinstance(self.trim_db, (int, float)) or isinstance(self.trim_db, bool)
+                                         or not 0 < self.trim_db < 200):
+            raise _fail("trim_db", self.trim_db, "must be null (no trimming) or a number of dB in (0, 200), e.g. 40")
         _int(self.n_fft, key="n_fft", low=2)
         _int(self.win_length, key="win_length", high=self.n_fft, high_name=f"n_fft={self.n_fft}")
         _int(self.hop_length, key="hop_length")
@@ -183,7 +187,8 @@ class FeatureConfig:
         if not isinstance(seq, (list, tuple)):
             raise _fail("sequence", seq, f"must be a list drawn from {list(SEQUENCE_FEATURES)}")
         kwargs = {key: features[key] for key in required if key not in ("sequence", "utterance")}
-        return cls(sr=sr, sequence=tuple(seq), utterance=UtteranceConfig(**{k: utt[k] for k in valid}), **kwargs)
+        return cls(sr=sr, sequence=tuple(seq), utterance=UtteranceConfig(**{k: utt[k] for k in valid}),
+                   trim_db=features.get("trim_db"), **kwargs)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureConfig:
@@ -392,8 +397,24 @@ def fix_length(y: np.ndarray, *, n_samples: int, crop: str) -> tuple[np.ndarray,
     return np.concatenate([y, np.zeros(n_samples - n, dtype=y.dtype)]), n
 
 
+def trim(y: np.ndarray, *, top_db: float, frame_length: int, hop_length: int) -> np.ndarray:
+    """Cut leading and trailing frames whose RMS is more than ``top_db`` below the loudest
+    frame's (``librosa.effects.trim``); silence is returned unchanged.
+
+    >>> y = np.concatenate([np.zeros(8000), np.ones(1600) * 0.5, np.zeros(8000)]).astype(np.float32)
+    >>> len(trim(y, top_db=40, frame_length=512, hop_length=160)) < 3000
+    True
+    """
+    import librosa
+
+    if not np.any(y):
+        return y
+    return librosa.effects.trim(y, top_db=top_db, frame_length=frame_length, hop_length=hop_length)[0]
+
+
 def prepare(y: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, int]:
-    """Loudness-normalise a mono clip at ``config.sr`` (whole clip), then :func:`fix_length` it.
+    """Trim leading and trailing silence (``config.trim_db``, if set), loudness-normalise a mono
+    clip at ``config.sr`` (whole clip), then :func:`fix_length` it.
 
     Returns
     -------
@@ -401,7 +422,10 @@ def prepare(y: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, int]:
     n_valid : int
         Samples of real audio (the rest is zero padding).
     """
-    y = normalize_loudness(np.asarray(y, dtype=np.float32), mode=config.loudness, target_dbfs=config.target_dbfs)
+    y = np.asarray(y, dtype=np.float32)
+    if config.trim_db is not None:
+        y = trim(y, top_db=config.trim_db, frame_length=config.n_fft, hop_length=config.hop_length)
+    y = normalize_loudness(y, mode=config.loudness, target_dbfs=config.target_dbfs)
     return fix_length(y, n_samples=config.n_samples, crop=config.crop)
 
 

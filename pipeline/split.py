@@ -66,12 +66,22 @@ def assign_speakers(speakers: Mapping[str, str], *, proportions: Mapping[str, fl
 
 
 def fixed_assignment(corpus: str, speakers: Sequence[str], rule: Mapping[str, Sequence]) -> dict[str, str]:
-    """Apply ``split.assign.<corpus>`` (short speaker names, e.g. ``OAF``) to ``speakers``."""
+    """Apply ``split.assign.<corpus>`` (short speaker names, e.g. ``OAF``) to ``speakers``.
+
+    A name YAML read as a number (``[01, 02]`` is ``[1, 2]``) matches the speaker whose
+    numeric name has that value (``ravdess:01``); a name given twice is refused."""
+    if not isinstance(rule, Mapping):
+        raise P.ParamsError(f"params.yaml: split.assign.{corpus}={rule!r} must map train/val/test to lists of speakers")
+    numeric = {int(s.split(":", 1)[1]): s for s in speakers if s.split(":", 1)[1].isdigit()}
     table = {}
     for part, names in rule.items():
         P.choice(part, key=f"split.assign.{corpus}", valid=PARTITIONS)
         for name in names or []:
-            table[f"{corpus}:{name}"] = part
+            key = numeric.get(name, f"{corpus}:{name}") if isinstance(name, int) else f"{corpus}:{name}"
+            if key in table:
+                raise P.ParamsError(f"params.yaml: split.assign.{corpus} places speaker {name!r} twice "
+                                    f"({table[key]} and {part}); list each speaker once")
+            table[key] = part
     missing = sorted(set(speakers) - set(table))
     if missing:
         raise P.ParamsError(f"split.assign.{corpus} does not place speaker(s) {missing}; "

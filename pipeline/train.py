@@ -27,6 +27,7 @@ import pandas as pd
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipeline import bundle as B, dataset, params as P
+from pipeline.batches import check_spec, make_sequence
 from pipeline.split import check_disjoint
 
 
@@ -121,8 +122,16 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     keras.backend.clear_session()  # fresh layer/optimizer name counters: the same fit saves the same config
     configure_determinism(seed, threads=int(train_cfg.get("threads", 2)))
     model = build(model_name, input_shape=x_train.shape[1:], num_classes=len(labels), params=model_params)
+    spec = check_spec(train_cfg.get("specaugment"))
+    mixup_alpha = float(train_cfg.get("mixup_alpha") or 0.0)
+    batched = mixup_alpha > 0 or any(spec[k] for k in ("time_masks", "feature_masks"))
+    if batched:  # one-hot (soft) labels; class weights travel as sample weights
+        data = make_sequence(x_train, y_train, num_classes=len(labels), class_weight=weights,
+                             batch_size=int(train_cfg["batch_size"]), seed=seed, mixup_alpha=mixup_alpha, spec=spec)
+        y_val_fit = None if not has_val else np.eye(len(labels), dtype=np.float32)[y_val]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="categorical_crossentropy" if batched else "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
 
     class ValUAR(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -139,9 +148,13 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     if live is not None:
         from dvclive.keras import DVCLiveCallback
         callbacks.append(DVCLiveCallback(live=live))
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val) if has_val else None,
-                        epochs=int(train_cfg["epochs"]), batch_size=int(train_cfg["batch_size"]), shuffle=True,
-                        class_weight=weights, callbacks=callbacks, verbose=verbose)
+    if batched:
+        history = model.fit(data, validation_data=(x_val, y_val_fit) if has_val else None,
+                            epochs=int(train_cfg["epochs"]), callbacks=callbacks, verbose=verbose)
+    else:
+        history = model.fit(x_train, y_train, validation_data=(x_val, y_val) if has_val else None,
+                            epochs=int(train_cfg["epochs"]), batch_size=int(train_cfg["batch_size"]), shuffle=True,
+                            class_weight=weights, callbacks=callbacks, verbose=verbose)
     return model, history.history
 
 
@@ -240,6 +253,8 @@ def check_train_params(cfg: dict) -> None:
     P.choice(cfg["class_weight"], key="train.class_weight", valid=("balanced", "none"))
     for key in ("epochs", "batch_size", "learning_rate"):
         P.positive(cfg[key], key=f"train.{key}")
+    P.positive(cfg.get("mixup_alpha") or 0.0, key="train.mixup_alpha", allow_zero=True)
+    check_spec(cfg.get("specaugment"))
 
 
 if __name__ == "__main__":

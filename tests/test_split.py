@@ -126,3 +126,13 @@ def test_check_disjoint_catches_a_leak():
     rows = pd.DataFrame({"speaker": ["a", "a", "b"], "split": ["train", "test", "test"]})
     with pytest.raises(ValueError, match=r"more than one partition: \['a'\]"):
         check_disjoint(rows)
+
+
+def test_fixed_assignment_reads_numeric_names_and_refuses_a_speaker_listed_twice():
+    from pipeline.split import fixed_assignment
+    speakers = ["ravdess:01", "ravdess:02", "ravdess:10"]
+    # YAML reads `[01, 02]` as [1, 2]
+    assert fixed_assignment("ravdess", speakers, {"train": [1, "02"], "test": [10]}) == {
+        "ravdess:01": "train", "ravdess:02": "train", "ravdess:10": "test"}
+    with pytest.raises(ParamsError, match=r"places speaker 1 twice \(train and test\)"):
+        fixed_assignment("ravdess", speakers, {"train": [1, 2], "test": [10, 1]})

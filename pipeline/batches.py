@@ -1,0 +1,100 @@
+"""Training batches with SpecAugment-style masking and mixup (pure NumPy, seeded).
+
+Applied to *standardised* model input while a Keras model trains (never at inference, and
+never to validation or test data): a masked span is set to 0, the training mean.
+
+- **Masks** (Park et al. 2019, on the frame features): ``time_masks`` spans of up to
+  ``time_width`` frames (all features) and ``feature_masks`` spans of up to ``feature_width``
+  adjacent feature columns (all frames), per example; only for sequence input.
+- **Mixup** (Zhang et al. 2018): each batch is mixed with a shuffled copy of itself,
+  ``x = lam * x + (1 - lam) * x[perm]`` with ``lam ~ Beta(alpha, alpha)`` per example, and the
+  one-hot labels and the class weights alike.
+
+Every random draw comes from ``np.random.default_rng([seed, epoch, batch])``, so a batch does
+not depend on the order in which it is asked for.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+SPEC_KEYS = ("time_masks", "time_width", "feature_masks", "feature_width")
+
+
+def check_spec(spec: Mapping | None) -> dict[str, int]:
+    """``train.specaugment``: null (off) or a mapping of the four non-negative integers in :data:`SPEC_KEYS`."""
+    from pipeline.params import ParamsError
+
+    if spec is None:
+        return dict.fromkeys(SPEC_KEYS, 0)
+    if not isinstance(spec, Mapping) or sorted(spec) != sorted(SPEC_KEYS) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in spec.values()):
+        raise ParamsError(f"params.yaml: train.specaugment={spec!r} must be null or a mapping of {list(SPEC_KEYS)} "
+                          "to integers >= 0 (0 masks: off)")
+    return {k: int(spec[k]) for k in SPEC_KEYS}
+
+
+def mask(x: np.ndarray, *, rng: np.random.Generator, time_masks: int, time_width: int, feature_masks: int,
+         feature_width: int) -> np.ndarray:
+    """A copy of sequence batch ``x`` (batch, frames, features) with random spans set to 0."""
+    x = np.array(x, dtype=np.float32, copy=True)
+    if x.ndim != 3:
+        return x
+    _, frames, features = x.shape
+    for example in x:
+        for _ in range(time_masks):
+            width = int(rng.integers(0, min(time_width, frames) + 1))
+            start = int(rng.integers(0, frames - width + 1))
+            example[start:start + width, :] = 0.0
+        for _ in range(feature_masks):
+            width = int(rng.integers(0, min(feature_width, features) + 1))
+            start = int(rng.integers(0, features - width + 1))
+            example[:, start:start + width] = 0.0
+    return x
+
+
+def mixup(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, rng: np.random.Generator,
+          alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mix a batch with a permutation of itself: inputs, one-hot labels (batch, classes) and weights."""
+    lam = rng.beta(alpha, alpha, size=len(x)).astype(np.float32)
+    perm = rng.permutation(len(x))
+    lx = lam.reshape((-1,) + (1,) * (x.ndim - 1))
+    return (lx * x + (1 - lx) * x[perm], lam[:, None] * y + (1 - lam[:, None]) * y[perm],
+            lam * w + (1 - lam) * w[perm])
+
+
+def make_sequence(x: np.ndarray, y: np.ndarray, *, num_classes: int, class_weight: Mapping[int, float] | None,
+                  batch_size: int, seed: int, mixup_alpha: float, spec: Mapping[str, int]):
+    """A ``keras.utils.PyDataset`` of shuffled ``(x, one-hot y, sample weight)`` batches."""
+    import keras
+
+    weights = np.ones(num_classes, np.float32)
+    for c, v in (class_weight or {}).items():
+        weights[c] = v
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(x) / batch_size))
+
+        def _order(self) -> np.ndarray:
+            return np.random.default_rng([seed, self.epoch]).permutation(len(x))
+
+        def __getitem__(self, i: int):
+            idx = np.sort(self._order()[i * batch_size:(i + 1) * batch_size])
+            rng = np.random.default_rng([seed, self.epoch, i])
+            xb = mask(x[idx], rng=rng, **spec)
+            yb = np.eye(num_classes, dtype=np.float32)[y[idx]]
+            wb = weights[y[idx]]
+            if mixup_alpha > 0:
+                xb, yb, wb = mixup(xb, yb, wb, rng=rng, alpha=mixup_alpha)
+            return xb, yb, wb
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+
+    return Batches()

@@ -1,0 +1,74 @@
+"""Training-batch augmentation: masks, mixup, and a Keras fit that uses them, deterministically."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.batches import check_spec, make_sequence, mask, mixup
+from pipeline.params import ParamsError
+from pipeline.train import fit
+
+SPEC = {"time_masks": 2, "time_width": 5, "feature_masks": 1, "feature_width": 3}
+
+
+def test_masks_zero_whole_spans_and_leave_the_input_untouched():
+    x = np.ones((4, 30, 10), np.float32)
+    out = mask(x, rng=np.random.default_rng(0), **SPEC)
+    assert np.all(x == 1) and out.shape == x.shape
+    zero_frames = (out == 0).all(axis=2).sum(axis=1)
+    zero_cols = (out == 0).all(axis=1).sum(axis=1)
+    assert np.all(zero_frames <= 2 * 5) and np.all(zero_cols <= 3) and (out == 0).any()
+    # a frame is either masked whole, or only in the masked feature columns
+    partly = (out == 0).any(axis=2) & ~(out == 0).all(axis=2)
+    assert np.all((out == 0).sum(axis=2)[partly] <= 3)
+    np.testing.assert_array_equal(mask(x[:, 0], rng=np.random.default_rng(0), **SPEC), x[:, 0])  # vectors: no masks
+
+
+def test_mixup_mixes_inputs_labels_and_weights_with_the_same_coefficients():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    w = np.array([1, 2, 3, 1, 2, 3], np.float32)
+    xm, ym, wm = mixup(x, y, w, rng=np.random.default_rng(5), alpha=0.4)
+    np.testing.assert_allclose(ym.sum(axis=1), 1.0, atol=1e-6)
+    lam = np.random.default_rng(5).beta(0.4, 0.4, size=6)
+    perm = np.random.default_rng(5)
+    perm.beta(0.4, 0.4, size=6)
+    perm = perm.permutation(6)
+    np.testing.assert_allclose(xm, lam[:, None] * x + (1 - lam[:, None]) * x[perm], rtol=1e-5)
+    np.testing.assert_allclose(wm, lam * w + (1 - lam) * w[perm], rtol=1e-5)
+
+
+def test_batches_cover_every_clip_each_epoch_and_do_not_depend_on_call_order():
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    seq = make_sequence(x, np.arange(10) % 2, num_classes=2, class_weight={0: 1.0, 1: 3.0}, batch_size=4, seed=3,
+                        mixup_alpha=0.0, spec=check_spec(None))
+    seen = np.concatenate([seq[i][0][:, 0] for i in range(len(seq))])
+    assert sorted(seen) == list(range(10)) and len(seq) == 3
+    np.testing.assert_array_equal(seq[2][0], seq[2][0])
+    assert set(seq[0][2]) <= {1.0, 3.0}
+    first = [seq[i][0][:, 0].tolist() for i in range(3)]
+    seq.on_epoch_end()
+    assert [seq[i][0][:, 0].tolist() for i in range(3)] != first          # reshuffled
+
+
+def test_bad_augmentation_params_are_refused():
+    with pytest.raises(ParamsError, match=r"train.specaugment=.* must be null or a mapping"):
+        check_spec({"time_masks": 1})
+    with pytest.raises(ParamsError, match=r"train.specaugment"):
+        check_spec({**SPEC, "time_width": -1})
+
+
+def test_a_fit_with_masks_and_mixup_learns_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = (rng.normal(size=(60, 12, 4)) + 3.0 * np.eye(4)[y][:, None, :]).astype(np.float32)
+    cfg = {"epochs": 6, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced", "threads": 2,
+           "early_stopping_patience": 3, "reduce_lr_patience": 2, "reduce_lr_factor": 0.5, "mixup_alpha": 0.2,
+           "specaugment": SPEC}
+    tiny = {"input": "sequence", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": []}
+    runs = [fit(model_name="cnn", model_params=tiny, train_cfg=cfg, seed=1, x_train=x, y_train=y, x_val=x, y_val=y,
+                labels=["a", "b", "c"], verbose=0) for _ in range(2)]
+    (m1, h1), (m2, h2) = runs
+    assert h1["loss"] == h2["loss"] and max(h1["val_uar"]) > 0.5
+    np.testing.assert_array_equal(np.asarray(m1(x)), np.asarray(m2(x)))
