@@ -116,7 +116,7 @@ def _row(path: Path, pred=None, error: str | None = None) -> dict[str, Any]:
 def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
     from tqdm import tqdm
 
-    from pipeline.infer import InferenceError
+    from pipeline.infer import SPEAKER_NORM_HINT, InferenceError
 
     inputs = expand_inputs(args.paths, list_file=args.list)
     if not inputs:
@@ -126,18 +126,27 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
     writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
     if writer:
         writer.writerow(["path", "emotion", "confidence", *[f"p_{c}" for c in labels], "error"])
-    rows, failed = [], 0
+    rows, failed, results = [], 0, []
     progress = tqdm(inputs, desc="predict", unit="file", file=sys.stderr,
                     disable=len(inputs) < 2 or not sys.stderr.isatty())
+    if predictor.speaker_norm and not args.one_speaker:
+        raise UsageError(f"{predictor.folder}: {SPEAKER_NORM_HINT}")
     for path in progress:
         try:
             if path.is_dir():
                 raise InferenceError(f"{path}: no audio files ({' '.join(AUDIO_SUFFIXES)}) in this folder")
-            row = _row(path, predictor.predict_file(path))
+            results.append((path, predictor.load(path) if args.one_speaker else predictor.predict_file(path), None))
         except (InferenceError, OSError) as err:
             failed += 1
             _fail(path, str(err), progress)
-            row = _row(path, error=str(err))
+            results.append((path, None, str(err)))
+    if args.one_speaker:  # every readable input is one speaker's clip: predicted together
+        clips = [y for _, y, err in results if err is None]
+        proba = iter(predictor.probabilities(clips, one_speaker=True) if clips else [])
+        results = [(path, predictor._prediction(next(proba)) if err is None else None, err)
+                   for path, _, err in results]
+    for path, pred, err in results:
+        row = _row(path, pred) if err is None else _row(path, error=err)
         if args.json:
             print(json.dumps(row), flush=True)
         elif writer:
@@ -269,6 +278,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="audio files, or folders searched recursively")
     p.add_argument("--list", type=Path, metavar="FILE", help="a file of paths, one per line")
     p.add_argument("--model", type=Path, metavar="DIR", help=model_help)
+    p.add_argument("--one-speaker", action="store_true",
+                   help="the inputs are clips of one speaker: predict them together (required by, and only "
+                        "meaningful for, a model trained with train.speaker_norm: true)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object per input per line")
     fmt.add_argument("--csv", action="store_true", help="CSV: path, emotion, confidence, p_<label>..., error")

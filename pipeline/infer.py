@@ -20,6 +20,10 @@ from pipeline.egemaps import egemaps
 from pipeline.featurize import FeatureConfig, extract, prepare
 
 
+SPEAKER_NORM_HINT = ("this model normalises features per speaker (train.speaker_norm: true): give several clips "
+                     "of one speaker together (`ser predict --one-speaker`), or use a model trained without it")
+
+
 class InferenceError(ValueError):
     """An input that cannot be predicted; the message names the file and the reason."""
 
@@ -60,10 +64,9 @@ class Predictor:
     """
 
     def __init__(self, folder: str | Path, *, min_duration_s: float = 0.25, silence_dbfs: float = -60.0):
-        self.bundle = self._load_bundle(Path(folder))
-        if self.bundle.speaker_norm:
-            raise InferenceError(f"{folder}: this model normalises features per speaker (train.speaker_norm: true); "
-                                 "single-clip inference needs a model trained with train.speaker_norm: false")
+        self.folder = Path(folder)
+        self.bundle = self._load_bundle(self.folder)
+        self.speaker_norm = bool(self.bundle.speaker_norm)
         self.config = FeatureConfig.from_dict(self.bundle.feature_config)
         self.dtypes = self.bundle.feature_dtypes
         self.labels = list(self.bundle.labels)
@@ -90,9 +93,16 @@ class Predictor:
         if peak < self.silence_dbfs:
             raise InferenceError(f"{name}: silent (peak {peak:.1f} dBFS < {self.silence_dbfs} dBFS)")
 
-    def probabilities(self, clips: list[np.ndarray]) -> np.ndarray:
+    def probabilities(self, clips: list[np.ndarray], *, one_speaker: bool = False) -> np.ndarray:
         """(n, n_classes) probabilities for mono clips at ``config.sr``, each handled as one
-        utterance exactly as in training."""
+        utterance exactly as in training.
+
+        A bundle trained with ``train.speaker_norm: true`` normalises each speaker's features
+        with that speaker's own statistics: pass several clips of one speaker together with
+        ``one_speaker=True`` (their statistics stand in for the speaker's); otherwise it is
+        refused. ``one_speaker`` does nothing for other bundles."""
+        if self.speaker_norm and not one_speaker:
+            raise InferenceError(SPEAKER_NORM_HINT)
         fixed = [prepare(y, config=self.config) for y in clips]
         Y, n_valid = np.stack([f[0] for f in fixed]), np.array([f[1] for f in fixed])
         kinds, inputs = self.bundle.input_kinds, {}
@@ -103,7 +113,8 @@ class Predictor:
             inputs["functionals"] = (egemaps(Y, n_valid, sr=self.config.sr), np.zeros(len(Y), np.int32))
         # rounded to the storage dtype, as the features and functionals stages stored them
         inputs = {k: (x.astype(self.dtypes[k]).astype(np.float32), n) for k, (x, n) in inputs.items()}
-        return self.bundle.predict_inputs(inputs)
+        speakers = ["speaker"] * len(clips) if self.speaker_norm else None
+        return self.bundle.predict_inputs(inputs, speakers=speakers)
 
     def _prediction(self, p: np.ndarray) -> Prediction:
         i = int(np.argmax(p))
@@ -135,6 +146,7 @@ class Predictor:
 
         Returns one row per non-silent window: ``start_s, end_s, emotion, confidence`` and a
         ``p_<label>`` column per class. Windows whose RMS is below ``silence_dbfs`` are skipped.
+        A speaker-normalised bundle takes the recording as one speaker (all its voiced windows).
         """
         if window_s <= 0 or hop_s <= 0:
             raise InferenceError(f"window ({window_s} s) and hop ({hop_s} s) must be > 0")
@@ -146,8 +158,11 @@ class Predictor:
         columns = ["start_s", "end_s", "emotion", "confidence"] + [f"p_{c}" for c in self.labels]
         if not voiced:
             return pd.DataFrame(columns=columns)
-        proba = np.concatenate([self.probabilities([seg for _, seg in voiced[i:i + 64]])
-                                for i in range(0, len(voiced), 64)])
+        if self.speaker_norm:  # the recording is one speaker: every voiced window gives the statistics
+            proba = self.probabilities([seg for _, seg in voiced], one_speaker=True)
+        else:
+            proba = np.concatenate([self.probabilities([seg for _, seg in voiced[i:i + 64]])
+                                    for i in range(0, len(voiced), 64)])
         rows = []
         for (s, seg), p in zip(voiced, proba):
             pred = self._prediction(p)

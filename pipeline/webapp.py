@@ -38,7 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from pipeline import audio, params as P
-from pipeline.infer import InferenceError, Predictor, best_bundle
+from pipeline.infer import SPEAKER_NORM_HINT, InferenceError, Predictor, best_bundle
 
 STATIC_DIR = Path(__file__).with_name("webapp_static")
 EMOJI = {"neutral": "😐", "calm": "😌", "happy": "😄", "sad": "😢", "angry": "😠", "fearful": "😨",
@@ -189,7 +189,12 @@ def analyse(predictor: Predictor, y: np.ndarray, *, name: str, settings: WebSett
     short or silent)."""
     sr = predictor.config.sr
     duration_s = len(y) / sr
-    pred = predictor.predict_waveform(y, sr=sr, name=name)
+    if predictor.speaker_norm:  # needs one speaker's several clips: a long recording's windows serve
+        if duration_s < 2 * settings.window_s:
+            raise InferenceError(f"{name}: {SPEAKER_NORM_HINT}; or upload a recording of at least "
+                                 f"{2 * settings.window_s:g} s of one speaker")
+        predictor._check(y, name)
+    pred = None if predictor.speaker_norm else predictor.predict_waveform(y, sr=sr, name=name)
     if duration_s < 2 * settings.window_s:
         return PredictionOut(emotion=pred.emotion, emoji=EMOJI.get(pred.emotion, "🎭"), confidence=pred.confidence,
                              probabilities=pred.probabilities, duration_s=duration_s, basis="clip", timeline=None)
@@ -203,6 +208,8 @@ def analyse(predictor: Predictor, y: np.ndarray, *, name: str, settings: WebSett
         mean = table[[f"p_{c}" for c in labels]].to_numpy(dtype=np.float64).mean(axis=0)
         i = int(np.argmax(mean))
         pred_emotion, confidence, probabilities = labels[i], float(mean[i]), dict(zip(labels, map(float, mean)))
+    elif pred is None:
+        raise InferenceError(f"{name}: every window is quieter than {settings.silence_dbfs} dBFS; nothing to judge")
     else:
         pred_emotion, confidence, probabilities = pred.emotion, pred.confidence, pred.probabilities
     return PredictionOut(emotion=pred_emotion, emoji=EMOJI.get(pred_emotion, "🎭"), confidence=confidence,

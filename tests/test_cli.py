@@ -216,3 +216,35 @@ def test_csv_rows_parse_with_the_csv_module(capsys, bundles, clips):
     _, out, _ = run(capsys, "predict", "--csv", "--model", bundles["cnn"], good(clips)[0])
     header, row = list(csv.reader(io.StringIO(out)))
     assert header[-1] == "error" and row[-1] == "" and float(row[2]) > 0
+
+
+@pytest.fixture
+def speaker_norm_bundle(bundles, tmp_path) -> Path:
+    """The tiny cnn bundle marked as trained with train.speaker_norm: true."""
+    folder = tmp_path / "spk"
+    shutil.copytree(bundles["cnn"], folder)
+    meta = json.loads((folder / "bundle.json").read_text())
+    (folder / "bundle.json").write_text(json.dumps({**meta, "speaker_norm": True}))
+    return folder
+
+
+def test_a_speaker_normalised_model_predicts_one_speakers_clips_together(capsys, speaker_norm_bundle, clips):
+    from pipeline import bundle as B
+    from pipeline.infer import Predictor
+
+    code, _, err = run(capsys, "predict", "--model", speaker_norm_bundle, *good(clips))
+    assert code == 2 and "normalises features per speaker" in err and "--one-speaker" in err
+    bad = clips / "bad" / "missing.wav"
+    code, out, err = run(capsys, "predict", "--json", "--one-speaker", "--model", speaker_norm_bundle, *good(clips), bad)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and [r["path"] for r in rows] == [*map(str, good(clips)), str(bad)] and "error" in rows[-1]
+    # the clips' own statistics stand in for the speaker's: the same as the evaluate path with one speaker id
+    predictor = Predictor(speaker_norm_bundle)
+    ys = [predictor.load(p) for p in good(clips)]
+    got = np.array([[r["probabilities"][c] for c in LABELS] for r in rows[:-1]])
+    np.testing.assert_allclose(got, predictor.probabilities(ys, one_speaker=True), atol=1e-12)
+    b = B.load(speaker_norm_bundle)
+    assert b.speaker_norm
+    # and it is speaker normalisation: a clip's answer depends on the speaker's other clips
+    assert not np.allclose(predictor.probabilities(ys, one_speaker=True)[0],
+                           predictor.probabilities(ys[:2], one_speaker=True)[0])

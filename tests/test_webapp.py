@@ -294,3 +294,15 @@ def test_the_svm_bundle_is_served_too(bundles):
     assert svm.get("/health").json()["model"] == "svm"
     long = post(svm, wav_bytes(np.concatenate([speechlike(2.0, seed=i) for i in range(3)])))
     assert long.status_code == 200 and long.json()["timeline"], long.text
+
+
+def test_a_speaker_normalised_model_needs_a_long_recording_of_one_speaker(bundles, tmp_path):
+    folder = tmp_path / "spk"
+    shutil.copytree(bundles["cnn"], folder)
+    meta = json.loads((folder / "bundle.json").read_text())
+    (folder / "bundle.json").write_text(json.dumps({**meta, "speaker_norm": True}))
+    app = TestClient(create_app(Predictor(folder), model_name="spk"))
+    short = post(app, wav_bytes(speechlike(2.0)))
+    assert short.status_code == 422 and "normalises features per speaker" in short.text
+    long = post(app, wav_bytes(np.concatenate([speechlike(2.0, seed=i) for i in range(4)])))
+    assert long.status_code == 200 and long.json()["basis"] == "timeline", long.text
