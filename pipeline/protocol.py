@@ -124,6 +124,32 @@ def score_fold(fold: Fold, *, name: str, model_params: dict, cfg: dict, seed: in
     return table, log
 
 
+def _score_job(job: tuple[int, Fold], kwargs: dict) -> tuple[pd.DataFrame, dict]:
+    seed, fold = job
+    return score_fold(fold, seed=seed, **kwargs)
+
+
+def run_jobs(jobs: list[tuple[int, Fold]], *, workers: int, **kwargs):
+    """:func:`score_fold` of each (seed, fold), in order: in this process, or in ``workers``
+    fresh processes (``spawn``: TensorFlow is not fork-safe). Each run seeds itself and uses
+    ``train.threads`` TensorFlow threads, so the results do not depend on ``workers``."""
+    if workers <= 1 or len(jobs) <= 1:
+        return (_score_job(job, kwargs) for job in jobs)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+    futures = [pool.submit(_score_job, job, kwargs) for job in jobs]
+
+    def ordered():
+        try:
+            for f in futures:
+                yield f.result()
+        finally:
+            pool.shutdown(cancel_futures=True)
+    return ordered()
+
+
 def reused_holdout(predictions_csv: Path, fold: Fold) -> tuple[pd.DataFrame, dict]:
     """The evaluate stage's predictions as the holdout fold (same split, params and seed)."""
     table = pd.read_csv(predictions_csv)
@@ -198,13 +224,18 @@ def main(argv: list[str] | None = None) -> int:
         tables, logs = fused_runs(model_params["members"], model_params["weights"], seeds=seeds, fold_list=fold_list,
                                   protocol_out=Path(P.require(params, "evaluate.protocol_out")))
         jobs = []
+    workers = int(cfg.get("workers") or 1)
+    P.positive(workers, key="evaluate.workers")
     bar = tqdm(jobs, desc=f"protocol {name} ({protocol})", unit="run", disable=not jobs)
+    kwargs = dict(name=name, model_params=model_params, cfg=train_cfg, features_dir=features_dir,
+                  augment_dir=augment_dir)
+    trained = [j for j in jobs if not (protocol == "holdout" and j[0] == base_seed)]
+    results = run_jobs(trained, workers=workers, **kwargs)
     for seed, fold in bar:
         if protocol == "holdout" and seed == base_seed:
             table, log = reused_holdout(predictions_csv, fold)
         else:
-            table, log = score_fold(fold, name=name, model_params=model_params, cfg=train_cfg, seed=seed,
-                                    features_dir=features_dir, augment_dir=augment_dir)
+            table, log = next(results)
         table = table.assign(seed=seed, run=fold.name)
         uar = folds.summarise(table, labels=fold.labels)["uar_pooled"]
         tables.append(table)

@@ -133,3 +133,14 @@ def test_the_fusion_bundle_predicts_the_weighted_mean_of_its_members(bundles, tm
            feature_config=b.feature_config, speaker_norm=False, mean=b.mean, std=b.std, info={"train_speakers": ["x:1"]})
     with pytest.raises(ValueError, match="train every member on the same split.classes"):
         save_fusion(tmp_path / "f", members={"cnn": bundles["cnn"], "other": other}, weights=[1, 1])
+
+
+def test_a_class_with_a_single_training_clip_still_gives_probabilities():
+    x, y = _toy(10, seed=2)
+    x, y = np.concatenate([x, x[:1] + 5]), np.concatenate([y, [3]])          # class 3: one clip
+    model, _ = fit(model_name="svm", model_params={"input": "functionals", "C": 1.0, "gamma": "scale"},
+                   train_cfg={"class_weight": "balanced"}, seed=0, x_train=x, y_train=y, x_val=None, y_val=None,
+                   labels=["a", "b", "c", "d"])
+    p = model(x)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert np.mean(p.argmax(axis=1) == y) > 0.6

@@ -161,7 +161,7 @@ def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(repo):
     dst, env = repo
     restore_head(repo)
     out = dvc(repo, "exp", "run", "-S", "evaluate.protocol=speaker_kfold", "-S", "evaluate.speaker_kfold.k=2",
-              "-S", "train.seeds=[1, 2]").stdout
+              "-S", "train.seeds=[1, 2]", "-S", "evaluate.workers=2").stdout
     assert all(f"Running stage 'protocol@{model}'" in out for model in ("cnn", "cnn_lstm", "svm"))
     assert "Running stage 'scoreboard'" in out
     assert "Running stage 'train@" not in out and "Running stage 'augment" not in out  # the bundles stay
@@ -178,6 +178,18 @@ def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(repo):
             assert {run: set(s.speaker) for run, s in g.groupby("run")} == expected
         runs = pd.read_csv(dst / "data" / "protocol" / model / "runs.csv")
         assert len(runs) == 4 and (runs.epochs >= 1).all()
+    # the fusion averages its members' fold predictions
+    fused = pd.read_csv(dst / "data" / "protocol" / "fusion" / "predictions.csv")
+    assert len(fused) == len(pd.read_csv(dst / "data" / "protocol" / "cnn" / "predictions.csv"))
+
+    # Two worker processes give what one process gives.
+    parallel = pd.read_csv(dst / "data" / "protocol" / "cnn" / "predictions.csv")
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["evaluate"]["workers"] = 1
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(sys.executable, "-m", "pipeline.protocol", "--model", "cnn", cwd=dst, env=env)
+    pd.testing.assert_frame_equal(pd.read_csv(dst / "data" / "protocol" / "cnn" / "predictions.csv"), parallel)
+    restore_head(repo)
 
     dvc(repo, "exp", "run", "-S", "evaluate.protocol=cross_corpus", "-S", "evaluate.cross_corpus.test=[emodb]",
         "-S", "train.seeds=null")

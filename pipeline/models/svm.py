@@ -43,10 +43,10 @@ class SVMClassifier:
         # (what SVC(probability=True) did before scikit-learn 1.9 deprecated it).
         counts = np.bincount(np.asarray(y))
         folds = min(CALIBRATION_FOLDS, int(counts[counts > 0].min()) if counts.any() else 0)
-        if folds < 2:
-            raise ValueError(f"{self.name}: every class needs at least 2 training clips to calibrate probabilities; "
-                             "add clips or drop the class from split.classes")
-        self.estimator = CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False)
+        if folds < 2:  # a class with one clip: no calibration folds; softmax of the decision values instead
+            self.estimator = svc
+        else:
+            self.estimator = CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False)
         self.estimator.fit(np.asarray(x, dtype=np.float64), np.asarray(y))
         return self
 
@@ -57,14 +57,22 @@ class SVMClassifier:
         x = np.asarray(x, dtype=np.float64)
         out = np.zeros((len(x), self.num_classes), dtype=np.float32)
         if len(x):
-            out[:, self.estimator.classes_] = self.estimator.predict_proba(x)
+            if hasattr(self.estimator, "predict_proba"):
+                p = self.estimator.predict_proba(x)
+            else:
+                d = self.estimator.decision_function(x)
+                d = np.stack([-d, d], axis=1) if d.ndim == 1 else d
+                p = np.exp(d - d.max(axis=1, keepdims=True))
+                p /= p.sum(axis=1, keepdims=True)
+            out[:, self.estimator.classes_] = p
         return out
 
     def count_params(self) -> int:
         """Stored numbers: support vectors and their coefficients."""
         if self.estimator is None:
             return 0
-        svc = self.estimator.calibrated_classifiers_[0].estimator
+        svc = getattr(self.estimator, "calibrated_classifiers_", [None])[0]
+        svc = self.estimator if svc is None else svc.estimator
         return int(svc.support_vectors_.size + svc.dual_coef_.size)
 
 
