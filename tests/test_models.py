@@ -19,7 +19,7 @@ SEQUENCE = (16, 6)      # (frames, features)
 UTTERANCE = (20,)       # (features,)
 
 TINY = {
-    "cnn": {"input": "sequence", "filters": [4, 8], "kernel_size": 3, "pool_size": 2,
+    "cnn": {"input": "sequence", "pooling": "mean", "filters": [4, 8], "kernel_size": 3, "pool_size": 2,
             "dropout": 0.1, "dense": [8]},
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
                  "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
@@ -66,6 +66,17 @@ def test_params_yaml_defaults_build(name):
     params = load(ROOT / "params.yaml")["models"][name]
     model = build(name, params)
     assert_probabilities(model, batch(model.input_shape[1:]))
+
+
+def test_cnn_stats_pooling_is_mean_and_std_over_time():
+    model = build("cnn", tiny("cnn", pooling="stats", filters=[4], pool_size=1, dense=[]))
+    x = batch(SEQUENCE)
+    inner = keras.Model(model.input, model.get_layer("stats_pool").output)
+    conv = keras.Model(model.input, model.get_layer("stats_pool").input)
+    h = np.asarray(conv(x, training=False))
+    np.testing.assert_allclose(np.asarray(inner(x, training=False)),
+                               np.concatenate([h.mean(axis=1), np.sqrt(h.var(axis=1) + 1e-6)], axis=1), rtol=1e-3, atol=1e-4)
+    assert_probabilities(model, x)
 
 
 @pytest.mark.parametrize("kind, shape", [("sequence", SEQUENCE), ("utterance", UTTERANCE)])

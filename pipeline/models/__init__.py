@@ -21,13 +21,13 @@ preload()  # openSMILE before TensorFlow: the other order aborts the process (se
 
 import keras  # noqa: E402
 
-from pipeline.models.cnn import INPUTS, build_cnn  # noqa: E402
+from pipeline.models.cnn import INPUTS, POOLINGS as CNN_POOLINGS, build_cnn  # noqa: E402
 from pipeline.models.cnn_lstm import POOLINGS, build_cnn_lstm
-from pipeline.models.layers import AttentionPooling
+from pipeline.models.layers import AttentionPooling, StatsPooling
 from pipeline.models.svm import INPUTS as SVM_INPUTS, SVMClassifier, build_svm
 from pipeline.params import ParamsError, choice
 
-__all__ = ["BUILDERS", "FUSION", "AttentionPooling", "check_fusion", "SVMClassifier", "build", "build_cnn", "build_cnn_lstm", "build_svm",
+__all__ = ["BUILDERS", "FUSION", "AttentionPooling", "StatsPooling", "check_fusion", "SVMClassifier", "build", "build_cnn", "build_cnn_lstm", "build_svm",
            "check_params", "input_kind", "is_keras"]
 
 BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm, "svm": build_svm}
@@ -88,6 +88,7 @@ def _flag(value: Any, *, key: str) -> bool:
 _SCHEMAS: dict[str, dict[str, Callable[..., Any]]] = {
     "cnn": {
         "input": partial(choice, valid=INPUTS),
+        "pooling": partial(choice, valid=CNN_POOLINGS),
         "filters": partial(_widths, allow_empty=False),
         "kernel_size": _count,
         "pool_size": _count,

@@ -6,14 +6,15 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from pipeline.models.layers import classifier_head, conv_blocks
+from pipeline.models.layers import StatsPooling, classifier_head, conv_blocks
 
 INPUTS: tuple[str, ...] = ("sequence", "utterance")
+POOLINGS: tuple[str, ...] = ("mean", "stats")
 
 
 def build_cnn(input_shape: tuple[int | None, ...], num_classes: int, *, filters: Sequence[int],
               kernel_size: int, pool_size: int, dropout: float, dense: Sequence[int],
-              input: str = "sequence", name: str = "cnn") -> keras.Model:
+              input: str = "sequence", pooling: str = "mean", name: str = "cnn") -> keras.Model:
     """Build a 1-D CNN classifier.
 
     Parameters
@@ -30,12 +31,16 @@ def build_cnn(input_shape: tuple[int | None, ...], num_classes: int, *, filters:
         "utterance": the vector is reshaped to ``(features, 1)`` and convolved along the
         feature axis, as the public write-ups do, then flattened (not averaged: a position on
         that axis is a particular feature, e.g. MFCC 3, so position matters).
+    pooling : over time, for sequence input: "mean" (global average) or "stats" (mean and
+        standard deviation of every channel, concatenated: the x-vector statistics pooling).
 
     Returns
     -------
     keras.Model
         Input (batch, *input_shape) → softmax probabilities (batch, num_classes).
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not valid; choose one of {list(POOLINGS)}")
     if input not in INPUTS:
         raise ValueError(f"input={input!r} is not valid; choose one of {list(INPUTS)}")
     rank = 2 if input == "sequence" else 1
@@ -46,7 +51,9 @@ def build_cnn(input_shape: tuple[int | None, ...], num_classes: int, *, filters:
     inputs = keras.Input(shape=tuple(input_shape), name=input)
     x = inputs if input == "sequence" else layers.Reshape((input_shape[0], 1), name="as_steps")(inputs)
     x = conv_blocks(x, filters=filters, kernel_size=kernel_size, pool_size=pool_size, dropout=dropout)
-    if input == "sequence":
+    if input == "sequence" and pooling == "stats":
+        x = StatsPooling(name="stats_pool")(x)
+    elif input == "sequence":
         x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
     else:
         x = layers.Flatten(name="flatten")(x)

@@ -86,3 +86,19 @@ class AttentionPooling(layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class StatsPooling(layers.Layer):
+    """Mean and standard deviation over time of every channel, concatenated (x-vector pooling).
+
+    Input shape (batch, steps, channels); output shape (batch, 2 * channels).
+    """
+
+    def call(self, inputs: Any) -> Any:
+        mean = ops.mean(inputs, axis=1)
+        std = ops.sqrt(ops.maximum(ops.mean(ops.square(inputs), axis=1) - ops.square(mean), 0.0) + 1e-6)
+        return ops.concatenate([mean, std], axis=-1)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (input_shape[0], 2 * input_shape[-1])
