@@ -141,10 +141,8 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
             _fail(path, str(err), progress)
             results.append((path, None, str(err)))
     if args.one_speaker:  # every readable input is one speaker's clip: predicted together
-        clips = [y for _, y, err in results if err is None]
-        proba = iter(predictor.probabilities(clips, one_speaker=True) if clips else [])
-        results = [(path, predictor._prediction(next(proba)) if err is None else None, err)
-                   for path, _, err in results]
+        predictions = iter(predictor.predict_clips([y for _, y, err in results if err is None], one_speaker=True))
+        results = [(path, next(predictions) if err is None else None, err) for path, _, err in results]
     for path, pred, err in results:
         row = _row(path, pred) if err is None else _row(path, error=err)
         if args.json:

@@ -138,6 +138,10 @@ class Predictor:
         self._check(y, str(path))
         return y
 
+    def predict_clips(self, clips: list[np.ndarray], *, one_speaker: bool = False) -> list[Prediction]:
+        """One :class:`Prediction` per mono clip at ``config.sr`` (see :meth:`probabilities`)."""
+        return [self._prediction(p) for p in self.probabilities(clips, one_speaker=one_speaker)] if clips else []
+
     def predict_file(self, path: str | Path) -> Prediction:
         return self._prediction(self.probabilities([self.load(path)])[0])
 
