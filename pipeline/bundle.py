@@ -138,9 +138,8 @@ class FusionBundle:
 
     def predict_inputs(self, inputs: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
                        speakers: Sequence[str] | None = None) -> np.ndarray:
-        probs = [w * m.predict_inputs(inputs, speakers=speakers) for m, w in zip(self.members.values(), self.weights,
-                                                                              strict=True)]
-        return sum(probs) / float(sum(self.weights))
+        return fuse_probabilities([m.predict_inputs(inputs, speakers=speakers) for m in self.members.values()],
+                                  self.weights)
 
 
 def check_fusable(members: Mapping[str, "Bundle"]) -> None:
@@ -211,11 +210,13 @@ def _normalise_keras_zip(path: Path) -> None:
 
 def save(folder: Path, *, model, labels: Sequence[str], input_kind: str, feature_config: dict,
          speaker_norm: bool, mean: np.ndarray, std: np.ndarray, info: dict) -> None:
+    from pipeline.models import is_keras
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (MODEL_FILES.values()):
         (folder / stale).unlink(missing_ok=True)
-    if hasattr(model, "estimator"):  # the scikit-learn SVM (pipeline.models.svm)
+    if not is_keras(model):  # the scikit-learn SVM (pipeline.models.svm)
         with (folder / MODEL_FILES["sklearn"]).open("wb") as f:
             pickle.dump(model, f, protocol=4)
     else:

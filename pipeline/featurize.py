@@ -256,7 +256,7 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _mel_bank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney mel filter bank, shape (n_mels, 1 + n_fft // 2), float32: ``librosa.filters.mel``
+    """Slaney mel filter bank, shape (n_mels, 1 + n_fft // 2), float64: ``librosa.filters.mel``
     with its defaults (fmin 0, fmax sr/2, Slaney scale and area normalisation), ported to
     NumPy so that extraction does not pay librosa's lazy imports (about 1 CPU-s per process)."""
     fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sr)
@@ -266,13 +266,12 @@ def _mel_bank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
     bank = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (mel_hz[2:n_mels + 2] - mel_hz[:n_mels]))[:, None]
-    bank = bank.astype(np.float32)
     bank.flags.writeable = False
     return bank
 
 
 def _chroma_bank(*, sr: int, n_fft: int, n_chroma: int) -> np.ndarray:
-    """Chroma filter bank (n_chroma, 1 + n_fft // 2), float32: ``librosa.filters.chroma`` with
+    """Chroma filter bank (n_chroma, 1 + n_fft // 2), float64: ``librosa.filters.chroma`` with
     tuning 0 and its defaults (ctroct 5, octwidth 2, norm 2, base_c), ported to NumPy because
     librosa's version spends about 0.7 CPU-s compiling numba code on first use."""
     frequencies = np.linspace(0, sr, n_fft, endpoint=False)[1:]
@@ -286,7 +285,7 @@ def _chroma_bank(*, sr: int, n_fft: int, n_chroma: int) -> np.ndarray:
     wts /= np.maximum(np.sqrt(np.sum(wts ** 2, axis=0, keepdims=True)), np.finfo(np.float64).tiny)
     wts *= np.tile(np.exp(-0.5 * (((frqbins / n_chroma - 5.0) / 2.0) ** 2)), (n_chroma, 1))
     wts = np.roll(wts, -3 * (n_chroma // 12), axis=0)
-    return np.ascontiguousarray(wts[:, : 1 + n_fft // 2]).astype(np.float32)
+    return np.ascontiguousarray(wts[:, : 1 + n_fft // 2])
 
 
 def _pad_center(w: np.ndarray, *, size: int) -> np.ndarray:
@@ -295,9 +294,13 @@ def _pad_center(w: np.ndarray, *, size: int) -> np.ndarray:
     return np.pad(w, (lpad, size - len(w) - lpad)).astype(np.float32)
 
 
-def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_in, n_out) float32 matrix M with ``x @ M == scipy.fft.dct(x, norm='ortho')[..., :n_out]``."""
-    return scipy.fft.dct(np.eye(n_in), type=2, norm="ortho", axis=-1)[:, :n_out].astype(np.float32)
+def _mfcc(logmel: np.ndarray, n_mfcc: int) -> np.ndarray:
+    """DCT-II (ortho) of log-mel frames, first ``n_mfcc`` coefficients (``librosa.feature.mfcc``).
+
+    pocketfft, not a matrix product: a product with a DCT matrix sums in the BLAS kernel's
+    order, and for flat spectra (silence, padding) the coefficients are pure cancellation,
+    so another CPU would give other values (even other signs) there."""
+    return scipy.fft.dct(logmel.astype(np.float32), type=2, norm="ortho", axis=-1)[..., :n_mfcc]
 
 
 @dataclass(frozen=True)
@@ -306,8 +309,6 @@ class _Kernels:
     bands: tuple             # (first, stop, lo, hi, weights (hi - lo, stop - first)) per group of
                              # band columns: mel (seq), mel (utt), chroma; filters are zero outside lo:hi
     n_bands: int             # n_mels + utterance.n_mels + n_chroma
-    dct_seq: np.ndarray      # (n_mels, n_mfcc)
-    dct_utt: np.ndarray      # (utterance.n_mels, utterance.n_mfcc)
     moments: np.ndarray      # (F rounded up to whole roll-off blocks, 3 + n_blocks): [1, f, f**2, block sums]
     freqs: np.ndarray        # (F,) Hz
 
@@ -321,12 +322,10 @@ def _kernels(config: FeatureConfig) -> _Kernels:
     freqs = np.fft.rfftfreq(config.n_fft, d=1.0 / config.sr)
     return _Kernels(
         window=_pad_center(scipy.signal.get_window("hann", config.win_length, fftbins=True), size=config.n_fft),
-        bands=_band_groups(bands.astype(np.float32)),
+        bands=_band_groups(bands),
         n_bands=bands.shape[1],
-        dct_seq=_dct_matrix(config.n_mels, config.n_mfcc),
-        dct_utt=_dct_matrix(u.n_mels, u.n_mfcc),
         moments=_moments(freqs),
-        freqs=freqs.astype(np.float32),
+        freqs=freqs,
     )
 
 
@@ -344,27 +343,28 @@ def _band_groups(bank: np.ndarray, *, width: int = 16) -> tuple:
 
 
 def _project(S: np.ndarray, *, kernels: _Kernels) -> np.ndarray:
-    """``S @ bank`` for power spectrograms ``S`` (B, T, F): (B, T, n_bands) float32.
+    """``S @ bank`` for power spectrograms ``S`` (B, T, F): (B, T, n_bands) float64.
 
     The product is one matrix product per clip (a stacked matmul), never one over the
     batch's frames flattened: BLAS rounding depends on the row count, and a clip's features
-    must not depend on which clips share its batch.
+    must not depend on which clips share its batch. It is float64 (as every product here):
+    see "Same bits on any CPU" in :func:`extract`.
     """
-    out = np.empty(S.shape[:2] + (kernels.n_bands,), dtype=np.float32)
+    out = np.empty(S.shape[:2] + (kernels.n_bands,), dtype=np.float64)
     for first, stop, lo, hi, weights in kernels.bands:
         np.matmul(S[..., lo:hi], weights, out=out[..., first:stop])
     return out
 
 
 def _moments(freqs: np.ndarray) -> np.ndarray:
-    """(F padded to whole blocks, 3 + n_blocks) float32: columns 1, f, f**2, then one indicator
+    """(F padded to whole blocks, 3 + n_blocks) float64: columns 1, f, f**2, then one indicator
     column per block of ``_ROLL_BLOCK`` bins; padding rows are zero."""
     n_blocks = -(-len(freqs) // _ROLL_BLOCK)
     m = np.zeros((n_blocks * _ROLL_BLOCK, 3 + n_blocks))
     m[:len(freqs), :3] = np.stack([np.ones_like(freqs), freqs, freqs**2], axis=1)
     for b in range(n_blocks):
         m[b * _ROLL_BLOCK:(b + 1) * _ROLL_BLOCK, 3 + b] = 1.0
-    return m.astype(np.float32)
+    return m
 
 
 # -- waveform preparation ----------------------------------------------------------------------
@@ -471,6 +471,14 @@ def extract(Y: np.ndarray, n_valid: np.ndarray, *, config: FeatureConfig) -> dic
     ``extract`` runs (restored afterwards), and on glibc freed memory is kept for reuse
     (set once; see ``_keep_freed_memory``). A clip's features are bit-identical whatever
     the batch it is in (every matrix product is per clip; see ``_project``).
+
+    Same bits on any CPU: OpenBLAS and NumPy pick kernels at run time by CPU (AVX2, AVX-512,
+    ...), and kernels sum in different orders, so float32 products would differ in the last
+    bits from one machine to another. Every product, mean and logarithm here is computed in
+    float64 (the FFT is pocketfft, which has no run-time dispatch) and rounded to float32 only
+    at the end: the kernels' float64 differences (about 1e-16 relative) are far below
+    float32's and float16's rounding steps, so the stored features are identical across
+    OpenBLAS core types and NumPy CPU features (``tests/test_featurize_portable.py``).
     """
     Y = np.asarray(Y, dtype=np.float32)
     if Y.ndim != 2 or Y.shape[1] != config.n_samples:
@@ -538,7 +546,9 @@ def power_spectrogram(Y: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     Returns
     -------
     S : np.ndarray [shape=(batch, n_frames, 1 + n_fft // 2)], float32
-        Note the time-major layout (librosa's is (..., freq, time)).
+        Note the time-major layout (librosa's is (..., freq, time)). pocketfft has no run-time
+        CPU dispatch and element-wise float32 arithmetic is correctly rounded under any SIMD
+        width, so ``S`` is the same on every CPU.
     """
     k = _kernels(config)
     half, n = config.n_fft // 2, Y.shape[1]
@@ -556,8 +566,12 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
                    sequence: np.ndarray, utterance: np.ndarray) -> None:
     """Fill ``sequence`` and ``utterance`` (views into the outputs) for one block of clips."""
     k, u = _kernels(config), config.utterance
-    S = power_spectrogram(Y, config=config)                       # (B, T, F)
-    B, T, F = S.shape
+    power = power_spectrogram(Y, config=config)                   # (B, T, F) float32
+    B, T, F = power.shape
+    S = np.empty((B, T, k.moments.shape[0]))                      # float64 (products), F padded to whole
+    S[..., :F] = power                                            # roll-off blocks with zeros
+    S[..., F:] = 0.0
+    del power
     bands = _project(S, kernels=k)                                # mel (seq), mel (utt), chroma
     mel = bands[..., :config.n_mels]
     mel_u = bands[..., config.n_mels:config.n_mels + u.n_mels]
@@ -572,7 +586,7 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
             sequence[..., col:col + config.n_mels] = logmel
             col += config.n_mels
         elif feat == "mfcc":
-            mfcc = logmel @ k.dct_seq
+            mfcc = _mfcc(logmel, config.n_mfcc)
             sequence[..., col:col + config.n_mfcc] = mfcc
             col += config.n_mfcc
             if config.mfcc_deltas:
@@ -584,13 +598,13 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
             col += 1
 
     # utterance vector: statistics over the frames that hold real audio
-    mask = (np.arange(T) < n_frames[:, None]).astype(np.float32)  # (B, T)
-    count = np.maximum(n_frames, 1).astype(np.float32)[:, None]
+    mask = (np.arange(T) < n_frames[:, None]).astype(np.float64)  # (B, T)
+    count = np.maximum(n_frames, 1).astype(np.float64)[:, None]
 
     def mean(x: np.ndarray) -> np.ndarray:                        # (B, T, K) -> (B, K)
         return (mask[:, None, :] @ x)[:, 0, :] / count
 
-    mfcc_u = _log_power(mel_u) @ k.dct_utt
+    mfcc_u = _mfcc(_log_power(mel_u), u.n_mfcc)
     mfcc_mean = mean(mfcc_u)
     peak = chroma.max(axis=-1, keepdims=True)                    # chroma_stft: each frame's max -> 1
     chroma = chroma / np.where(peak < _TINY, 1.0, peak)
@@ -606,18 +620,16 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
 
 def _spectral_shape(S: np.ndarray, *, kernels: _Kernels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Spectral centroid, bandwidth (p=2) and roll-off (0.85) in Hz of each frame of ``S``
-    (power, shape (B, T, F)), from the magnitude ``sqrt(S)`` as ``librosa.feature.spectral_*``;
-    three (B * T,) arrays.
+    (power, float64, shape (B, T, F) zero-padded to ``kernels.moments.shape[0]`` bins), from
+    the magnitude ``sqrt(S)`` as ``librosa.feature.spectral_*``; three (B * T,) arrays.
 
     One skinny matmul gives, per frame, the magnitude sum, first and second frequency
     moments and the sums over blocks of ``_ROLL_BLOCK`` bins; roll-off then only runs a
     cumulative sum inside the one block where the 85 % point falls.
     """
-    B, T, F = S.shape
-    n = B * T
-    width = kernels.moments.shape[0]                              # F rounded up to whole blocks
-    mag = np.zeros((B, T, width), dtype=np.float32)
-    np.sqrt(S, out=mag[..., :F])
+    B, T, _ = S.shape
+    n, F = B * T, len(kernels.freqs)
+    mag = np.sqrt(S)
     sums = (mag @ kernels.moments).reshape(n, -1)                 # per clip (see _project): (n, 3 + n_blocks)
     m0, m1, m2, blocks = sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3:]
     ok = m0 >= _TINY                                              # librosa leaves all-zero frames at 0
@@ -632,14 +644,14 @@ def _spectral_shape(S: np.ndarray, *, kernels: _Kernels) -> tuple[np.ndarray, np
     inside = np.take_along_axis(mag.reshape(n, -1, _ROLL_BLOCK), block[:, None, None], axis=1)[:, 0, :]
     within = ((before[:, None] + np.cumsum(inside, axis=1)) < threshold).sum(axis=1)
     rolloff = kernels.freqs[np.minimum(block * _ROLL_BLOCK + within, F - 1)]
-    return centroid.astype(np.float32), bandwidth.astype(np.float32), rolloff
+    return centroid, bandwidth, rolloff
 
 
 def _log_power(x: np.ndarray) -> np.ndarray:
-    """``10 * log10(max(x, 1e-10))``: absolute dB, floor exactly -100 dB."""
-    out = np.log10(np.maximum(x, np.float32(LOG_FLOOR)))
+    """``10 * log10(max(x, 1e-10))``: absolute dB, floor exactly -100 dB (float64 in, float64 out)."""
+    out = np.log10(np.maximum(x, LOG_FLOOR))
     out *= 10.0
-    return np.maximum(out, np.float32(10.0 * np.log10(LOG_FLOOR)), out=out)
+    return np.maximum(out, 10.0 * np.log10(LOG_FLOOR), out=out)
 
 
 def _zcr_rms(Y: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -648,7 +660,7 @@ def _zcr_rms(Y: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, np.nd
 
     Equal to ``librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop_length)``
     (edge padding) and ``librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop_length)``
-    (zero padding). Returns two float32 arrays of shape (batch, n_frames).
+    (zero padding). Returns two float64 arrays of shape (batch, n_frames).
     """
     B, n = Y.shape
     half = config.n_fft // 2
@@ -672,4 +684,4 @@ def _zcr_rms(Y: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, np.nd
     first = np.where((lo >= 0) & (lo < n), crossed[:, np.clip(lo, 0, n - 1)], False)
     zc = zc_run[:, b] - zc_run[:, a] - first
     power = (energy_run[:, b] - energy_run[:, a]) / config.n_fft
-    return (zc / config.n_fft).astype(np.float32), np.sqrt(np.maximum(power, 0.0)).astype(np.float32)
+    return zc / config.n_fft, np.sqrt(np.maximum(power, 0.0))
