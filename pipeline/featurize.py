@@ -478,7 +478,7 @@ def extract(Y: np.ndarray, n_valid: np.ndarray, *, config: FeatureConfig) -> dic
     float64 (the FFT is pocketfft, which has no run-time dispatch) and rounded to float32 only
     at the end: the kernels' float64 differences (about 1e-16 relative) are far below
     float32's and float16's rounding steps, so the stored features are identical across
-    OpenBLAS core types and NumPy CPU features (``tests/test_featurize_portable.py``).
+    OpenBLAS core types and NumPy CPU features (``tests/test_portable.py``).
     """
     Y = np.asarray(Y, dtype=np.float32)
     if Y.ndim != 2 or Y.shape[1] != config.n_samples:

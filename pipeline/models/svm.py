@@ -48,6 +48,12 @@ class SVMClassifier:
         else:
             self.estimator = CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False)
         self.estimator.fit(np.asarray(x, dtype=np.float64), np.asarray(y))
+        # Platt's two parameters per class come from an L-BFGS fit whose last bits follow the
+        # CPU's log/exp kernels (NumPy picks AVX-512 or AVX2 code at run time): rounded to
+        # float32, the saved model is the same on any CPU (README, "Reproducibility").
+        for calibrated in getattr(self.estimator, "calibrated_classifiers_", []):
+            for sigmoid in calibrated.calibrators:
+                sigmoid.a_, sigmoid.b_ = float(np.float32(sigmoid.a_)), float(np.float32(sigmoid.b_))
         return self
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:

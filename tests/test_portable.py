@@ -1,4 +1,5 @@
-"""Stored features are the same bytes whatever CPU kernels OpenBLAS and NumPy pick.
+"""Stored features and the SVM bundle are the same bytes whatever CPU kernels OpenBLAS and
+NumPy pick.
 
 Each run is a fresh subprocess (the kernel choice is made at import), writing feature files
 with the ``features`` stage's own writer (:func:`pipeline.features.run`, float32 storage, the
@@ -74,15 +75,19 @@ def clips(tmp_path_factory) -> list[str]:
     return paths
 
 
-def _extract(setting: str, files: list[str], out: Path) -> dict[str, str]:
+def _env(setting: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES")}
     for key, value in SETTINGS[setting].items():
         env[key] = value if value is not None else _dispatched_numpy_features()
     if not env.get("NPY_DISABLE_CPU_FEATURES", "x"):
         env.pop("NPY_DISABLE_CPU_FEATURES")               # a CPU without dispatched SIMD: nothing to turn off
     env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _extract(setting: str, files: list[str], out: Path) -> dict[str, str]:
     subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(files), str(out), str(ROOT / "params.yaml")],
-                   env=env, check=True, cwd=ROOT, capture_output=True)
+                   env=_env(setting), check=True, cwd=ROOT, capture_output=True)
     return {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in ("sequence.npy", "utterance.npy", "n_frames.npy")}
 
 
@@ -93,3 +98,23 @@ def test_feature_files_identical_across_cpu_kernels(clips, tmp_path):
         other = _extract(setting, clips, tmp_path / setting)
         for name, data in reference.items():
             assert other[name] == data, f"{name} differs between the default kernels and {setting}"
+
+
+SVM_SCRIPT = r"""
+import hashlib, pickle
+import numpy as np
+from pipeline.models.svm import SVMClassifier
+rng = np.random.default_rng(0)
+x = rng.standard_normal((600, 88)); y = rng.integers(0, 7, 600); x[np.arange(600), y] += 2.0
+model = SVMClassifier(num_classes=7, C=1.0, gamma="scale").fit(x, y, class_weight=None, seed=42)
+print(hashlib.sha256(pickle.dumps(model, protocol=4)).hexdigest())
+"""
+
+
+def test_svm_bundle_identical_across_cpu_kernels():
+    """Platt scaling's L-BFGS fit follows NumPy's log/exp kernels in its last bits; the saved
+    parameters are rounded so that the pickled model does not."""
+    digests = {setting: subprocess.run([sys.executable, "-c", SVM_SCRIPT], env=_env(setting), check=True, cwd=ROOT,
+                                       capture_output=True, text=True).stdout.strip().splitlines()[-1]
+               for setting in ("default", "openblas-prescott+numpy-baseline")}
+    assert len(set(digests.values())) == 1, digests
