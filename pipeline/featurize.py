@@ -295,7 +295,8 @@ def _pad_center(w: np.ndarray, *, size: int) -> np.ndarray:
 
 
 def _mfcc(logmel: np.ndarray, n_mfcc: int) -> np.ndarray:
-    """DCT-II (ortho) of log-mel frames, first ``n_mfcc`` coefficients (``librosa.feature.mfcc``).
+    """DCT-II (ortho) of log-mel frames, first ``n_mfcc`` coefficients (``librosa.feature.mfcc``),
+    computed in float32.
 
     pocketfft, not a matrix product: a product with a DCT matrix sums in the BLAS kernel's
     order, and for flat spectra (silence, padding) the coefficients are pure cancellation,
@@ -475,9 +476,10 @@ def extract(Y: np.ndarray, n_valid: np.ndarray, *, config: FeatureConfig) -> dic
     Same bits on any CPU: OpenBLAS and NumPy pick kernels at run time by CPU (AVX2, AVX-512,
     ...), and kernels sum in different orders, so float32 products would differ in the last
     bits from one machine to another. Every product, mean and logarithm here is computed in
-    float64 (the FFT is pocketfft, which has no run-time dispatch) and rounded to float32 only
-    at the end: the kernels' float64 differences (about 1e-16 relative) are far below
-    float32's and float16's rounding steps, so the stored features are identical across
+    float64 and rounded to float32 only at the end (the FFT and the MFCC DCT are pocketfft's,
+    in float32: pocketfft has no run-time dispatch): the kernels' float64 differences (about
+    1e-16 relative) are far below float32's and float16's rounding steps, so the stored
+    features are identical across
     OpenBLAS core types and NumPy CPU features (``tests/test_portable.py``).
     """
     Y = np.asarray(Y, dtype=np.float32)
