@@ -2,7 +2,8 @@
 
 Files are decoded by content with libsndfile (through soundfile), whatever their name says:
 a ``.wav`` that really holds FLAC or MP3 is read as such. Every decoding problem (not audio,
-empty, truncated, no frames) raises :class:`AudioError` with one line naming the file, the
+empty, truncated, no frames, NaN or infinite samples, a constant signal, longer than the
+caller's ``max_duration_s``) raises :class:`AudioError` with one line naming the file, the
 problem and the fix. The remaining functions are pure (arrays in, arrays out).
 
 Levels are in dBFS relative to a full-scale amplitude of 1.0: a full-scale sine has a peak of
@@ -15,6 +16,7 @@ Examples
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +33,18 @@ _PCM_SUBTYPES = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOU
 # frames (two MPEG-1 layer III frames) or 1 % is not reported as truncation.
 _MP3_SLACK_FRAMES = 2 * 1152
 _REFETCH = "re-copy or re-download it"
+# libsndfile reports SF_COUNT_MAX frames when the header gives no length (a streamed FLAC).
+_UNKNOWN_FRAMES = 2**62
+_BLOCK_FRAMES = 1 << 16     # frames decoded at a time when the length is unknown or bounded
 
 
 class AudioError(ValueError):
     """A file cannot be decoded; the one-line message names the file, the problem and the fix."""
+
+
+class AudioTooLong(AudioError):
+    """The audio is longer than the caller's ``max_duration_s`` (found from the header, or
+    while decoding when the header gives no length); nothing past the limit is decoded."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +52,14 @@ class AudioInfo:
     """What libsndfile reports about a file, without decoding it.
 
     ``format`` is the real container as detected from the content (``"WAV"``, ``"FLAC"``,
-    ``"MP3"``, ``"OGG"``, ``"AIFF"``, ...), not the file name's suffix.
+    ``"MP3"``, ``"OGG"``, ``"AIFF"``, ...), not the file name's suffix. ``frames`` and
+    ``duration_s`` are None when the header gives no length (a streamed FLAC).
     """
 
-    frames: int
+    frames: int | None
     sample_rate: int
     channels: int
-    duration_s: float
+    duration_s: float | None
     format: str
     subtype: str
 
@@ -125,8 +136,9 @@ def _describe(f: sf.SoundFile, path: Path) -> AudioInfo:
         if declared:
             raise AudioError(f"{path}: truncated: header says {declared} frames, decoded 0; {_REFETCH}")
         raise AudioError(f"{path}: no audio frames (header only or empty stream); {_REFETCH}")
-    return AudioInfo(frames=int(f.frames), sample_rate=int(f.samplerate), channels=int(f.channels),
-                     duration_s=float(f.frames) / f.samplerate, format=f.format, subtype=f.subtype)
+    frames = int(f.frames) if f.frames < _UNKNOWN_FRAMES else None
+    return AudioInfo(frames=frames, sample_rate=int(f.samplerate), channels=int(f.channels),
+                     duration_s=None if frames is None else frames / f.samplerate, format=f.format, subtype=f.subtype)
 
 
 def info(path: str | Path) -> AudioInfo:
@@ -153,8 +165,8 @@ def info(path: str | Path) -> AudioInfo:
         return _describe(f, path)
 
 
-def read(path: str | Path, *, dtype: str = "float32") -> tuple[np.ndarray, int]:
-    """Decode a whole file, whatever its real container.
+def read(path: str | Path, *, dtype: str = "float32", max_duration_s: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode a whole file, whatever its real container, and check its samples.
 
     Parameters
     ----------
@@ -162,6 +174,10 @@ def read(path: str | Path, *, dtype: str = "float32") -> tuple[np.ndarray, int]:
         Audio file; the container is detected from the content, not the suffix.
     dtype : {"float32", "float64", "int16", "int32"}
         Sample type; floats are in [-1, 1].
+    max_duration_s : float, optional
+        Refuse audio longer than this (:class:`AudioTooLong`): from the header before any
+        decoding when it gives the length, else while decoding, so that memory stays bounded
+        by the limit whatever the file claims.
 
     Returns
     -------
@@ -172,25 +188,98 @@ def read(path: str | Path, *, dtype: str = "float32") -> tuple[np.ndarray, int]:
     Raises
     ------
     AudioError
-        Missing or zero-length file, non-audio bytes, no frames, or a truncated file
-        ("truncated: header says N frames, decoded M").
+        Missing or zero-length file, non-audio bytes, no frames, a truncated file
+        ("truncated: header says N frames, decoded M"), or samples :func:`check_samples`
+        refuses (NaN, infinite, constant).
     """
     path = Path(path)
     with _open(path) as f:
         i = _describe(f, path)
+        limit = None if max_duration_s is None else int(math.floor(max_duration_s * i.sample_rate))
+        if limit is not None and i.frames is not None and i.frames > limit:
+            raise AudioTooLong(f"{path}: too long: {i.duration_s:.1f} s of audio (from its header); the limit is "
+                               f"{max_duration_s:g} s; cut it into shorter files")
         declared = _declared_frames(path, format=i.format, subtype=i.subtype) or i.frames
         try:
-            y = f.read(dtype=dtype, always_2d=True)
+            if limit is None and i.frames is not None:
+                y = f.read(dtype=dtype, always_2d=True)
+            else:
+                y = _read_blocks(f, dtype=dtype, channels=i.channels, limit=limit)
         except (sf.LibsndfileError, RuntimeError):
             decoded = _count_decodable(path)
-            raise AudioError(f"{path}: truncated or corrupt: header says {declared} frames, decoded {decoded} "
-                             f"before decoding failed; {_REFETCH}") from None
-    slack = max(_MP3_SLACK_FRAMES, declared // 100) if i.format == "MP3" else 0
-    if len(y) + slack < declared:
-        raise AudioError(f"{path}: truncated: header says {declared} frames, decoded {len(y)}; {_REFETCH}")
+            raise AudioError(f"{path}: truncated or corrupt: header says {declared or 'unknown'} frames, decoded "
+                             f"{decoded} before decoding failed; {_REFETCH}") from None
+    if limit is not None and len(y) > limit:
+        raise AudioTooLong(f"{path}: too long: more than {max_duration_s:g} s of audio (the limit; its header gives "
+                           "no length); cut it into shorter files")
+    if declared is not None:
+        slack = max(_MP3_SLACK_FRAMES, declared // 100) if i.format == "MP3" else 0
+        if len(y) + slack < declared:
+            raise AudioError(f"{path}: truncated: header says {declared} frames, decoded {len(y)}; {_REFETCH}")
     if len(y) == 0:
         raise AudioError(f"{path}: no audio frames decoded; {_REFETCH}")
+    check_samples(y, name=str(path))
     return y, i.sample_rate
+
+
+def _read_blocks(f: sf.SoundFile, *, dtype: str, channels: int, limit: int | None) -> np.ndarray:
+    """Decode ``f`` block by block, stopping one frame past ``limit`` (None: to the end).
+
+    Calls libsndfile's ``sf_readf_*`` directly: ``SoundFile.read`` seeks after every read,
+    and that seek fails at the end of a FLAC whose header gives no length.
+    """
+    ctype = sf._ffi_types[np.dtype(dtype).name]
+    read_frames = getattr(sf._snd, f"sf_readf_{ctype}")
+    blocks, n = [], 0
+    while limit is None or n <= limit:
+        block = np.empty((_BLOCK_FRAMES if limit is None else min(_BLOCK_FRAMES, limit + 1 - n), channels), dtype=dtype)
+        got = int(read_frames(f._file, sf._ffi.cast(ctype + "*", block.ctypes.data), len(block)))
+        if f._errorcode:
+            raise sf.LibsndfileError(f._errorcode)
+        if got <= 0:
+            break
+        blocks.append(block[:got])
+        n += got
+    return np.concatenate(blocks) if blocks else np.zeros((0, channels), dtype=dtype)
+
+
+def check_samples(y: np.ndarray, *, name: str) -> None:
+    """Refuse samples no recording holds, with one line naming ``name``.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,) or (n, n_channels)]
+        Decoded samples (floats in [-1, 1], or integers).
+    name : str
+        The file (or input) the samples came from, for the message.
+
+    Raises
+    ------
+    AudioError
+        "NaN samples", "infinite samples" (a float file, or a corrupt decoder output), or
+        "constant signal (DC)": every channel varies by at most one 16-bit step while its
+        level is above that step (what NaN becomes in 16-bit PCM; all-zero audio is left to
+        the callers' silence rules).
+    """
+    y = np.asarray(y)
+    if y.size == 0:
+        return
+    if y.dtype.kind == "f":
+        finite = np.isfinite(y)
+        if not finite.all():
+            n_nan = int(np.count_nonzero(np.isnan(y)))
+            n_inf = y.size - int(np.count_nonzero(finite)) - n_nan
+            what = " and ".join(w for w, n in (("NaN", n_nan), ("infinite", n_inf)) if n)
+            raise AudioError(f"{name}: {what} samples ({n_nan + n_inf:,} of {y.size:,}); the file is corrupt: "
+                             "re-export the recording, or remove it")
+        step = 2.0 ** -15
+    else:
+        step = (int(np.iinfo(y.dtype).max) + 1) / 2 ** 15
+    y2 = y.reshape(len(y), -1)
+    if np.all(np.ptp(y2, axis=0) <= step) and float(np.max(np.abs(y2))) > step:
+        level = float(np.mean(y2)) / (1.0 if y.dtype.kind == "f" else step * 2 ** 15)
+        raise AudioError(f"{name}: constant signal (DC at {level:+.3f} of full scale), no sound in it; "
+                         "re-record or re-export it, or remove it")
 
 
 def _count_decodable(path: Path, *, block: int = 4096) -> int:
@@ -230,15 +319,15 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(y, orig_sr, target_sr, quality="HQ")
 
 
-def load(path: str | Path, *, sr: int) -> np.ndarray:
-    """Decode ``path``, mix to mono and resample to ``sr`` Hz.
+def load(path: str | Path, *, sr: int, max_duration_s: float | None = None) -> np.ndarray:
+    """Decode ``path`` (checked as by :func:`read`), mix to mono and resample to ``sr`` Hz.
 
     Returns
     -------
     y : np.ndarray [shape=(n,), dtype=float32]
         Samples in [-1, 1] (resampling may overshoot slightly near full scale).
     """
-    y, file_sr = read(path, dtype="float32")
+    y, file_sr = read(path, dtype="float32", max_duration_s=max_duration_s)
     y = resample(to_mono(y), orig_sr=file_sr, target_sr=sr)
     return np.ascontiguousarray(y, dtype=np.float32)
 

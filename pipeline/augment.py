@@ -87,7 +87,10 @@ def _init(cfg: Mapping, sr: int, seed: int, out_dir: Path) -> None:
 
 def _work(job: tuple[dict, int]) -> dict:
     row, copy = job
-    y = audio.load(row["path"], sr=_STATE["sr"])
+    try:
+        y = audio.load(row["path"], sr=_STATE["sr"])
+    except audio.AudioError as err:   # changed since ingest checked it: reported, the run goes on
+        return {"error": str(err), "clip_id": row["clip_id"]}
     out, applied = augment_clip(y, sr=_STATE["sr"], augmenter=_STATE["augmenter"], seed=_STATE["seed"],
                                 clip_id=row["clip_id"], copy=copy)
     path = _STATE["out_dir"] / f"{row['clip_id'].split(':', 1)[1]}__aug{copy}.flac"
@@ -119,10 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with Pool(workers, initializer=_init, initargs=(cfg, sr, seed, out_dir)) as pool:
         made = list(tqdm(pool.imap(_work, jobs, chunksize=8), total=len(jobs), desc=f"augment {args.corpus}", unit="clip"))
-    table = pd.DataFrame(made, columns=COLUMNS)
+    failed = sorted({m["error"] for m in made if "error" in m})
+    for line in failed:
+        print(f"augment: {line}", file=sys.stderr)
+    table = pd.DataFrame([m for m in made if "error" not in m], columns=COLUMNS)
     table.to_csv(out_dir / "augmented.csv", index=False)
     seconds = time.perf_counter() - t0
-    print(f"augment {args.corpus}: {len(rows)} clips x {copies} copies = {len(table)} clips "
+    print(f"augment {args.corpus}: {len(rows)} clips x {copies} copies = {len(table)} clips, {len(failed)} source clips "
+          f"failed to decode "
           f"({int((table.split == 'train').sum())} of them of holdout training clips), {table.duration_s.sum() / 3600:.2f} h, "
           f"{seconds:.1f} s ({len(table) / max(seconds, 1e-9):.0f} clips/s)")
     return 0

@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 from pipeline import params as P
 from pipeline.corpora import AUDIO_SUFFIXES, audio_files
 
-INFER_DEFAULTS = {"window_s": 3.0, "hop_s": 1.0, "silence_dbfs": -45.0, "min_duration_s": 0.25}
+INFER_DEFAULTS = {"window_s": 3.0, "hop_s": 1.0, "silence_dbfs": -45.0, "min_duration_s": 0.25, "max_duration_s": 600.0}
 NO_MODEL = "no trained model found; run `dvc repro` or pass --model"
 
 
@@ -50,7 +50,7 @@ def infer_settings(root: Path | None) -> dict[str, float]:
     """params.yaml's ``infer`` section over :data:`INFER_DEFAULTS`, validated."""
     section = P.load(root / "params.yaml").get("infer", {}) if root else {}
     out = {**INFER_DEFAULTS, **{k: v for k, v in (section or {}).items() if k in INFER_DEFAULTS}}
-    for key in ("window_s", "hop_s", "min_duration_s"):
+    for key in ("window_s", "hop_s", "min_duration_s", "max_duration_s"):
         P.positive(out[key], key=f"infer.{key}")
     return out
 
@@ -67,12 +67,13 @@ def best_bundle(root: Path | None) -> Path:
         raise UsageError(NO_MODEL) from None
 
 
-def load_predictor(folder: Path, *, min_duration_s: float):
-    """A :class:`~pipeline.infer.Predictor` for a bundle folder; a bad folder is a UsageError."""
+def load_predictor(folder: Path, *, settings: dict[str, float]):
+    """A :class:`~pipeline.infer.Predictor` for a bundle folder with the ``infer`` settings'
+    input limits; a bad folder is a UsageError."""
     from pipeline.infer import InferenceError, Predictor
 
     try:
-        return Predictor(folder, min_duration_s=min_duration_s)
+        return Predictor(folder, min_duration_s=settings["min_duration_s"], max_duration_s=settings["max_duration_s"])
     except (FileNotFoundError, InferenceError, P.ParamsError) as err:
         raise UsageError(str(err)) from None
 
@@ -121,7 +122,7 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
     inputs = expand_inputs(args.paths, list_file=args.list)
     if not inputs:
         raise UsageError("no input: pass audio files or folders, or --list FILE")
-    predictor = load_predictor(args.model or best_bundle(root), min_duration_s=infer_settings(root)["min_duration_s"])
+    predictor = load_predictor(args.model or best_bundle(root), settings=infer_settings(root))
     labels = predictor.labels
     writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
     if writer:
@@ -203,7 +204,7 @@ def cmd_timeline(args: argparse.Namespace, root: Path | None) -> int:
     silence_dbfs = settings["silence_dbfs"] if args.silence_dbfs is None else args.silence_dbfs
     if window_s <= 0 or hop_s <= 0:
         raise UsageError(f"--window ({window_s} s) and --hop ({hop_s} s) must be > 0")
-    predictor = load_predictor(args.model or best_bundle(root), min_duration_s=settings["min_duration_s"])
+    predictor = load_predictor(args.model or best_bundle(root), settings=settings)
     try:
         y = predictor.load(args.file)
     except InferenceError as err:
@@ -237,9 +238,9 @@ def cmd_export(args: argparse.Namespace, root: Path | None) -> int:
 
     if args.out is not None and args.out.suffix != ".tflite":
         raise UsageError(f"--out {args.out}: the file name must end in .tflite")
-    min_duration_s = infer_settings(root)["min_duration_s"]
+    settings = infer_settings(root)
     folder = args.model or best_bundle(root)
-    keras_predictor = load_predictor(folder, min_duration_s=min_duration_s)
+    keras_predictor = load_predictor(folder, settings=settings)
     try:
         out = export_bundle(folder, out=args.out)
     except ValueError as err:
@@ -248,7 +249,8 @@ def cmd_export(args: argparse.Namespace, root: Path | None) -> int:
     if not args.check:
         return 0
     with _native_stderr_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice
-        lite = TFLitePredictor(folder, tflite=out, min_duration_s=min_duration_s)
+        lite = TFLitePredictor(folder, tflite=out, min_duration_s=settings["min_duration_s"],
+                               max_duration_s=settings["max_duration_s"])
     failed = 0
     for path in expand_inputs(args.check):
         try:

@@ -158,9 +158,9 @@ class TFLitePredictor(Predictor):
     """
 
     def __init__(self, folder: str | Path, *, tflite: str | Path | None = None, min_duration_s: float = 0.25,
-                 silence_dbfs: float = -60.0) -> None:
+                 silence_dbfs: float = -60.0, max_duration_s: float | None = None) -> None:
         self.tflite = Path(tflite) if tflite is not None else Path(folder) / TFLITE_NAME
-        super().__init__(folder, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs)
+        super().__init__(folder, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs, max_duration_s=max_duration_s)
 
     def _load_bundle(self, folder: Path) -> B.Bundle:
         if not (folder / "bundle.json").is_file():

@@ -143,6 +143,8 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, dtype: str
                 n_frames[rows] = arrays["n_frames"]
                 kept[rows] = True
             failed += errors
+            for line in errors:
+                bar.write(f"features: {line}", file=sys.stderr)
             bar.update(len(jobs[start // chunk_size][1]))
     seq.close()
     utt.close()

@@ -86,6 +86,8 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, chunk_size
                 x[rows] = block
                 kept[rows] = True
                 failed += errors
+                for line in errors:
+                    bar.write(f"functionals: {line}", file=sys.stderr)
                 bar.update(len(jobs[start // chunk_size][1]))
     np.save(out_dir / f"{KIND}.npy", x[kept])
     np.save(out_dir / "n_frames.npy", np.zeros(int(kept.sum()), np.int32))

@@ -28,6 +28,10 @@ class InferenceError(ValueError):
     """An input that cannot be predicted; the message names the file and the reason."""
 
 
+class AudioTooLong(InferenceError):
+    """An input longer than the predictor's ``max_duration_s``."""
+
+
 @dataclass(frozen=True)
 class Prediction:
     emotion: str
@@ -60,17 +64,19 @@ class Predictor:
     """Predictions from one bundle folder (``models/<model>/``).
 
     ``min_duration_s`` and ``silence_dbfs`` reject inputs the model cannot judge (defaults
-    match the ingest stage's rules).
+    match the ingest stage's rules); ``max_duration_s`` bounds what a file may decode to
+    (None: no bound), so that a small compressed file cannot claim hours of memory.
     """
 
-    def __init__(self, folder: str | Path, *, min_duration_s: float = 0.25, silence_dbfs: float = -60.0):
+    def __init__(self, folder: str | Path, *, min_duration_s: float = 0.25, silence_dbfs: float = -60.0,
+                 max_duration_s: float | None = None):
         self.folder = Path(folder)
         self.bundle = self._load_bundle(self.folder)
         self.speaker_norm = bool(self.bundle.speaker_norm)
         self.config = FeatureConfig.from_dict(self.bundle.feature_config)
         self.dtypes = self.bundle.feature_dtypes
         self.labels = list(self.bundle.labels)
-        self.min_duration_s, self.silence_dbfs = min_duration_s, silence_dbfs
+        self.min_duration_s, self.silence_dbfs, self.max_duration_s = min_duration_s, silence_dbfs, max_duration_s
 
     def _load_bundle(self, folder: Path) -> B.Bundle:
         """The bundle, its model called through :class:`GraphCall` (a subclass may run
@@ -87,6 +93,10 @@ class Predictor:
         duration_s = len(y) / self.config.sr
         if len(y) == 0:
             raise InferenceError(f"{name}: no audio samples")
+        try:
+            audio.check_samples(y, name=name)
+        except audio.AudioError as err:
+            raise InferenceError(str(err)) from None
         if duration_s < self.min_duration_s:
             raise InferenceError(f"{name}: too short ({duration_s:.3f} s); at least {self.min_duration_s} s is needed")
         peak = audio.peak_dbfs(y)
@@ -129,10 +139,13 @@ class Predictor:
         """Decode ``path`` to mono at ``config.sr`` and check it: shape (n,), float32.
 
         Raises :class:`InferenceError` naming the file: not decodable audio, empty, silent,
-        or shorter than ``min_duration_s``.
+        NaN, infinite or constant samples, shorter than ``min_duration_s``, or longer than
+        ``max_duration_s`` (:class:`AudioTooLong`, a subclass).
         """
         try:
-            y = audio.load(path, sr=self.config.sr)
+            y = audio.load(path, sr=self.config.sr, max_duration_s=self.max_duration_s)
+        except audio.AudioTooLong as err:
+            raise AudioTooLong(str(err)) from None
         except audio.AudioError as err:
             raise InferenceError(str(err)) from None
         self._check(y, str(path))

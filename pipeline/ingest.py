@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import audio, params as P
-from pipeline.corpora import LOADERS, Clip, Rejection
+from pipeline.corpora import LOADERS, Clip, Rejection, unusable_entries
 
 COLUMNS = ["clip_id", "path", "corpus", "speaker", "gender", "emotion", "source_label",
            "duration_s", "sample_rate", "channels", "format", "md5", "extra"]
@@ -39,13 +39,18 @@ def find_corpus_dir(data_dir: Path, corpus: str) -> Path | None:
     return None
 
 
-def validate(clip: Clip, *, min_duration_s: float, silence_dbfs: float) -> dict | Rejection:
-    """Decode ``clip.path`` fully and return its manifest row, or a Rejection with the reason."""
+def validate(clip: Clip, *, min_duration_s: float, silence_dbfs: float,
+             max_duration_s: float | None = None) -> dict | Rejection:
+    """Decode ``clip.path`` fully and return its manifest row, or a Rejection with the reason
+    (not decodable, truncated, NaN, infinite or constant samples, too short, too long, silent)."""
     try:
         raw = Path(clip.path).read_bytes()
-        y, sr = audio.read(clip.path)
-    except (audio.AudioError, OSError) as err:
+        y, sr = audio.read(clip.path, max_duration_s=max_duration_s)
+    except audio.AudioError as err:
         return Rejection(clip.path, clip.corpus, str(err))
+    except OSError as err:
+        return Rejection(clip.path, clip.corpus, f"{clip.path}: cannot be read ({err.strerror or err}); "
+                                                 "check its permissions and the disk")
     duration_s = y.shape[0] / sr
     if duration_s < min_duration_s:
         return Rejection(clip.path, clip.corpus,
@@ -76,7 +81,7 @@ def scan_all(data_dir: Path, corpora: list[str], options: Mapping) -> tuple[list
         if folder is not None:
             c, r = LOADERS[corpus](folder, options=options.get(corpus) or {})
             clips += c
-            rejections += r
+            rejections += r + unusable_entries(folder, corpus=corpus)
     return clips, rejections, found
 
 
@@ -94,7 +99,8 @@ def report(manifest: pd.DataFrame, rejections: list[Rejection], found: dict, dat
         m = manifest[manifest.corpus == corpus]
         if m.empty:
             continue
-        table = pd.crosstab(m.speaker.str.split(":").str[1] + " (" + m.gender.str[0] + ")", m.emotion, margins=True, margins_name="total")
+        speaker = (m.speaker.str.split(":").str[1] + " (" + m.gender.str[0] + ")").rename("speaker (sex)")
+        table = pd.crosstab(speaker, m.emotion, margins=True, margins_name="total")
         lines += [f"\n## {corpus}: clips per speaker x emotion\n", table.to_markdown()]
         rates = m.sample_rate.value_counts().sort_index()
         lines.append("\nSample rates: " + ", ".join(f"{r} Hz x {n}" for r, n in rates.items())
@@ -123,6 +129,7 @@ def main() -> int:
     interim = Path(P.require(params, "data.interim"))
     cfg = P.require(params, "ingest")
     kwargs = dict(min_duration_s=P.positive(cfg["min_duration_s"], key="ingest.min_duration_s", allow_zero=True),
+                  max_duration_s=P.positive(cfg["max_duration_s"], key="ingest.max_duration_s"),
                   silence_dbfs=float(cfg["silence_dbfs"]))
     workers = int(P.positive(cfg.get("workers", 1), key="ingest.workers"))
     if not data_dir.is_dir():

@@ -12,8 +12,9 @@ nothing from a CDN) over a small JSON API, documented by OpenAPI at ``/docs`` an
 
 Errors are JSON ``{"detail": "..."}`` naming the upload and the reason: 413 over
 ``infer.max_upload_mb`` (refused from the ``Content-Length`` header before the body is read,
-or as soon as a streamed body passes the limit), 415 not audio libsndfile can decode, 422
-empty, truncated, too long, too short or silent. An upload is decoded from a
+or as soon as a streamed body passes the limit) or audio longer than ``infer.max_duration_s``
+(from the header, or while decoding: never more is decoded), 415 not audio libsndfile can
+decode, 422 empty, truncated, too short, silent, or NaN, infinite or constant samples. An upload is decoded from a
 ``tempfile.TemporaryDirectory`` that is removed when the request ends; nothing else is written.
 
 Run: ``python -m pipeline.webapp [--model models/cnn] [--host 127.0.0.1] [--port 8000]``;
@@ -68,7 +69,7 @@ class WebSettings:
     @classmethod
     def from_params(cls, infer: Mapping[str, Any]) -> WebSettings:
         """Build from the ``infer`` section of params.yaml."""
-        keys = ("window_s", "hop_s", "silence_dbfs", "max_upload_mb")
+        keys = ("window_s", "hop_s", "silence_dbfs", "max_upload_mb", "max_duration_s")
         for key in keys:
             if key not in infer:
                 raise P.ParamsError(f"params.yaml: missing key 'infer.{key}'; add it (see params.yaml)")
@@ -166,20 +167,24 @@ class UploadLimit:
 
 def decode_upload(path: Path, *, name: str, sr: int, max_duration_s: float) -> np.ndarray:
     """Mono float32 samples at ``sr`` Hz of the uploaded file at ``path``, or HTTPException:
-    415 for bytes libsndfile cannot open, 422 for a file too long, truncated or without frames.
-    Messages name the upload by ``name`` (never the temporary path)."""
+    415 for bytes libsndfile cannot open, 413 for audio longer than ``max_duration_s`` (from
+    the header before decoding, or while decoding when the header gives no length, so a small
+    compressed file cannot claim hours of memory), 422 for a file truncated, without frames, or
+    with NaN, infinite or constant samples. Messages name the upload by ``name`` (never the
+    temporary path)."""
     def fail(status: int, err: Exception) -> HTTPException:
         return HTTPException(status, detail=str(err).replace(str(path), name))
 
     try:
-        info = audio.info(path)
+        audio.info(path)
     except audio.AudioError as err:
         raise fail(415, err) from None
-    if info.duration_s > max_duration_s:
-        raise HTTPException(422, detail=f"{name}: {info.duration_s:.0f} s of audio; the web app takes at most "
-                                        f"{max_duration_s:g} s; cut it, or use the `ser` command line")
     try:
-        return audio.load(path, sr=sr)
+        return audio.load(path, sr=sr, max_duration_s=max_duration_s)
+    except audio.AudioTooLong as err:
+        raise HTTPException(413, detail=str(err).replace(str(path), name).replace(
+            "cut it into shorter files", f"the web app takes at most {max_duration_s:g} s (infer.max_duration_s); "
+                                         "cut it, or use the `ser` command line")) from None
     except audio.AudioError as err:
         raise fail(422, err) from None
 
@@ -227,9 +232,11 @@ def create_app(predictor: Predictor, *, settings: WebSettings | None = None, mod
                        max_upload_mb=settings.max_upload_mb)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     lock = threading.Lock()   # one prediction at a time: TensorFlow already uses every core
+    decoding = threading.BoundedSemaphore(2)   # decoded audio held at once: 2 x infer.max_duration_s at most
     errors = {code: {"model": ErrorOut, "description": text} for code, text in
-              ((413, "upload over infer.max_upload_mb"), (415, "not audio libsndfile can decode"),
-               (422, "empty, truncated, too long, too short or silent"))}
+              ((413, "upload over infer.max_upload_mb, or audio over infer.max_duration_s"),
+               (415, "not audio libsndfile can decode"),
+               (422, "empty, truncated, too short, silent, or NaN, infinite or constant samples"))}
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -252,7 +259,8 @@ def create_app(predictor: Predictor, *, settings: WebSettings | None = None, mod
         with tempfile.TemporaryDirectory(prefix="ser-web-") as tmp:
             path = Path(tmp) / "upload"          # no suffix: decoded by content
             path.write_bytes(data)
-            y = decode_upload(path, name=name, sr=predictor.config.sr, max_duration_s=settings.max_duration_s)
+            with decoding:
+                y = decode_upload(path, name=name, sr=predictor.config.sr, max_duration_s=settings.max_duration_s)
         try:
             with lock:
                 return analyse(predictor, y, name=name, settings=settings)
@@ -283,7 +291,7 @@ def serve(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ notices; set 0 to see them
     min_duration_s = P.positive(P.require(params, "infer.min_duration_s"), key="infer.min_duration_s")
     folder = args.model or best_bundle(metrics_dir=args.metrics, models_dir=Path(P.require(params, "train.out")))
-    predictor = Predictor(folder, min_duration_s=min_duration_s)
+    predictor = Predictor(folder, min_duration_s=min_duration_s, max_duration_s=settings.max_duration_s)
 
     import uvicorn
 

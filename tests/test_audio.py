@@ -199,3 +199,44 @@ def test_real_sample_decodes(sample_dir):
         y = audio.load(path, sr=SR)
         assert y.dtype == np.float32 and y.ndim == 1 and len(y) > SR // 2
         assert np.isfinite(y).all() and audio.peak_dbfs(y) > -40.0
+
+
+@pytest.mark.parametrize("samples, reason", [
+    (np.full((100, 1), np.nan, np.float32), r"x\.wav: NaN samples \(100 of 100\)"),
+    (np.full((100, 2), -np.inf, np.float32), r"x\.wav: infinite samples \(200 of 200\)"),
+    (np.array([[0.1], [np.nan], [np.inf]], np.float32), r"NaN and infinite samples \(2 of 3\)"),
+    (np.full((100, 1), 0.5, np.float32), r"constant signal \(DC at \+0\.500 of full scale\)"),
+    (np.full((100, 1), -16384, np.int16), r"constant signal \(DC at -0\.500 of full scale\)"),
+])
+def test_check_samples_refuses_what_no_recording_holds(samples, reason):
+    with pytest.raises(AudioError, match=reason):
+        audio.check_samples(samples, name="x.wav")
+
+
+@pytest.mark.parametrize("samples", [np.zeros((100, 1), np.float32),                 # silence: the callers' rule
+                                     np.full((100, 1), 2.0**-16, np.float32),          # below one 16-bit step
+                                     np.sin(np.arange(100.0))[:, None].astype(np.float32)])
+def test_check_samples_leaves_silence_and_real_signals_alone(samples):
+    audio.check_samples(samples, name="x.wav")
+
+
+def test_a_flac_without_length_is_read_whole_and_bounded(tmp_path):
+    from bad_inputs import flac_without_length
+
+    y = np.sin(np.arange(3 * SR) * 0.05).astype(np.float32) * 0.5
+    path = tmp_path / "stream.flac"
+    path.write_bytes(flac_without_length(y, sr=SR))
+    assert audio.info(path).frames is None and audio.info(path).duration_s is None
+    got, sr = audio.read(path)
+    assert sr == SR and got.shape == (3 * SR, 1)
+    np.testing.assert_allclose(got[:, 0], y, atol=2**-15)
+    assert audio.read(path, max_duration_s=3.0)[0].shape == (3 * SR, 1)
+    with pytest.raises(audio.AudioTooLong, match=r"too long: more than 2\.5 s of audio"):
+        audio.read(path, max_duration_s=2.5)
+
+
+def test_a_long_file_is_refused_from_its_header(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros((10 * SR, 1), np.float32) + 0.01, SR)
+    with pytest.raises(audio.AudioTooLong, match=r"too long: 10\.0 s of audio \(from its header\); the limit is 5 s"):
+        audio.read(path, max_duration_s=5)

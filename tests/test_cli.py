@@ -248,3 +248,28 @@ def test_a_speaker_normalised_model_predicts_one_speakers_clips_together(capsys,
     # and it is speaker normalisation: a clip's answer depends on the speaker's other clips
     assert not np.allclose(predictor.probabilities(ys, one_speaker=True)[0],
                            predictor.probabilities(ys[:2], one_speaker=True)[0])
+
+
+# -- the bad-input table (tests/bad_inputs.py) -------------------------------------------------
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> Path:
+    from bad_inputs import CASES
+
+    root = tmp_path_factory.mktemp("bad_inputs")
+    for case in CASES:
+        case.make(root / f"{case.id}.wav")
+    return root
+
+
+@pytest.mark.parametrize("case", __import__("bad_inputs").CASES, ids=lambda c: c.id)
+def test_every_bad_input_gets_its_one_line_reason_and_good_ones_a_prediction(capsys, bundles, clips, bad_inputs, case):
+    path = bad_inputs / f"{case.id}.wav"
+    code, out, err = run(capsys, "predict", "--json", "--model", bundles["cnn"], path, good(clips)[0])
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert "Traceback" not in err and len(rows) == 2 and "emotion" in rows[1]
+    if case.cli is None:
+        assert code == 0 and err == "" and "emotion" in rows[0]
+    else:
+        assert code == 1 and len(err.splitlines()) == 1 and str(path) in err
+        assert re.search(case.cli, err), err
+        assert set(rows[0]) == {"path", "error"}

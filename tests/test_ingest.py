@@ -1,4 +1,5 @@
 """Ingest: every valid clip catalogued, every bad file reported with its reason, nothing guessed."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import soundfile as sf
 import yaml
 
 from pipeline import ingest
+from bad_inputs import CASES, NA
 
 SR = 16000
 
@@ -21,7 +23,7 @@ def tone(seconds=1.0, sr=SR, channels=1, amp=0.3):
 def write_params(root: Path, data_dir: Path) -> None:
     params = {"corpora": ["ravdess", "tess", "savee", "cremad", "emodb"],
               "data": {"dir": str(data_dir), "interim": str(root / "interim")},
-              "ingest": {"min_duration_s": 0.25, "silence_dbfs": -60.0, "ravdess": {"include_song": False}, "workers": 1}}
+              "ingest": {"min_duration_s": 0.25, "max_duration_s": 600.0, "silence_dbfs": -60.0, "ravdess": {"include_song": False}, "workers": 1}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -86,3 +88,38 @@ def test_sample_corpus_is_catalogued_without_rejections(sample_dir, tmp_path, mo
     assert set(manifest[manifest.corpus == "ravdess"].sample_rate) == {48000}
     report = (tmp_path / "interim" / "ingest_report.md").read_text()
     assert "## Rejected files (0)" in report and "## Excluded files (0)" in report
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory):
+    """Every row of the bad-input table as a RAVDESS clip of its own actor; ingested once."""
+    root = tmp_path_factory.mktemp("bad_corpus")
+    for i, case in enumerate(CASES, start=1):
+        actor = root / "corpora" / "ravdess" / f"Actor_{i:02d}"
+        actor.mkdir(parents=True)
+        case.make(actor / f"03-01-05-01-01-01-{i:02d}.wav")
+    write_params(root, root / "corpora")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert ingest.main() == 0
+    manifest = pd.read_csv(root / "interim" / "manifest.csv", dtype={"source_label": str})
+    return manifest, (root / "interim" / "ingest_report.md").read_text()
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.ingest != NA], ids=lambda c: c.id)
+def test_every_bad_input_is_reported_with_its_reason_and_the_rest_ingested(bad_corpus, case):
+    manifest, report = bad_corpus
+    i = CASES.index(case) + 1
+    name = f"Actor_{i:02d}/03-01-05-01-01-01-{i:02d}.wav"
+    catalogued = any(p.endswith(name) for p in manifest.path)
+    lines = [ln for ln in report.splitlines() if ln.startswith("- ravdess:") and name in ln]
+    if case.ingest is None:
+        assert catalogued and not lines
+    else:
+        assert not catalogued and len(lines) == 1, f"{case.id} not reported once"
+        assert re.search(case.ingest, lines[0]), lines[0]
+
+
+def test_the_report_tables_name_their_rows(bad_corpus):
+    _, report = bad_corpus
+    assert "row_0" not in report and "| speaker (sex)" in report

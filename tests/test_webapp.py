@@ -25,6 +25,7 @@ from pipeline.featurize import FeatureConfig, extract, prepare
 from pipeline.infer import Predictor
 from pipeline.train import fit
 from pipeline.webapp import WebSettings, best_bundle, create_app
+from bad_inputs import CASES, NA
 
 SR = 16000
 LABELS = ["neutral", "happy", "sad", "angry"]
@@ -159,7 +160,39 @@ def test_a_file_over_the_duration_cap_is_refused(small_client):
     buf = io.BytesIO()
     sf.write(buf, np.zeros(6 * 8000, dtype=np.float32), 8000, format="FLAC")   # 6 s, a few hundred bytes
     r = post(small_client, buf.getvalue(), name="long.flac")
-    assert r.status_code == 422 and "at most 5 s" in r.json()["detail"]
+    assert r.status_code == 413 and "at most 5 s (infer.max_duration_s)" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.web != NA], ids=lambda c: c.id)
+def test_every_bad_input_gets_its_status_and_reason(client, tmp_path, case):
+    """The bad-input table (tests/bad_inputs.py), uploaded under the app's default settings."""
+    case.make(tmp_path / "upload.wav")
+    r = post(client, (tmp_path / "upload.wav").read_bytes(), name=f"{case.id}.wav")
+    if case.web is None:
+        assert r.status_code == 200, r.text
+        return
+    status, match = case.web
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert re.search(match, detail) and detail.startswith(f"{case.id}.wav: "), detail
+    assert "ser-web-" not in detail
+
+
+def test_a_decompression_bomb_is_refused_in_bounded_memory(client):
+    """A FLAC of a few KB claiming no length that would decode to 2 hours (460 MB of float32 at
+    16 kHz): refused while decoding, having held at most infer.max_duration_s of it."""
+    import tracemalloc
+
+    from bad_inputs import flac_without_length, long_square
+
+    data = flac_without_length(long_square(2 * 3600, sr=SR), sr=SR)
+    assert len(data) < 2**20                              # well under the upload limit
+    tracemalloc.start()
+    r = post(client, data, name="bomb.flac")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert r.status_code == 413 and "too long: more than 600 s" in r.json()["detail"]
+    assert peak < 3 * 600 * SR * 4, f"peak {peak / 2**20:.0f} MiB"   # a few copies of 600 s, not 2 h
 
 
 def test_openapi_schema_health_and_page(client):

@@ -6,6 +6,7 @@ it cannot be labelled (or why params exclude it). Nothing is guessed.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -42,6 +43,24 @@ class Rejection:
 def audio_files(root: Path) -> list[Path]:
     """All files under ``root`` (recursively) with an audio suffix, sorted; case-insensitive."""
     return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def unusable_entries(root: Path, *, corpus: str) -> list[Rejection]:
+    """Entries under ``root`` named like audio that :func:`audio_files` cannot list, each as a
+    :class:`Rejection` with the reason: dangling symbolic links, folders, and special files
+    (FIFOs, sockets, devices). Sorted by path."""
+    out = []
+    for p in sorted(Path(root).rglob("*")):
+        if p.suffix.lower() not in AUDIO_SUFFIXES or p.is_file():
+            continue
+        if p.is_symlink() and not p.exists():
+            reason = f"{p}: dangling symbolic link (to {os.readlink(p)!r}, which does not exist); fix or remove the link"
+        elif p.is_dir():
+            reason = f"{p}: a folder named like an audio file; rename it (its audio files are still read)"
+        else:
+            reason = f"{p}: not a regular file (a FIFO, socket or device); copy the audio into a file"
+        out.append(Rejection(path=p, corpus=corpus, reason=reason))
+    return out
 
 
 class Unlabelled(Exception):
