@@ -42,5 +42,5 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except P.ParamsError as err:
+    except (P.ParamsError, dataset.CacheError) as err:
         sys.exit(f"dataviz: {err}")

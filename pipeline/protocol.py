@@ -273,5 +273,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (P.ParamsError, LeakageError) as err:
+    except (P.ParamsError, LeakageError, dataset.CacheError) as err:
         sys.exit(f"protocol: {err}")

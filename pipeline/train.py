@@ -260,5 +260,5 @@ def check_train_params(cfg: dict) -> None:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except P.ParamsError as err:
+    except (P.ParamsError, dataset.CacheError) as err:
         sys.exit(f"train: {err}")

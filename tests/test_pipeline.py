@@ -5,8 +5,10 @@ one repo and run in file order."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -137,6 +139,38 @@ def restore_head(repo):
     dst, env = repo
     sh("git", "reset", "-q", "--hard", cwd=dst, env=env)
     dvc(repo, "checkout", "--force")
+
+
+# A stage is caught mid-work when its partial outputs are there and its last file is not yet.
+KILLS = {
+    "augment@ravdess": lambda d: any((d / "data/augmented/ravdess").glob("*.flac"))
+    and not (d / "data/augmented/ravdess/augmented.csv").exists(),
+    "features@ravdess": lambda d: (d / "data/features/original/ravdess/sequence.npy").exists()
+    and not (d / "data/features/original/ravdess/meta.json").exists(),
+    "train@cnn": lambda d: (d / "dvclive/cnn/metrics.json").exists() and not (d / "models/cnn/bundle.json").exists(),
+}
+
+
+@pytest.mark.parametrize("stage", list(KILLS))
+def test_a_stage_killed_mid_work_recovers_on_the_next_repro(repo, stage):
+    """SIGKILL to `dvc repro` and its stage while the stage writes; the next `dvc repro` redoes
+    it and every output has the bytes of the uninterrupted run (dvc.lock unchanged)."""
+    restore_head(repo)
+    dst, env = repo
+    lock = (dst / "dvc.lock").read_text()
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", stage], cwd=dst, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not KILLS[stage](dst) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    caught = proc.poll() is None and KILLS[stage](dst)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert caught, f"{stage} was not caught mid-work (exit {proc.returncode})"
+    assert stage in set(json.loads(dvc(repo, "status", "--json").stdout))     # DVC sees the damage
+    dvc(repo, "repro")
+    assert (dst / "dvc.lock").read_text() == lock
+    assert "up to date" in dvc(repo, "status").stdout
 
 
 def test_push_to_a_remote_then_a_fresh_clone_pulls_and_repro_is_a_no_op(repo, tmp_path):
