@@ -1,8 +1,9 @@
 """Web app: upload or record a clip in the browser and see the emotion the model hears.
 
 One page (``pipeline/webapp_static/``: plain HTML, CSS and vanilla JavaScript, no build step,
-nothing from a CDN) over a small JSON API, documented by OpenAPI at ``/docs`` and
-``/openapi.json``:
+nothing from a CDN) over a small JSON API, documented by OpenAPI at ``/docs`` (Swagger UI) and
+``/redoc``, both served from the ``fastapi-offline`` wheel's assets (no CDN: they work without
+internet), and ``/openapi.json``:
 
 - ``POST /predict``: a multipart upload (field ``file``) → :class:`PredictionOut`. Audio of at
   least two ``infer.window_s`` windows also gets a timeline (:meth:`Predictor.timeline`), and
@@ -225,9 +226,12 @@ def analyse(predictor: Predictor, y: np.ndarray, *, name: str, settings: WebSett
 def create_app(predictor: Predictor, *, settings: WebSettings | None = None, model_name: str = "model") -> FastAPI:
     """The FastAPI app serving ``predictor`` (the page, ``/predict``, ``/health``, ``/docs``)."""
     settings = settings or WebSettings()
-    app = FastAPI(title="Speech emotion recognition", version="1.0",
-                  description="Upload a speech clip (any format libsndfile decodes: WAV, FLAC, OGG, MP3, ...) "
-                              "and get the emotion the model hears, with every class's probability.")
+    from fastapi_offline import FastAPIOffline
+
+    # FastAPIOffline serves Swagger UI and ReDoc from assets shipped in its wheel: /docs works offline.
+    app = FastAPIOffline(title="Speech emotion recognition", version="1.0",
+                         description="Upload a speech clip (any format libsndfile decodes: WAV, FLAC, OGG, MP3, ...) "
+                                     "and get the emotion the model hears, with every class's probability.")
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes + _FORM_SLACK_BYTES,
                        max_upload_mb=settings.max_upload_mb)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

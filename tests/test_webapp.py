@@ -305,6 +305,20 @@ def test_the_page_shows_a_prediction_for_an_uploaded_file(browser, served, tmp_p
     browser.save_screenshot(str(tmp_path / "page.png"))
 
 
+def test_the_api_docs_render_without_internet(browser, served):
+    """Swagger UI and ReDoc load their scripts from the app itself (no CDN), so /docs and
+    /redoc render the /predict operation in a browser that has no internet."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for path, selector in (("docs", ".swagger-ui .opblock-summary-path"), ("redoc", "[data-section-id]")):
+        browser.get(served + path)
+        WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
+        assert "/predict" in browser.page_source
+        scripts = [e.get_attribute("src") for e in browser.find_elements(By.TAG_NAME, "script") if e.get_attribute("src")]
+        assert scripts and all(src.startswith(served) for src in scripts), scripts
+
+
 def test_a_recording_is_sent_as_wav_and_predicted(browser, served):
     """Chromium's fake microphone (a beeping tone) → MediaRecorder → 16-bit WAV → /predict."""
     from selenium.webdriver.common.by import By
