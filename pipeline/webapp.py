@@ -282,6 +282,27 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"ser-web: {err}")
 
 
+def build(*, model: Path | None, params_path: Path, metrics: Path) -> tuple[FastAPI, Path]:
+    """The app for ``params_path``'s ``infer`` settings and the bundle ``model`` (default: the
+    best by test UAR in ``metrics``), and that bundle's folder."""
+    params = P.load(params_path)
+    settings = WebSettings.from_params(P.require(params, "infer"))
+    min_duration_s = P.positive(P.require(params, "infer.min_duration_s"), key="infer.min_duration_s")
+    folder = model or best_bundle(metrics_dir=metrics, models_dir=Path(P.require(params, "train.out")))
+    predictor = Predictor(folder, min_duration_s=min_duration_s, max_duration_s=settings.max_duration_s)
+    return create_app(predictor, settings=settings, model_name=str(folder)), folder
+
+
+def app_from_env() -> FastAPI:
+    """App factory for several worker processes (``ser-web --workers N``, or
+    ``uvicorn --factory pipeline.webapp:app_from_env --workers N``): each worker loads the bundle
+    named by ``SER_WEB_MODEL`` (default: the best in ``SER_WEB_METRICS``, ``metrics``) with the
+    ``infer`` settings of ``SER_WEB_PARAMS`` (``params.yaml``)."""
+    model = os.environ.get("SER_WEB_MODEL")
+    return build(model=Path(model) if model else None, params_path=Path(os.environ.get("SER_WEB_PARAMS", P.DEFAULT_PATH)),
+                 metrics=Path(os.environ.get("SER_WEB_METRICS", "metrics")))[0]
+
+
 def serve(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ser-web", description="Serve the emotion-recognition web page and API.")
     ap.add_argument("--model", type=Path, help="bundle folder (default: the best by test UAR in --metrics)")
@@ -289,18 +310,26 @@ def serve(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     ap.add_argument("--params", type=Path, default=P.DEFAULT_PATH, help="params file (default: %(default)s)")
     ap.add_argument("--metrics", type=Path, default=Path("metrics"), help="metrics folder (default: %(default)s)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="worker processes, each with its own copy of the model and one prediction at a time "
+                         "(default: %(default)s)")
     args = ap.parse_args(argv)
-    params = P.load(args.params)
-    settings = WebSettings.from_params(P.require(params, "infer"))
+    if args.workers < 1:
+        raise P.ParamsError(f"--workers {args.workers}: must be at least 1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ notices; set 0 to see them
-    min_duration_s = P.positive(P.require(params, "infer.min_duration_s"), key="infer.min_duration_s")
-    folder = args.model or best_bundle(metrics_dir=args.metrics, models_dir=Path(P.require(params, "train.out")))
-    predictor = Predictor(folder, min_duration_s=min_duration_s, max_duration_s=settings.max_duration_s)
-
     import uvicorn
 
+    if args.workers > 1:
+        folder = args.model or best_bundle(metrics_dir=args.metrics,
+                                           models_dir=Path(P.require(P.load(args.params), "train.out")))
+        os.environ.update(SER_WEB_MODEL=str(folder.resolve()), SER_WEB_PARAMS=str(args.params.resolve()))
+        print(f"ser-web: serving {folder} with {args.workers} workers on http://{args.host}:{args.port}/ "
+              "(API docs: /docs)", flush=True)
+        uvicorn.run("pipeline.webapp:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port)
+        return 0
+    app, folder = build(model=args.model, params_path=args.params, metrics=args.metrics)
     print(f"ser-web: serving {folder} on http://{args.host}:{args.port}/ (API docs: /docs)", flush=True)
-    uvicorn.run(create_app(predictor, settings=settings, model_name=str(folder)), host=args.host, port=args.port)
+    uvicorn.run(app, host=args.host, port=args.port)
     return 0
 
 
