@@ -11,7 +11,8 @@ For each bundle, with the model loaded and warmed up:
   features (what ``Predictor`` calls);
 - ``tflite_model_ms`` (with ``--tflite``): the same forward pass in TensorFlow Lite;
 - ``timeline``: :meth:`Predictor.timeline` on a ``--recording-s`` (60 s) recording with the
-  ``infer`` window, hop and silence threshold of params.yaml: audio seconds per wall second.
+  ``infer`` window, hop and speech threshold of params.yaml (the voice-activity detector
+  included): audio seconds per wall second.
 
 The audio is synthesised with the demo corpus's voice model (:mod:`pipeline.demo`), so the
 benchmark needs no data. Prints one JSON object. Run from the project root:
@@ -42,6 +43,7 @@ import soundfile as sf  # noqa: E402
 from pipeline import bundle as B, demo, params as P  # noqa: E402
 from pipeline.featurize import extract, prepare  # noqa: E402
 from pipeline.infer import Predictor  # noqa: E402
+from pipeline.webapp import predictor_settings  # noqa: E402
 
 
 def speech(duration_s: float, *, emotion: str, sr: int, seed: int) -> np.ndarray:
@@ -79,7 +81,7 @@ def timed_ms(fn, *, runs: int, warmup: int) -> dict[str, float]:
 def bench(folder: Path, *, clip: Path, long: np.ndarray, infer: dict, runs: int, warmup: int,
           tflite: bool) -> dict:
     t0 = time.perf_counter()
-    predictor = Predictor(folder, min_duration_s=infer["min_duration_s"])
+    predictor = Predictor(folder, **predictor_settings(infer))
     out = {"load_s": round(time.perf_counter() - t0, 2)}
     out["predict_file_ms"] = timed_ms(lambda: predictor.predict_file(clip), runs=runs, warmup=warmup)
     y = predictor.load(clip)
@@ -99,10 +101,10 @@ def bench(folder: Path, *, clip: Path, long: np.ndarray, infer: dict, runs: int,
 
         lite = TFLiteModel(to_tflite(bundle.model.model, input_shape=z.shape[1:]))
         out["tflite_model_ms"] = timed_ms(lambda: lite(z), runs=runs, warmup=warmup)
-    kwargs = {"window_s": infer["window_s"], "hop_s": infer["hop_s"], "silence_dbfs": infer["silence_dbfs"]}
-    predictor.timeline(long[: 10 * config.sr], **kwargs)  # warm-up (traces the batch shapes)
+    kwargs = {"window_s": predictor.window_s, "hop_s": predictor.hop_s, "min_speech_s": predictor.min_speech_s}
+    predictor.timeline(long[: 10 * config.sr])  # warm-up (traces the batch shapes)
     t0 = time.perf_counter()
-    table = predictor.timeline(long, **kwargs)
+    table = predictor.timeline(long)
     wall = time.perf_counter() - t0
     audio_s = len(long) / config.sr
     out["timeline"] = {"audio_s": round(audio_s, 1), "windows": len(table), "wall_s": round(wall, 3),

@@ -3,7 +3,7 @@
 ::
 
     ser predict PATH... [--list FILE] [--model DIR] [--json | --csv]
-    ser timeline FILE [--window S] [--hop S] [--silence-dbfs DB] [--out PREFIX] [--json | --csv] [--model DIR]
+    ser timeline FILE [--window S] [--hop S] [--min-speech S] [--out PREFIX] [--json | --csv] [--model DIR]
     ser export [--model DIR] [--out FILE.tflite] [--check PATH...]
     ser sweep SPACE.yaml [--trials N] [--jobs J] [--dry-run | --no-start | --rank-only] [--apply]
 
@@ -11,8 +11,11 @@ Also ``python -m pipeline.cli``. Without ``--model`` the bundle of the last ``dv
 with the best test UAR is used (``metrics/<model>.json`` -> ``<train.out>/<model>``, from
 the project root: the nearest folder up from the current one holding ``params.yaml``).
 Timeline defaults come from params.yaml's ``infer`` section (built-in defaults outside a
-project). An input that cannot be predicted gets one line on stderr naming the file and the
-reason, and the others are still processed. Exit status: 0 all inputs done, 1 some input
+project). Each file gets one answer by the rule of ``Predictor.predict_recording`` (the web
+app's too): one utterance cropped or padded as in training if shorter than two
+``infer.window_s`` windows, else the mean over the timeline's speech windows. An input that
+cannot be predicted (not audio, too short or long, silent, no speech, ...) gets one line on
+stderr naming the file and the reason, and the others are still processed. Exit status: 0 all inputs done, 1 some input
 failed, 2 usage error (bad arguments, no model).
 """
 from __future__ import annotations
@@ -31,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 from pipeline import params as P
 from pipeline.corpora import AUDIO_SUFFIXES, audio_files
 
-INFER_DEFAULTS = {"window_s": 3.0, "hop_s": 1.0, "silence_dbfs": -45.0, "min_duration_s": 0.25, "max_duration_s": 600.0}
+INFER_DEFAULTS = {"window_s": 3.0, "hop_s": 1.0, "min_speech_s": 0.3, "min_duration_s": 0.25, "max_duration_s": 600.0}
 NO_MODEL = "no trained model found; run `dvc repro` or pass --model"
 
 
@@ -50,8 +53,8 @@ def infer_settings(root: Path | None) -> dict[str, float]:
     """params.yaml's ``infer`` section over :data:`INFER_DEFAULTS`, validated."""
     section = P.load(root / "params.yaml").get("infer", {}) if root else {}
     out = {**INFER_DEFAULTS, **{k: v for k, v in (section or {}).items() if k in INFER_DEFAULTS}}
-    for key in ("window_s", "hop_s", "min_duration_s", "max_duration_s"):
-        P.positive(out[key], key=f"infer.{key}")
+    for key in ("window_s", "hop_s", "min_duration_s", "max_duration_s", "min_speech_s"):
+        P.positive(out[key], key=f"infer.{key}", allow_zero=key == "min_speech_s")
     return out
 
 
@@ -67,13 +70,18 @@ def best_bundle(root: Path | None) -> Path:
         raise UsageError(NO_MODEL) from None
 
 
+def predictor_kwargs(settings: dict[str, float]) -> dict[str, float]:
+    """The :class:`~pipeline.infer.Predictor` keyword arguments in ``settings``."""
+    return {k: settings[k] for k in ("min_duration_s", "max_duration_s", "window_s", "hop_s", "min_speech_s")}
+
+
 def load_predictor(folder: Path, *, settings: dict[str, float]):
     """A :class:`~pipeline.infer.Predictor` for a bundle folder with the ``infer`` settings'
     input limits; a bad folder is a UsageError."""
     from pipeline.infer import InferenceError, Predictor
 
     try:
-        return Predictor(folder, min_duration_s=settings["min_duration_s"], max_duration_s=settings["max_duration_s"])
+        return Predictor(folder, **predictor_kwargs(settings))
     except (FileNotFoundError, InferenceError, P.ParamsError) as err:
         raise UsageError(str(err)) from None
 
@@ -107,11 +115,13 @@ def _fail(path: Path, reason: str, progress) -> None:
 
 
 # -- predict ------------------------------------------------------------------------------------
-def _row(path: Path, pred=None, error: str | None = None) -> dict[str, Any]:
-    if pred is None:
+def _row(path: Path, rec=None, error: str | None = None) -> dict[str, Any]:
+    """``rec``: a :class:`~pipeline.infer.Recording`, or a bare Prediction (``--one-speaker``)."""
+    if rec is None:
         return {"path": str(path), "error": error}
+    pred, basis = (rec.prediction, rec.basis) if hasattr(rec, "basis") else (rec, "clip")
     return {"path": str(path), "emotion": pred.emotion, "confidence": pred.confidence,
-            "probabilities": pred.probabilities}
+            "probabilities": pred.probabilities, "basis": basis}
 
 
 def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
@@ -136,7 +146,7 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
         try:
             if path.is_dir():
                 raise InferenceError(f"{path}: no audio files ({' '.join(AUDIO_SUFFIXES)}) in this folder")
-            results.append((path, predictor.load(path) if args.one_speaker else predictor.predict_file(path), None))
+            results.append((path, predictor.load(path) if args.one_speaker else predictor.predict_recording_file(path), None))
         except (InferenceError, OSError) as err:
             failed += 1
             _fail(path, str(err), progress)
@@ -168,8 +178,9 @@ def _table(rows: list[dict[str, Any]], labels: list[str]) -> str:
 
 # -- timeline -----------------------------------------------------------------------------------
 def plot_timeline(table, *, labels: list[str], hop_s: float, duration_s: float, title: str, path: Path) -> None:
-    """Stacked class probabilities per window (at the window's centre, ``hop_s`` wide) and a
-    band coloured by each window's top emotion; silent windows stay blank."""
+    """Stacked class probabilities per speech window (at the window's centre, ``hop_s`` wide)
+    and a band coloured by each window's top emotion; windows without speech are grey in the
+    band and blank below."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,16 +189,19 @@ def plot_timeline(table, *, labels: list[str], hop_s: float, duration_s: float, 
     colours = dict(zip(labels, plt.get_cmap("tab10").colors))
     fig, (band, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 4),
                                    gridspec_kw={"height_ratios": [1, 6], "hspace": 0.05})
-    centres = ((table["start_s"] + table["end_s"]) / 2).to_numpy(dtype=float)
+    speech = table[table["speech"].astype(bool)]
+    centres = ((speech["start_s"] + speech["end_s"]) / 2).to_numpy(dtype=float)
     bottom = 0.0 * centres
     for c in labels:
-        p = table[f"p_{c}"].to_numpy(dtype=float)
+        p = speech[f"p_{c}"].to_numpy(dtype=float)
         ax.bar(centres, p, width=hop_s, bottom=bottom, color=colours[c], label=c, linewidth=0)
         bottom = bottom + p
-    band.bar(centres, 1.0, width=hop_s, color=[colours[e] for e in table["emotion"]], linewidth=0)
+    all_centres = ((table["start_s"] + table["end_s"]) / 2).to_numpy(dtype=float)
+    band.bar(all_centres, 1.0, width=hop_s, linewidth=0,
+             color=[colours[e] if s else "#d0d4da" for e, s in zip(table["emotion"], table["speech"])])
     band.set_yticks([])
     band.set_ylabel("top", rotation=0, ha="right", va="center")
-    band.set_title(title)
+    band.set_title(title + " (grey: no speech)")
     ax.set(xlim=(0, max(duration_s, 1e-3)), ylim=(0, 1), xlabel="time (s, window centre)", ylabel="probability")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,35 +212,38 @@ def plot_timeline(table, *, labels: list[str], hop_s: float, duration_s: float, 
 def cmd_timeline(args: argparse.Namespace, root: Path | None) -> int:
     from pipeline.infer import InferenceError
 
-    settings = infer_settings(root)
-    window_s = settings["window_s"] if args.window is None else args.window
-    hop_s = settings["hop_s"] if args.hop is None else args.hop
-    silence_dbfs = settings["silence_dbfs"] if args.silence_dbfs is None else args.silence_dbfs
-    if window_s <= 0 or hop_s <= 0:
-        raise UsageError(f"--window ({window_s} s) and --hop ({hop_s} s) must be > 0")
+    settings = dict(infer_settings(root))
+    for key, flag in (("window_s", args.window), ("hop_s", args.hop), ("min_speech_s", args.min_speech)):
+        settings[key] = settings[key] if flag is None else flag
+    if settings["window_s"] <= 0 or settings["hop_s"] <= 0 or settings["min_speech_s"] < 0:
+        raise UsageError(f"--window ({settings['window_s']} s) and --hop ({settings['hop_s']} s) must be > 0, "
+                         f"--min-speech ({settings['min_speech_s']} s) >= 0")
     predictor = load_predictor(args.model or best_bundle(root), settings=settings)
     try:
-        y = predictor.load(args.file)
+        y = predictor.decode(args.file)
+        table = predictor.timeline(y, name=str(args.file))
     except InferenceError as err:
         print(f"ser: {err}", file=sys.stderr)
         return 1
-    table = predictor.timeline(y, window_s=window_s, hop_s=hop_s, silence_dbfs=silence_dbfs)
+    window_s, hop_s = settings["window_s"], settings["hop_s"]
     prefix = Path(args.out) if args.out else Path.cwd() / f"{Path(args.file).stem}_timeline"
     prefix.parent.mkdir(parents=True, exist_ok=True)
     duration_s = len(y) / predictor.config.sr
     data = prefix.with_name(prefix.name + (".json" if args.json else ".csv"))
     if args.json:
+        windows = json.loads(table.to_json(orient="records"))     # NaN (windows without speech) as null
         data.write_text(json.dumps({"file": str(args.file), "duration_s": duration_s, "window_s": window_s,
-                                    "hop_s": hop_s, "silence_dbfs": silence_dbfs, "labels": predictor.labels,
-                                    "windows": table.to_dict(orient="records")}, indent=1) + "\n")
+                                    "hop_s": hop_s, "min_speech_s": settings["min_speech_s"],
+                                    "labels": predictor.labels, "windows": windows}, indent=1) + "\n")
     else:
         table.to_csv(data, index=False)
     png = prefix.with_name(prefix.name + ".png")
     plot_timeline(table, labels=predictor.labels, hop_s=hop_s, duration_s=duration_s,
                   title=f"{Path(args.file).name}: {window_s:g} s windows every {hop_s:g} s", path=png)
-    print(f"timeline: {len(table)} voiced windows of {duration_s:.1f} s -> {data}, {png}")
-    if table.empty:
-        print(f"ser: {args.file}: no window louder than {silence_dbfs} dBFS RMS; lower --silence-dbfs",
+    n_speech = int(table.speech.sum())
+    print(f"timeline: {n_speech} of {len(table)} windows hold speech, {duration_s:.1f} s -> {data}, {png}")
+    if not n_speech:
+        print(f"ser: {args.file}: no window holds {settings['min_speech_s']:g} s of speech; lower --min-speech",
               file=sys.stderr)
     return 0
 
@@ -249,8 +266,7 @@ def cmd_export(args: argparse.Namespace, root: Path | None) -> int:
     if not args.check:
         return 0
     with _native_stderr_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice
-        lite = TFLitePredictor(folder, tflite=out, min_duration_s=settings["min_duration_s"],
-                               max_duration_s=settings["max_duration_s"])
+        lite = TFLitePredictor(folder, tflite=out, **predictor_kwargs(settings))
     failed = 0
     for path in expand_inputs(args.check):
         try:
@@ -290,8 +306,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("file", metavar="FILE")
     t.add_argument("--window", type=float, metavar="S", help="window length in s (default: infer.window_s)")
     t.add_argument("--hop", type=float, metavar="S", help="hop between windows in s (default: infer.hop_s)")
-    t.add_argument("--silence-dbfs", type=float, metavar="DB",
-                   help="skip windows quieter than this RMS level (default: infer.silence_dbfs)")
+    t.add_argument("--min-speech", type=float, metavar="S",
+                   help="skip windows with less speech than this, in s, by the voice-activity detector "
+                        "(default: infer.min_speech_s)")
     t.add_argument("--out", metavar="PREFIX", help="writes PREFIX.csv (or .json) and PREFIX.png "
                    "(default: ./<file stem>_timeline)")
     t.add_argument("--model", type=Path, metavar="DIR", help=model_help)

@@ -157,10 +157,10 @@ class TFLitePredictor(Predictor):
     (default ``<folder>/model.tflite``); ``model.keras`` is not needed.
     """
 
-    def __init__(self, folder: str | Path, *, tflite: str | Path | None = None, min_duration_s: float = 0.25,
-                 silence_dbfs: float = -60.0, max_duration_s: float | None = None) -> None:
+    def __init__(self, folder: str | Path, *, tflite: str | Path | None = None, **settings: float) -> None:
+        """``settings``: :class:`~pipeline.infer.Predictor`'s input limits and timeline settings."""
         self.tflite = Path(tflite) if tflite is not None else Path(folder) / TFLITE_NAME
-        super().__init__(folder, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs, max_duration_s=max_duration_s)
+        super().__init__(folder, **settings)
 
     def _load_bundle(self, folder: Path) -> B.Bundle:
         if not (folder / "bundle.json").is_file():

@@ -3,8 +3,21 @@
 :class:`Predictor` rebuilds the feature config saved in the bundle and runs the same path as
 the pipeline (decode → mono → resample → loudness → crop/pad → one-STFT features → storage
 dtype → the bundle's scaler → model), so a clip gets the probabilities the evaluate stage
-computed for it. :meth:`Predictor.timeline` slides a window over a long recording, skips
-silent windows and predicts every other window in one batch.
+computed for it.
+
+One answer per recording (:meth:`Predictor.predict_recording`, used by ``ser predict``, the
+web app and the TensorFlow Lite predictor alike):
+
+- Every input is checked first: decodable, finite, not constant, at least ``min_duration_s``
+  long, not silent, and holding at least ``min_speech_s`` of speech by the voice-activity
+  detector (:mod:`pipeline.vad`, after the bundle's loudness normalisation); otherwise
+  :class:`InferenceError` ("no speech detected (0.00 s of speech)").
+- Shorter than two ``window_s`` windows: one utterance, cropped (centre) or zero-padded to
+  the model's ``features.seconds`` exactly as in training and evaluation (``basis="clip"``).
+- Longer: the mean class probabilities over the :meth:`Predictor.timeline` windows
+  (``window_s`` every ``hop_s``) that hold at least ``min_speech_s`` of speech
+  (``basis="timeline"``); windows without speech are kept in the timeline, marked, and not
+  predicted.
 """
 from __future__ import annotations
 
@@ -15,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import audio, bundle as B
+from pipeline import audio, bundle as B, vad
 from pipeline.egemaps import egemaps
 from pipeline.featurize import FeatureConfig, extract, prepare
 
@@ -65,11 +78,18 @@ class Predictor:
 
     ``min_duration_s`` and ``silence_dbfs`` reject inputs the model cannot judge (defaults
     match the ingest stage's rules); ``max_duration_s`` bounds what a file may decode to
-    (None: no bound), so that a small compressed file cannot claim hours of memory.
+    (None: no bound), so that a small compressed file cannot claim hours of memory;
+    ``min_speech_s`` is the speech an input (and a timeline window) must hold (0: no check);
+    ``window_s`` and ``hop_s`` are the timeline's (the ``infer`` params' defaults).
     """
 
     def __init__(self, folder: str | Path, *, min_duration_s: float = 0.25, silence_dbfs: float = -60.0,
-                 max_duration_s: float | None = None):
+                 max_duration_s: float | None = None, min_speech_s: float = 0.3, window_s: float = 3.0,
+                 hop_s: float = 1.0):
+        if window_s <= 0 or hop_s <= 0:
+            raise InferenceError(f"window ({window_s} s) and hop ({hop_s} s) must be > 0")
+        if min_speech_s < 0:
+            raise InferenceError(f"min_speech_s={min_speech_s} must be >= 0")
         self.folder = Path(folder)
         self.bundle = self._load_bundle(self.folder)
         self.speaker_norm = bool(self.bundle.speaker_norm)
@@ -77,6 +97,7 @@ class Predictor:
         self.dtypes = self.bundle.feature_dtypes
         self.labels = list(self.bundle.labels)
         self.min_duration_s, self.silence_dbfs, self.max_duration_s = min_duration_s, silence_dbfs, max_duration_s
+        self.min_speech_s, self.window_s, self.hop_s = min_speech_s, window_s, hop_s
 
     def _load_bundle(self, folder: Path) -> B.Bundle:
         """The bundle, its model called through :class:`GraphCall` (a subclass may run
@@ -89,7 +110,9 @@ class Predictor:
                 member.model = GraphCall(member.model)
         return bundle
 
-    def _check(self, y: np.ndarray, name: str) -> None:
+    def _check(self, y: np.ndarray, name: str) -> np.ndarray | None:
+        """Refuse what the model cannot judge; returns the detector's frame probabilities of
+        ``y`` (None when ``min_speech_s`` is 0)."""
         duration_s = len(y) / self.config.sr
         if len(y) == 0:
             raise InferenceError(f"{name}: no audio samples")
@@ -102,6 +125,25 @@ class Predictor:
         peak = audio.peak_dbfs(y)
         if peak < self.silence_dbfs:
             raise InferenceError(f"{name}: silent (peak {peak:.1f} dBFS < {self.silence_dbfs} dBFS)")
+        if self.min_speech_s <= 0:
+            return None
+        p = self.speech_probabilities(y)
+        speech_s = vad.speech_seconds(p)
+        if speech_s < self.min_speech_s:
+            raise InferenceError(f"{name}: no speech detected ({speech_s:.2f} s of speech; at least "
+                                 f"{self.min_speech_s:g} s is needed, infer.min_speech_s)")
+        return p
+
+    def speech_probabilities(self, y: np.ndarray) -> np.ndarray:
+        """The detector's 16 ms frame probabilities of mono ``y`` at ``config.sr``, judged after
+        the bundle's loudness normalisation (RMS to its target when the bundle has none), so a
+        quiet recording is judged like a loud one."""
+        mode = self.config.loudness if self.config.loudness != "none" else "rms"
+        y = audio.normalize_loudness(np.asarray(y, np.float32), mode=mode, target_dbfs=self.config.target_dbfs)
+        try:
+            return vad.speech_probabilities(y, sr=self.config.sr)
+        except vad.VADError as err:
+            raise InferenceError(str(err)) from None
 
     def probabilities(self, clips: list[np.ndarray], *, one_speaker: bool = False) -> np.ndarray:
         """(n, n_classes) probabilities for mono clips at ``config.sr``, each handled as one
@@ -131,60 +173,117 @@ class Predictor:
         return Prediction(self.labels[i], float(p[i]), {c: float(v) for c, v in zip(self.labels, p)})
 
     def predict_waveform(self, y: np.ndarray, *, sr: int, name: str = "<audio>") -> Prediction:
+        """The recording-level prediction of samples ``y`` (mono, or (n, channels)) at ``sr``."""
         y = audio.resample(audio.to_mono(y) if y.ndim > 1 else y, orig_sr=sr, target_sr=self.config.sr)
-        self._check(y, name)
-        return self._prediction(self.probabilities([y])[0])
+        return self.predict_recording(y, name=name).prediction
+
+    def decode(self, path: str | Path) -> np.ndarray:
+        """Decode ``path`` to mono float32 at ``config.sr``, shape (n,), unchecked; errors
+        (:class:`InferenceError`, :class:`AudioTooLong` over ``max_duration_s``) name the file."""
+        try:
+            return audio.load(path, sr=self.config.sr, max_duration_s=self.max_duration_s)
+        except audio.AudioTooLong as err:
+            raise AudioTooLong(str(err)) from None
+        except audio.AudioError as err:
+            raise InferenceError(str(err)) from None
 
     def load(self, path: str | Path) -> np.ndarray:
         """Decode ``path`` to mono at ``config.sr`` and check it: shape (n,), float32.
 
         Raises :class:`InferenceError` naming the file: not decodable audio, empty, silent,
-        NaN, infinite or constant samples, shorter than ``min_duration_s``, or longer than
-        ``max_duration_s`` (:class:`AudioTooLong`, a subclass).
+        NaN, infinite or constant samples, shorter than ``min_duration_s``, no speech, or
+        longer than ``max_duration_s`` (:class:`AudioTooLong`, a subclass).
         """
-        try:
-            y = audio.load(path, sr=self.config.sr, max_duration_s=self.max_duration_s)
-        except audio.AudioTooLong as err:
-            raise AudioTooLong(str(err)) from None
-        except audio.AudioError as err:
-            raise InferenceError(str(err)) from None
+        y = self.decode(path)
         self._check(y, str(path))
         return y
 
     def predict_clips(self, clips: list[np.ndarray], *, one_speaker: bool = False) -> list[Prediction]:
-        """One :class:`Prediction` per mono clip at ``config.sr`` (see :meth:`probabilities`)."""
+        """One :class:`Prediction` per mono clip at ``config.sr``, each one utterance cropped or
+        padded as in training (see :meth:`probabilities`)."""
         return [self._prediction(p) for p in self.probabilities(clips, one_speaker=one_speaker)] if clips else []
 
     def predict_file(self, path: str | Path) -> Prediction:
-        return self._prediction(self.probabilities([self.load(path)])[0])
+        """The recording-level prediction of an audio file (:meth:`predict_recording`)."""
+        return self.predict_recording_file(path).prediction
 
-    def timeline(self, y: np.ndarray, *, window_s: float, hop_s: float, silence_dbfs: float) -> pd.DataFrame:
+    def predict_recording_file(self, path: str | Path) -> Recording:
+        """:meth:`predict_recording` of an audio file, errors naming it."""
+        return self.predict_recording(self.decode(path), name=str(path))
+
+    def predict_recording(self, y: np.ndarray, *, name: str = "<audio>") -> Recording:
+        """One answer for a mono recording at ``config.sr`` (the rule in the module docstring)."""
+        p = self._check(y, name)
+        win = int(round(self.window_s * self.config.sr))
+        duration_s = len(y) / self.config.sr
+        if len(y) < 2 * win:
+            if self.speaker_norm:
+                raise InferenceError(f"{name}: {SPEAKER_NORM_HINT}; or give a recording of at least "
+                                     f"{2 * self.window_s:g} s of one speaker")
+            return Recording(self._prediction(self.probabilities([y])[0]), basis="clip", duration_s=duration_s,
+                             timeline=None)
+        table = self._timeline(y, p)
+        voiced = table[table.speech]
+        if voiced.empty:
+            raise InferenceError(f"{name}: no speech detected in any {self.window_s:g} s window (at least "
+                                 f"{self.min_speech_s:g} s is needed, infer.min_speech_s)")
+        mean = voiced[[f"p_{c}" for c in self.labels]].to_numpy(dtype=np.float64).mean(axis=0)
+        return Recording(self._prediction(mean), basis="timeline", duration_s=duration_s, timeline=table)
+
+    def timeline(self, y: np.ndarray, *, name: str = "<audio>") -> pd.DataFrame:
         """Emotion over time for a long mono recording at ``config.sr``.
 
-        Returns one row per non-silent window: ``start_s, end_s, emotion, confidence`` and a
-        ``p_<label>`` column per class. Windows whose RMS is below ``silence_dbfs`` are skipped.
-        A speaker-normalised bundle takes the recording as one speaker (all its voiced windows).
+        One row per ``window_s`` window every ``hop_s`` (one window if ``y`` is shorter):
+        ``start_s, end_s, speech_s`` (seconds the detector calls speech), ``speech`` (at least
+        ``min_speech_s``), and for speech windows ``emotion, confidence`` and a ``p_<label>``
+        column per class (empty for the others). A speaker-normalised bundle takes the
+        recording as one speaker (all its speech windows). Raises :class:`InferenceError` for
+        input :meth:`load` would refuse.
         """
-        if window_s <= 0 or hop_s <= 0:
-            raise InferenceError(f"window ({window_s} s) and hop ({hop_s} s) must be > 0")
+        return self._timeline(y, self._check(y, name))
+
+    def _timeline(self, y: np.ndarray, p: np.ndarray | None) -> pd.DataFrame:
         sr = self.config.sr
-        win, hop = int(round(window_s * sr)), int(round(hop_s * sr))
+        win, hop = int(round(self.window_s * sr)), int(round(self.hop_s * sr))
         starts = list(range(0, max(len(y) - win, 0) + 1, hop)) if len(y) >= win else [0]
-        segments = [(s, y[s:s + win]) for s in starts]
-        voiced = [(s, seg) for s, seg in segments if len(seg) and audio.rms_dbfs(seg) >= silence_dbfs]
-        columns = ["start_s", "end_s", "emotion", "confidence"] + [f"p_{c}" for c in self.labels]
-        if not voiced:
-            return pd.DataFrame(columns=columns)
-        if self.speaker_norm:  # the recording is one speaker: every voiced window gives the statistics
-            proba = self.probabilities([seg for _, seg in voiced], one_speaker=True)
-        else:
-            proba = np.concatenate([self.probabilities([seg for _, seg in voiced[i:i + 64]])
-                                    for i in range(0, len(voiced), 64)])
         rows = []
-        for (s, seg), p in zip(voiced, proba):
-            pred = self._prediction(p)
-            rows.append([s / sr, (s + len(seg)) / sr, pred.emotion, pred.confidence, *p])
-        return pd.DataFrame(rows, columns=columns)
+        for s in starts:
+            end = min(s + win, len(y))
+            if p is None:
+                speech_s = (end - s) / sr
+            else:   # frames wholly inside the window
+                first, last = -(-int(s * vad.SR / sr) // vad.HOP), int(end * vad.SR / sr) // vad.HOP
+                speech_s = vad.speech_seconds(p[first:max(first, last)])
+            rows.append((s, end, speech_s, speech_s >= self.min_speech_s and speech_s > 0))
+        voiced = [(s, e) for s, e, _, ok in rows if ok]
+        segments = [y[s:e] for s, e in voiced]
+        if not segments:
+            proba = np.zeros((0, len(self.labels)))
+        elif self.speaker_norm:  # the recording is one speaker: every speech window gives the statistics
+            proba = self.probabilities(segments, one_speaker=True)
+        else:
+            proba = np.concatenate([self.probabilities(segments[i:i + 64]) for i in range(0, len(segments), 64)])
+        by_start = dict(zip([s for s, _ in voiced], proba))
+        out = []
+        for s, e, speech_s, ok in rows:
+            q = by_start.get(s) if ok else None
+            pred = self._prediction(q) if q is not None else None
+            out.append([s / sr, e / sr, round(speech_s, 3), ok, pred.emotion if pred else None,
+                        pred.confidence if pred else np.nan, *(q if q is not None else [np.nan] * len(self.labels))])
+        columns = ["start_s", "end_s", "speech_s", "speech", "emotion", "confidence"] + [f"p_{c}" for c in self.labels]
+        return pd.DataFrame(out, columns=columns)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """The answer for one recording: the prediction, how it was made (``"clip"``: one
+    utterance cropped or padded as in training; ``"timeline"``: the mean over the speech
+    windows), the duration, and the timeline table (None for ``"clip"``)."""
+
+    prediction: Prediction
+    basis: str
+    duration_s: float
+    timeline: pd.DataFrame | None
 
 
 def best_bundle(*, metrics_dir: Path, models_dir: Path) -> Path:

@@ -5,10 +5,11 @@ nothing from a CDN) over a small JSON API, documented by OpenAPI at ``/docs`` (S
 ``/redoc``, both served from the ``fastapi-offline`` wheel's assets (no CDN: they work without
 internet), and ``/openapi.json``:
 
-- ``POST /predict``: a multipart upload (field ``file``) → :class:`PredictionOut`. Audio of at
-  least two ``infer.window_s`` windows also gets a timeline (:meth:`Predictor.timeline`), and
-  its headline emotion is then the mean over the non-silent windows (the model hears
-  ``features.seconds`` at a time; one crop of a long recording would ignore most of it).
+- ``POST /predict``: a multipart upload (field ``file``) → :class:`PredictionOut`, by the one
+  rule of :meth:`Predictor.predict_recording` that ``ser predict`` uses too: audio of at
+  least two ``infer.window_s`` windows also gets a timeline, and its headline emotion is the
+  mean over the windows holding speech (the model hears ``features.seconds`` at a time; one
+  crop of a long recording would ignore most of it); input without speech gets 422.
 - ``GET /health``: the model in use, its labels and the upload limit.
 
 Errors are JSON ``{"detail": "..."}`` naming the upload and the reason: 413 over
@@ -40,7 +41,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from pipeline import audio, params as P
-from pipeline.infer import SPEAKER_NORM_HINT, InferenceError, Predictor, best_bundle
+from pipeline.infer import InferenceError, Predictor, best_bundle
 
 STATIC_DIR = Path(__file__).with_name("webapp_static")
 EMOJI = {"neutral": "😐", "calm": "😌", "happy": "😄", "sad": "😢", "angry": "😠", "fearful": "😨",
@@ -50,27 +51,22 @@ _FORM_SLACK_BYTES = 64 * 1024      # multipart boundaries and part headers aroun
 
 @dataclass(frozen=True, kw_only=True)
 class WebSettings:
-    """The ``infer`` params the app uses (defaults are params.yaml's), plus a duration cap.
+    """The upload limits of the ``infer`` params (defaults are params.yaml's).
 
     ``max_duration_s`` bounds the decoded length (a small compressed file can hold hours).
     """
 
-    window_s: float = 3.0
-    hop_s: float = 1.0
-    silence_dbfs: float = -45.0
     max_upload_mb: float = 20.0
     max_duration_s: float = 600.0
 
     def __post_init__(self) -> None:
-        for key in ("window_s", "hop_s", "max_upload_mb", "max_duration_s"):
+        for key in ("max_upload_mb", "max_duration_s"):
             P.positive(getattr(self, key), key=f"infer.{key}")
-        if not isinstance(self.silence_dbfs, (int, float)) or isinstance(self.silence_dbfs, bool) or self.silence_dbfs > 0:
-            raise P.ParamsError(f"params.yaml: infer.silence_dbfs={self.silence_dbfs!r} must be a number <= 0 (dBFS)")
 
     @classmethod
     def from_params(cls, infer: Mapping[str, Any]) -> WebSettings:
         """Build from the ``infer`` section of params.yaml."""
-        keys = ("window_s", "hop_s", "silence_dbfs", "max_upload_mb", "max_duration_s")
+        keys = ("max_upload_mb", "max_duration_s")
         for key in keys:
             if key not in infer:
                 raise P.ParamsError(f"params.yaml: missing key 'infer.{key}'; add it (see params.yaml)")
@@ -84,10 +80,12 @@ class WebSettings:
 class TimelineWindow(BaseModel):
     start_s: float = Field(description="window start, seconds from the beginning")
     end_s: float = Field(description="window end, seconds")
-    emotion: str
-    emoji: str
-    confidence: float = Field(ge=0, le=1)
-    probabilities: dict[str, float]
+    speech_s: float = Field(description="seconds of the window the voice-activity detector calls speech")
+    speech: bool = Field(description="at least infer.min_speech_s of speech: predicted; else skipped")
+    emotion: str | None = Field(description="the most probable class; null for a window without speech")
+    emoji: str | None
+    confidence: float | None = Field(ge=0, le=1)
+    probabilities: dict[str, float] | None
 
 
 class PredictionOut(BaseModel):
@@ -98,9 +96,9 @@ class PredictionOut(BaseModel):
     duration_s: float = Field(description="length of the decoded audio, seconds")
     basis: Literal["clip", "timeline"] = Field(
         description="clip: the recording as one utterance, cropped or padded as in training; "
-                    "timeline: the mean over the timeline's non-silent windows")
+                    "timeline: the mean over the timeline's windows that hold speech")
     timeline: list[TimelineWindow] | None = Field(
-        description="one entry per non-silent window for audio of at least two windows, else null")
+        description="every window (speech or not) for audio of at least two windows, else null")
 
 
 class HealthOut(BaseModel):
@@ -190,37 +188,21 @@ def decode_upload(path: Path, *, name: str, sr: int, max_duration_s: float) -> n
         raise fail(422, err) from None
 
 
-def analyse(predictor: Predictor, y: np.ndarray, *, name: str, settings: WebSettings) -> PredictionOut:
-    """The response for mono samples ``y`` at ``predictor.config.sr`` (InferenceError when too
-    short or silent)."""
-    sr = predictor.config.sr
-    duration_s = len(y) / sr
-    if predictor.speaker_norm:  # needs one speaker's several clips: a long recording's windows serve
-        if duration_s < 2 * settings.window_s:
-            raise InferenceError(f"{name}: {SPEAKER_NORM_HINT}; or upload a recording of at least "
-                                 f"{2 * settings.window_s:g} s of one speaker")
-        predictor._check(y, name)
-    pred = None if predictor.speaker_norm else predictor.predict_waveform(y, sr=sr, name=name)
-    if duration_s < 2 * settings.window_s:
-        return PredictionOut(emotion=pred.emotion, emoji=EMOJI.get(pred.emotion, "🎭"), confidence=pred.confidence,
-                             probabilities=pred.probabilities, duration_s=duration_s, basis="clip", timeline=None)
-    table = predictor.timeline(y, window_s=settings.window_s, hop_s=settings.hop_s, silence_dbfs=settings.silence_dbfs)
-    labels = predictor.labels
-    timeline = [TimelineWindow(start_s=row.start_s, end_s=row.end_s, emotion=row.emotion,
-                               emoji=EMOJI.get(row.emotion, "🎭"), confidence=row.confidence,
-                               probabilities={c: float(getattr(row, f"p_{c}")) for c in labels})
-                for row in table.itertuples(index=False)]
-    if timeline:
-        mean = table[[f"p_{c}" for c in labels]].to_numpy(dtype=np.float64).mean(axis=0)
-        i = int(np.argmax(mean))
-        pred_emotion, confidence, probabilities = labels[i], float(mean[i]), dict(zip(labels, map(float, mean)))
-    elif pred is None:
-        raise InferenceError(f"{name}: every window is quieter than {settings.silence_dbfs} dBFS; nothing to judge")
-    else:
-        pred_emotion, confidence, probabilities = pred.emotion, pred.confidence, pred.probabilities
-    return PredictionOut(emotion=pred_emotion, emoji=EMOJI.get(pred_emotion, "🎭"), confidence=confidence,
-                         probabilities=probabilities, duration_s=duration_s,
-                         basis="timeline" if timeline else "clip", timeline=timeline)
+def analyse(predictor: Predictor, y: np.ndarray, *, name: str) -> PredictionOut:
+    """The response for mono samples ``y`` at ``predictor.config.sr``: the recording-level
+    answer of :meth:`Predictor.predict_recording` (InferenceError for what it refuses)."""
+    rec = predictor.predict_recording(y, name=name)
+    pred, labels = rec.prediction, predictor.labels
+    timeline = None if rec.timeline is None else [
+        TimelineWindow(start_s=row.start_s, end_s=row.end_s, speech_s=row.speech_s, speech=bool(row.speech),
+                       emotion=row.emotion if row.speech else None,
+                       emoji=EMOJI.get(row.emotion, "🎭") if row.speech else None,
+                       confidence=float(row.confidence) if row.speech else None,
+                       probabilities={c: float(getattr(row, f"p_{c}")) for c in labels} if row.speech else None)
+        for row in rec.timeline.itertuples(index=False)]
+    return PredictionOut(emotion=pred.emotion, emoji=EMOJI.get(pred.emotion, "🎭"), confidence=pred.confidence,
+                         probabilities=pred.probabilities, duration_s=rec.duration_s, basis=rec.basis,
+                         timeline=timeline)
 
 
 def create_app(predictor: Predictor, *, settings: WebSettings | None = None, model_name: str = "model") -> FastAPI:
@@ -240,7 +222,7 @@ def create_app(predictor: Predictor, *, settings: WebSettings | None = None, mod
     errors = {code: {"model": ErrorOut, "description": text} for code, text in
               ((413, "upload over infer.max_upload_mb, or audio over infer.max_duration_s"),
                (415, "not audio libsndfile can decode"),
-               (422, "empty, truncated, too short, silent, or NaN, infinite or constant samples"))}
+               (422, "empty, truncated, too short, silent, no speech, or NaN, infinite or constant samples"))}
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -267,7 +249,7 @@ def create_app(predictor: Predictor, *, settings: WebSettings | None = None, mod
                 y = decode_upload(path, name=name, sr=predictor.config.sr, max_duration_s=settings.max_duration_s)
         try:
             with lock:
-                return analyse(predictor, y, name=name, settings=settings)
+                return analyse(predictor, y, name=name)
         except InferenceError as err:
             raise HTTPException(422, detail=str(err)) from None
 
@@ -282,14 +264,23 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"ser-web: {err}")
 
 
+def predictor_settings(infer: Mapping[str, Any]) -> dict[str, float]:
+    """The :class:`Predictor` keyword arguments from params.yaml's ``infer`` section, validated."""
+    out = {}
+    for key in ("min_duration_s", "max_duration_s", "window_s", "hop_s", "min_speech_s"):
+        if key not in infer:
+            raise P.ParamsError(f"params.yaml: missing key 'infer.{key}'; add it (see params.yaml)")
+        out[key] = float(P.positive(infer[key], key=f"infer.{key}", allow_zero=key == "min_speech_s"))
+    return out
+
+
 def build(*, model: Path | None, params_path: Path, metrics: Path) -> tuple[FastAPI, Path]:
     """The app for ``params_path``'s ``infer`` settings and the bundle ``model`` (default: the
     best by test UAR in ``metrics``), and that bundle's folder."""
     params = P.load(params_path)
     settings = WebSettings.from_params(P.require(params, "infer"))
-    min_duration_s = P.positive(P.require(params, "infer.min_duration_s"), key="infer.min_duration_s")
     folder = model or best_bundle(metrics_dir=metrics, models_dir=Path(P.require(params, "train.out")))
-    predictor = Predictor(folder, min_duration_s=min_duration_s, max_duration_s=settings.max_duration_s)
+    predictor = Predictor(folder, **predictor_settings(P.require(params, "infer")))
     return create_app(predictor, settings=settings, model_name=str(folder)), folder
 
 

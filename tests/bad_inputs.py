@@ -58,6 +58,15 @@ def _chord(seconds: float) -> np.ndarray:
     return (0.1 * y).astype(np.float32)
 
 
+def _tone(seconds: float, hz: float) -> np.ndarray:
+    return (0.3 * np.sin(2 * np.pi * hz * np.arange(int(seconds * SR)) / SR)).astype(np.float32)
+
+
+def _hum(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.1 * sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 6))).astype(np.float32)
+
+
 def long_square(seconds: float, *, sr: int = 8000) -> np.ndarray:
     """A quiet square wave whose level changes every 4096 samples: FLAC packs each block into a
     few bytes (2 h at 16 kHz: 0.36 MB), as a decompression bomb would."""
@@ -104,6 +113,19 @@ CASES: list[BadInput] = [
              _bytes(lambda: flac_without_length(speech(2.0, seed=3))), None, None, None),
     BadInput("six_channels", "6-channel 48 kHz speech", _bytes(lambda: _wav(np.repeat(speech(2.0, seed=4, sr=48000)[:, None], 6, 1), sr=48000)),
              None, None, None),
+    BadInput("quiet_speech", "speech at -50 dBFS RMS (judged after loudness normalisation)",
+             _bytes(lambda: _wav(speech(2.0, seed=5) * 10 ** (-50 / 20) / np.sqrt(np.mean(speech(2.0, seed=5) ** 2)))),
+             None, None, None),
+    BadInput("music", "chords with harmonics and note changes (the detector calls some of it speech: a known limit)",
+             _bytes(lambda: _wav(_chord(3.0))), None, None, None),
+    BadInput("noise", "3 s of white noise", _bytes(lambda: _wav(_noise(3.0))),
+             None, r"no speech detected \(0\.\d\d s of speech", (422, r"no speech detected")),
+    BadInput("noise_6ch", "10 s of 6-channel noise", _bytes(lambda: _wav(_noise(10.0, channels=6, seed=1))),
+             None, r"no speech detected", (422, r"no speech detected")),
+    BadInput("hum", "3 s of 50 Hz mains hum with harmonics", _bytes(lambda: _wav(_hum(3.0))),
+             None, r"no speech detected", (422, r"no speech detected")),
+    BadInput("tone", "3 s of a 1 kHz sine", _bytes(lambda: _wav(_tone(3.0, 1000.0))),
+             None, r"no speech detected", (422, r"no speech detected")),
     BadInput("text", "a text file named .wav", _bytes(b"these are meeting notes, not audio\n" * 20),
              r"not audio libsndfile can decode", r"not audio libsndfile can decode", (415, r"not audio libsndfile can decode")),
     BadInput("empty", "an empty file (0 bytes)", _bytes(b""),

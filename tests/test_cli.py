@@ -181,20 +181,23 @@ def recording(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("name", ["cnn_lstm", "svm", "fusion"])
-def test_timeline_has_rows_for_voiced_windows_only_and_writes_a_png(capsys, bundles, recording, tmp_path, name):
+def test_timeline_marks_windows_without_speech_and_writes_a_png(capsys, bundles, recording, tmp_path, name):
     prefix = tmp_path / "out" / "talk"
     code, out, _ = run(capsys, "timeline", recording, "--model", bundles[name], "--out", prefix,
                        "--window", "3", "--hop", "1")
     table = pd.read_csv(prefix.with_suffix(".csv"))
     assert code == 0 and str(prefix.with_suffix(".png")) in out
     assert prefix.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list(table.columns) == ["start_s", "end_s", "emotion", "confidence", *[f"p_{c}" for c in LABELS]]
-    starts = table.start_s.tolist()
-    assert starts == sorted(set(starts))                                  # strictly increasing
-    assert {0.0, 1.0, 2.0, 3.0, 13.0, 14.0, 15.0, 16.0, 17.0} <= set(starts)
-    assert not {6.0, 7.0, 8.0, 9.0, 10.0} & set(starts)                   # windows inside the silence
+    assert list(table.columns) == ["start_s", "end_s", "speech_s", "speech", "emotion", "confidence",
+                                   *[f"p_{c}" for c in LABELS]]
+    assert table.start_s.tolist() == [float(s) for s in range(18)]          # every window, in order
+    speech_starts = set(table.start_s[table.speech])
+    assert {0.0, 1.0, 2.0, 3.0, 13.0, 14.0, 15.0, 16.0, 17.0} <= speech_starts
+    assert not {6.0, 7.0, 8.0, 9.0, 10.0} & speech_starts                 # windows inside the silence
+    assert (table.speech_s[~table.speech] < 0.3).all() and table.emotion[~table.speech].isna().all()
     np.testing.assert_allclose(table.end_s - table.start_s, 3.0)
-    np.testing.assert_allclose(table[[f"p_{c}" for c in LABELS]].sum(axis=1), 1.0, atol=1e-5)
+    voiced = table[table.speech]
+    np.testing.assert_allclose(voiced[[f"p_{c}" for c in LABELS]].sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_timeline_json_and_the_default_prefix_in_the_current_folder(capsys, bundles, recording, tmp_path, monkeypatch):

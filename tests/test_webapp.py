@@ -24,7 +24,7 @@ from pipeline import bundle as B, params as P
 from pipeline.featurize import FeatureConfig, extract, prepare
 from pipeline.infer import Predictor
 from pipeline.train import fit
-from pipeline.webapp import WebSettings, best_bundle, create_app
+from pipeline.webapp import WebSettings, best_bundle, create_app, predictor_settings
 from bad_inputs import CASES, NA
 
 SR = 16000
@@ -103,18 +103,35 @@ def test_any_container_and_rate_is_decoded_by_content(client):
     assert r.json()["duration_s"] == pytest.approx(1.5, abs=1e-3)
 
 
-def test_a_long_clip_gets_a_timeline_of_its_voiced_windows(client):
+def test_a_long_clip_gets_a_timeline_and_the_mean_of_its_speech_windows(client):
     y = speechlike(12.0)
     y[6 * SR:] = 0.0                                          # the last 6 s are silent
     body = post(client, wav_bytes(y)).json()
     timeline = body["timeline"]
-    assert body["basis"] == "timeline" and timeline
-    assert [w["start_s"] for w in timeline] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # not 6-9 s: silent
+    assert body["basis"] == "timeline"
+    assert [w["start_s"] for w in timeline] == [float(s) for s in range(10)]      # every window
+    speech = [w for w in timeline if w["speech"]]
+    assert [w["start_s"] for w in speech][:4] == [0.0, 1.0, 2.0, 3.0]
+    assert not {6.0, 7.0, 8.0, 9.0} & {w["start_s"] for w in speech}             # silent: marked, not judged
+    assert all(w["emotion"] is None and w["probabilities"] is None for w in timeline if not w["speech"])
     assert all(w["end_s"] - w["start_s"] == pytest.approx(3.0) for w in timeline)
-    for w in timeline:
+    for w in speech:
         assert sum(w["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
-    mean = np.mean([list(w["probabilities"].values()) for w in timeline], axis=0)
+    mean = np.mean([list(w["probabilities"].values()) for w in speech], axis=0)
     assert list(body["probabilities"].values()) == pytest.approx(mean.tolist())
+
+
+def test_the_web_app_and_the_cli_give_one_answer_per_recording(client, predictor, tmp_path):
+    """Short and long recordings get the same answer from /predict and from Predictor (which
+    `ser predict` and the TensorFlow Lite path call): one rule in one place."""
+    for seconds in (2.0, 12.0):
+        path = tmp_path / f"rec{seconds:g}.wav"
+        path.write_bytes(wav_bytes(speechlike(seconds, seed=3)))
+        web = post(client, path.read_bytes()).json()
+        rec = predictor.predict_recording_file(path)
+        assert web["basis"] == rec.basis == ("clip" if seconds < 6 else "timeline")
+        assert web["emotion"] == rec.prediction.emotion
+        assert list(web["probabilities"].values()) == pytest.approx(list(rec.prediction.probabilities.values()))
 
 
 @pytest.mark.parametrize("data, name, status, match", [
@@ -212,10 +229,13 @@ def test_openapi_schema_health_and_page(client):
 def test_settings_come_from_params_and_bad_values_are_refused():
     infer = P.load(ROOT / "params.yaml")["infer"]
     assert WebSettings.from_params(infer).max_upload_bytes == int(infer["max_upload_mb"] * 2**20)
+    with pytest.raises(P.ParamsError, match=r"infer\.max_duration_s=0 must be a number > 0"):
+        WebSettings.from_params({**infer, "max_duration_s": 0})
     with pytest.raises(P.ParamsError, match=r"infer\.hop_s=0 must be a number > 0"):
-        WebSettings.from_params({**infer, "hop_s": 0})
+        predictor_settings({**infer, "hop_s": 0})
     with pytest.raises(P.ParamsError, match=r"missing key 'infer\.window_s'"):
-        WebSettings.from_params({k: v for k, v in infer.items() if k != "window_s"})
+        predictor_settings({k: v for k, v in infer.items() if k != "window_s"})
+    assert predictor_settings({**infer, "min_speech_s": 0})["min_speech_s"] == 0.0     # 0 turns the check off
 
 
 def test_the_default_model_is_the_best_bundle_by_test_uar(tmp_path):
@@ -293,7 +313,9 @@ def test_the_page_shows_a_prediction_for_an_uploaded_file(browser, served, tmp_p
     from selenium.webdriver.common.by import By
 
     clip = tmp_path / "long clip.wav"
-    clip.write_bytes(wav_bytes(speechlike(8.0)))
+    y = speechlike(12.0)
+    y[5 * SR:10 * SR] = 0.0                                  # windows without speech: grey, not judged
+    clip.write_bytes(wav_bytes(y))
     browser.get(served)
     browser.find_element(By.ID, "file").send_keys(str(clip))
     _wait_for_result(browser)
@@ -302,6 +324,7 @@ def test_the_page_shows_a_prediction_for_an_uploaded_file(browser, served, tmp_p
     assert len(browser.find_elements(By.CSS_SELECTOR, "#probabilities .bar")) == len(LABELS)
     assert browser.find_element(By.ID, "timeline-box").is_displayed()
     assert browser.find_elements(By.CSS_SELECTOR, "#timeline polyline")
+    assert browser.find_elements(By.CSS_SELECTOR, "#timeline rect[fill='#d0d4da']")
     browser.save_screenshot(str(tmp_path / "page.png"))
 
 

@@ -73,7 +73,8 @@ function render(r) {
   $("emoji").textContent = r.emoji;
   $("emotion").textContent = r.emotion;
   $("confidence").textContent = `${percent(r.confidence)} confidence`;
-  const basis = r.basis === "timeline" ? `, mean of ${r.timeline.length} windows` : "";
+  const nSpeech = r.timeline ? r.timeline.filter((w) => w.speech).length : 0;
+  const basis = r.basis === "timeline" ? `, mean of the ${nSpeech} of ${r.timeline.length} windows that hold speech` : "";
   $("details").textContent = `${r.duration_s.toFixed(1)} s of audio${basis}`;
   const bars = $("probabilities");
   bars.replaceChildren();
@@ -106,7 +107,8 @@ function el(name, attrs, parent) {
 
 // One line per class (probability at each window's centre) and, above, a strip coloured by
 // each window's most probable class.
-function drawTimeline(windows, labels, duration) {
+function drawTimeline(all, labels, duration) {
+  const windows = all.filter((w) => w.speech);
   const W = 700, H = 240, left = 36, right = 10, top = 26, bottom = 26;
   const svg = $("timeline");
   svg.replaceChildren();
@@ -114,7 +116,7 @@ function drawTimeline(windows, labels, duration) {
   const x = (t) => left + (t / duration) * (W - left - right);
   const y = (p) => top + (1 - p) * (H - top - bottom);
   if (!windows.length) {
-    el("text", { x: left, y: H / 2 }, svg).textContent = "Every window was too quiet to judge.";
+    el("text", { x: left, y: H / 2 }, svg).textContent = "No window holds speech.";
   }
   for (const p of [0, 0.5, 1]) {
     el("line", { x1: left, x2: W - right, y1: y(p), y2: y(p), stroke: "#e1e5ec" }, svg);
@@ -124,11 +126,13 @@ function drawTimeline(windows, labels, duration) {
   for (let t = 0; t <= duration + 1e-9; t += step) {
     el("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, svg).textContent = `${t} s`;
   }
-  windows.forEach((w) => {
-    const mid = (w.start_s + w.end_s) / 2, half = Math.min(w.end_s - w.start_s, windows.length > 1 ? windows[1].start_s - windows[0].start_s : w.end_s - w.start_s) / 2;
+  all.forEach((w) => {
+    const mid = (w.start_s + w.end_s) / 2, half = Math.min(w.end_s - w.start_s, all.length > 1 ? all[1].start_s - all[0].start_s : w.end_s - w.start_s) / 2;
     const rect = el("rect", { x: x(mid - half), y: 4, width: Math.max(1, x(mid + half) - x(mid - half)), height: 14,
-                              fill: colour(w.emotion, labels.indexOf(w.emotion)) }, svg);
-    el("title", {}, rect).textContent = `${w.start_s.toFixed(1)}–${w.end_s.toFixed(1)} s: ${w.emotion} ${percent(w.confidence)}`;
+                              fill: w.speech ? colour(w.emotion, labels.indexOf(w.emotion)) : "#d0d4da" }, svg);
+    el("title", {}, rect).textContent = w.speech
+      ? `${w.start_s.toFixed(1)}–${w.end_s.toFixed(1)} s: ${w.emotion} ${percent(w.confidence)}`
+      : `${w.start_s.toFixed(1)}–${w.end_s.toFixed(1)} s: no speech (${w.speech_s.toFixed(2)} s)`;
   });
   labels.forEach((label, i) => {
     const points = windows.map((w) => `${x((w.start_s + w.end_s) / 2).toFixed(1)},${y(w.probabilities[label]).toFixed(1)}`);
@@ -148,7 +152,7 @@ function drawTimeline(windows, labels, duration) {
   note.className = "muted small";
   const length = windows.length ? (windows[0].end_s - windows[0].start_s).toFixed(1) : "";
   note.textContent = windows.length ? `Lines: each class's probability in a ${length} s window, drawn at the window's centre; ` +
-    "band: the most probable class. Quiet windows are left out." : "";
+    "band: the most probable class; grey: no speech (not judged)." : "";
   legend.append(note);
 }
 
