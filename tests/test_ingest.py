@@ -123,3 +123,25 @@ def test_every_bad_input_is_reported_with_its_reason_and_the_rest_ingested(bad_c
 def test_the_report_tables_name_their_rows(bad_corpus):
     _, report = bad_corpus
     assert "row_0" not in report and "| speaker (sex)" in report
+
+
+def test_an_unreadable_file_is_rejected_with_the_reason(tmp_path, monkeypatch):
+    from pipeline.corpora import Clip
+
+    path = tmp_path / "03-01-05-01-01-01-01.wav"
+    sf.write(path, tone(), SR)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)     # root reads any file: simulate the permission
+    clip = Clip(path=path, corpus="ravdess", clip_id="ravdess:x", speaker="ravdess:01", gender="male",
+                emotion="happy", source_label="03")
+    got = ingest.validate(clip, min_duration_s=0.25, silence_dbfs=-60.0)
+    assert got.reason == f"{path}: cannot be read (Permission denied); check its permissions and the disk"
+
+
+def test_readme_lists_every_bad_input():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Bad input"):]
+    assert all(f"| `{case.id}` |" in table for case in CASES), [c.id for c in CASES if f"| `{c.id}` |" not in table]
