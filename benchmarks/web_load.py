@@ -9,9 +9,10 @@ each with its own keep-alive connection) and measures:
 - ``throughput_rps``: requests per wall second;
 - ``p50_ms`` and ``p95_ms``: latency of one request (upload, decode, features, model, reply);
 - ``errors``: responses other than 200, or failed connections (with the first reasons);
-- ``rss_mib_after_100`` and ``rss_mib_after_all``: resident memory of the server (its
-  process and children) after the first 100 requests and after all of them, from
-  ``/proc/<pid>/status`` (Linux); growth between the two beyond noise would be a leak.
+- ``rss_mib``: resident memory of the server (its process and children, from
+  ``/proc/<pid>/status``, Linux) after the first 100 requests, after the first run's last
+  request (1,000 by default) and after every later run; growth from 100 to 1,000 requests
+  beyond noise would be a leak.
 
 The clip is a real speech file from ``../shared/corpora-sample`` when present (``--clip``
 overrides), else a 3 s demo-voice utterance. Prints one JSON object and a Markdown table.
@@ -163,23 +164,20 @@ def main() -> int:
         rss = {}
         runs = []
         for i, clients in enumerate(args.clients):
-            marks = (lambda n: rss.setdefault("after_100", rss_mib(server.pid)) if n == 100 else None) if i == 0 else None
+            marks = (lambda n: rss.setdefault(100, rss_mib(server.pid)) if n == 100 else None) if i == 0 else None
             runs.append(run_load(port, clients=clients, requests=args.requests, body=body, content_type=content_type,
                                  on_count=marks))
-        rss["after_all"] = rss_mib(server.pid)
+            rss[args.requests * (i + 1)] = rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
     out = {"clip": name, "clip_bytes": len(data), "workers": args.workers, "model": str(args.model or "default"),
-           "cpus": os.cpu_count(), "runs": runs, "rss_mib_after_100": round(rss.get("after_100", float("nan")), 1),
-           "rss_mib_after_all": round(rss["after_all"], 1),
-           "total_requests": args.requests * len(args.clients)}
+           "cpus": os.cpu_count(), "runs": runs, "rss_mib": {n: round(v, 1) for n, v in sorted(rss.items())}}
     print(json.dumps(out))
     print("\n| clients | requests | throughput (req/s) | p50 (ms) | p95 (ms) | errors |\n|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         print(f"| {r['clients']} | {r['requests']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['errors']} |")
-    print(f"\nserver RSS: {out['rss_mib_after_100']} MiB after 100 requests, {out['rss_mib_after_all']} MiB after "
-          f"{out['total_requests']}")
+    print("\nserver RSS: " + ", ".join(f"{v} MiB after {n} requests" for n, v in out["rss_mib"].items()))
     return 1 if any(r["errors"] for r in runs) else 0
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "demo": {"speakers": {"ravdess": 4, "tess": 2, "savee": 4, "cremad": 4, "emodb": 4},

@@ -23,6 +23,7 @@ import soundfile as sf
 
 from tests.fakes import speech
 
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
