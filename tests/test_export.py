@@ -86,6 +86,12 @@ def test_the_exported_predictor_refuses_bad_input_and_missing_files(exported, tm
     lite = TFLitePredictor(exported["cnn"])
     with pytest.raises(InferenceError, match="zero-length file"):
         lite.predict_file(_touch(tmp_path / "empty.wav"))
+    sf.write(tmp_path / "nan.wav", np.full(SR, np.nan, np.float32), SR, subtype="FLOAT")
+    with pytest.raises(InferenceError, match=r"nan\.wav: NaN samples"):
+        lite.predict_file(tmp_path / "nan.wav")
+    sf.write(tmp_path / "noise.wav", 0.1 * np.random.default_rng(0).standard_normal(3 * SR), SR)
+    with pytest.raises(InferenceError, match=r"noise\.wav: no speech detected"):
+        lite.predict_file(tmp_path / "noise.wav")
     with pytest.raises(FileNotFoundError, match=r"no exported model; run `ser export"):
         TFLitePredictor(exported["cnn"], tflite=tmp_path / "none.tflite")
     with pytest.raises(ValueError, match=r"expected input of shape \(n, 301, 106\)"):
