@@ -210,8 +210,8 @@ def read(path: str | Path, *, dtype: str = "float32", max_duration_s: float | No
             raise AudioError(f"{path}: truncated or corrupt: header says {declared or 'unknown'} frames, decoded "
                              f"{decoded} before decoding failed; {_REFETCH}") from None
     if limit is not None and len(y) > limit:
-        raise AudioTooLong(f"{path}: too long: more than {max_duration_s:g} s of audio (the limit; its header gives "
-                           "no length); cut it into shorter files")
+        raise AudioTooLong(f"{path}: too long: more than {max_duration_s:g} s of audio (the limit; decoding stopped "
+                           "there); cut it into shorter files")
     if declared is not None:
         slack = max(_MP3_SLACK_FRAMES, declared // 100) if i.format == "MP3" else 0
         if len(y) + slack < declared:

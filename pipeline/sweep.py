@@ -7,9 +7,12 @@
 1. Draws the trials from the search space (seeded, so the same file gives the same trials)
    and checks that every key exists in ``params.yaml``.
 2. Queues one experiment per trial: ``dvc exp run --queue --name <sweep>-<i> -S key=value ...``.
-3. Starts ``dvc queue start --jobs J`` and waits until every trial has finished. ``J`` is 1
-   by default: parallel queue workers race on the Git and DVC locks and fail experiments at
-   random (treeverse/dvc#10673). A trial that fails is reported with ``dvc queue logs``.
+3. Starts ``dvc queue start --jobs J`` and waits until every trial has finished, reading the
+   queue's task states and workers from DVC's Python API (the data ``dvc queue status``
+   prints, which has no JSON form). ``J`` is 1 by default: parallel queue workers race on the
+   Git and DVC locks and fail experiments at random (treeverse/dvc#10673). Failed trials are
+   named with ``dvc queue logs <name>``; the others are still ranked, and the command exits
+   1.
 4. Ranks the trials with ``dvc exp show --csv --sort-by <metric> --sort-order desc`` and,
    with ``--apply``, applies the best with ``dvc exp apply`` (then ``git diff params.yaml``,
    and commit).
@@ -174,25 +177,29 @@ def run_dvc(args: Sequence[str]) -> subprocess.CompletedProcess:
     return proc
 
 
-def queue_states(status_text: str) -> dict[str, str]:
-    """``{name: status}`` from ``dvc queue status`` output."""
-    out = {}
-    for line in status_text.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
-            out[parts[1]] = parts[-1]
-    return out
+QueueReader = Callable[[], tuple[dict[str, str], int]]
 
 
-def wait(names: Sequence[str], *, jobs: int, run: Runner = run_dvc, poll_s: float = 5.0,
-         log: Callable[[str], None] = print) -> dict[str, str]:
-    """Poll ``dvc queue status`` until every named trial succeeded or failed; restart the
-    worker if it stopped with trials still queued."""
+def read_queue() -> tuple[dict[str, str], int]:
+    """``({name: status}, active workers)`` of the experiment queue, from DVC's Python API
+    (``Queued``, ``Running``, ``Success`` or ``Failed``, as ``dvc queue status`` shows them)."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        queue = repo.experiments.celery_queue
+        states = {task["name"]: task["status"] for task in queue.status() if task.get("name")}
+        active = sum(1 for task in queue.worker_status().values() if task)
+    return states, active
+
+
+def wait(names: Sequence[str], *, jobs: int, run: Runner = run_dvc, read: QueueReader = read_queue,
+         poll_s: float = 5.0, log: Callable[[str], None] = print) -> dict[str, str]:
+    """Poll the queue until every named trial succeeded or failed; restart the worker if it
+    stopped with trials still queued."""
     seen: dict[str, str] = {}
     idle_polls = 0
     while True:
-        text = run(["queue", "status"]).stdout
-        states = queue_states(text)
+        states, active = read()
         mine = {n: states.get(n, "Queued") for n in names}
         for n, s in mine.items():
             if s != seen.get(n) and s in ("Running", "Success", "Failed"):
@@ -200,7 +207,7 @@ def wait(names: Sequence[str], *, jobs: int, run: Runner = run_dvc, poll_s: floa
         seen = mine
         if all(s in ("Success", "Failed") for s in mine.values()):
             return mine
-        idle_polls = idle_polls + 1 if "0 active" in text and "Running" not in mine.values() else 0
+        idle_polls = idle_polls + 1 if active == 0 and "Running" not in mine.values() else 0
         if idle_polls >= 3:  # the worker can exit with work left (treeverse/dvc#10562)
             log("sweep: no queue worker is running and trials are left; starting one")
             run(["queue", "start", "--jobs", str(jobs)])
@@ -227,7 +234,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--poll", type=float, default=5.0, metavar="S", help="queue status poll interval")
 
 
-def run(args: argparse.Namespace, dvc: Runner = run_dvc) -> int:
+def run(args: argparse.Namespace, dvc: Runner = run_dvc, read: QueueReader = read_queue) -> int:
     space = load_space(args.space)
     trial_list = trials(space, n=args.trials)
     check_keys(trial_list[0], P.load())
@@ -251,10 +258,13 @@ def run(args: argparse.Namespace, dvc: Runner = run_dvc) -> int:
         if args.jobs > 1:
             print("sweep: warning: parallel queue workers can race and fail trials (treeverse/dvc#10673)")
         dvc(["queue", "start", "--jobs", str(args.jobs)])
-        states = wait(names, jobs=args.jobs, run=dvc, poll_s=args.poll)
+        states = wait(names, jobs=args.jobs, run=dvc, read=read, poll_s=args.poll)
         failed = [n for n, s in states.items() if s == "Failed"]
         for n in failed:
             print(f"sweep: {n} failed; see `dvc queue logs {n}`", file=sys.stderr)
+    else:
+        states, _ = read()
+        failed = [n for n in names if states.get(n) == "Failed"]
     show = dvc(["exp", "show", "--csv", "--hide-queued", "--sort-by", space["metric"], "--sort-order", "desc"]).stdout
     ranked = rank(show, names=names, metric=space["metric"], report=space.get("report"))
     scored = [r for r in ranked if r["score"] is not None]
@@ -268,6 +278,9 @@ def run(args: argparse.Namespace, dvc: Runner = run_dvc) -> int:
     if args.apply:
         dvc(["exp", "apply", scored[0]["name"]])
         print(f"sweep: applied {scored[0]['name']} to the workspace; review `git diff params.yaml` and commit")
+    if failed:
+        print(f"sweep: {len(failed)} of {len(names)} trials failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,5 +1,6 @@
 """`ser sweep`: search spaces, trials, -S arguments, ranking and the queue wait loop (no DVC
 here; tests/test_pipeline.py runs a real sweep through the queue)."""
+import argparse
 import subprocess
 
 import pytest
@@ -91,21 +92,41 @@ def test_rank_keeps_this_sweeps_trials_in_dvc_order_and_finds_clashing_columns()
         sweep.rank(SHOW, names=["s-1"], metric="metrics/cnn.json:f1")
 
 
-def test_queue_status_parsing_and_the_wait_loop_restarts_a_stopped_worker():
-    status = ("Task     Name        Created    Status\n"
-              "0312db5  s-1         03:39 PM   Success\n"
-              "b7e61b4  s-2         03:38 PM   Queued\n\n"
-              "Worker status: 0 active, 0 idle\n")
-    assert sweep.queue_states(status) == {"s-1": "Success", "s-2": "Queued"}
-    calls, polls = [], iter([status] * 3 + [status.replace("Queued", "Running").replace("0 active", "1 active"),
-                                            status.replace("Queued", "Failed")])
+def test_the_wait_loop_reads_the_queue_and_restarts_a_stopped_worker():
+    polls = iter([({"s-1": "Success", "s-2": "Queued"}, 0)] * 3 + [({"s-1": "Success", "s-2": "Running"}, 1),
+                                                                   ({"s-1": "Success", "s-2": "Failed"}, 0)])
+    calls = []
 
     def fake(args):
         calls.append(list(args))
-        out = next(polls) if args == ["queue", "status"] else ""
-        return subprocess.CompletedProcess(args, 0, out, "")
+        return subprocess.CompletedProcess(args, 0, "", "")
 
     logs = []
-    assert sweep.wait(["s-1", "s-2"], jobs=1, run=fake, poll_s=0, log=logs.append) == {"s-1": "Success", "s-2": "Failed"}
+    assert sweep.wait(["s-1", "s-2"], jobs=1, run=fake, read=lambda: next(polls), poll_s=0,
+                      log=logs.append) == {"s-1": "Success", "s-2": "Failed"}
     assert calls.count(["queue", "start", "--jobs", "1"]) == 1  # after 3 idle polls, once
     assert "sweep: s-2: failed" in logs
+
+
+def test_a_sweep_with_a_failed_trial_ranks_the_others_and_exits_1(tmp_path, capsys):
+    """Three trials, one failed in the queue: the two others are ranked, the failed one is
+    named with the command that shows its log, and the exit status is 1."""
+    space = write(tmp_path, {"name": "s", "method": "grid", "metric": "dvclive/cnn/metrics.json:best.val_uar",
+                             "params": {"train.learning_rate": [0.0005, 0.002, 0.0001]}})
+    calls = []
+
+    def fake(args):
+        calls.append(list(args))
+        return subprocess.CompletedProcess(args, 0, SHOW if args[:2] == ["exp", "show"] else "", "")
+
+    args = argparse.Namespace(space=space, trials=None, jobs=1, name="s", dry_run=False,
+                              no_start=False, rank_only=False, apply=False, poll=0)
+    done = ({"s-1": "Success", "s-2": "Success", "s-3": "Failed"}, 0)
+    assert sweep.run(args, dvc=fake, read=lambda: done) == 1
+    out, err = capsys.readouterr()
+    assert "sweep: s-3 failed; see `dvc queue logs s-3`" in err and "1 of 3 trials failed: s-3" in err
+    assert '{"best": "s-2", "score": 0.7}' in out
+    assert sum(c[:3] == ["exp", "run", "--queue"] for c in calls) == 3
+    args.rank_only = True
+    assert sweep.run(args, dvc=fake, read=lambda: done) == 1
+    assert sweep.run(args, dvc=fake, read=lambda: ({"s-1": "Success", "s-2": "Success", "s-3": "Success"}, 0)) == 0
