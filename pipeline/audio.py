@@ -36,6 +36,7 @@ _REFETCH = "re-copy or re-download it"
 # libsndfile reports SF_COUNT_MAX frames when the header gives no length (a streamed FLAC).
 _UNKNOWN_FRAMES = 2**62
 _BLOCK_FRAMES = 1 << 16     # frames decoded at a time when the length is unknown or bounded
+_MAX_SAMPLES_PER_S = 384_000  # a bounded decode (max_duration_s) takes at most 48 kHz x 8 channels' worth
 
 
 class AudioError(ValueError):
@@ -177,7 +178,9 @@ def read(path: str | Path, *, dtype: str = "float32", max_duration_s: float | No
     max_duration_s : float, optional
         Refuse audio longer than this (:class:`AudioTooLong`): from the header before any
         decoding when it gives the length, else while decoding, so that memory stays bounded
-        by the limit whatever the file claims.
+        by the limit whatever the file claims; and refuse, with it, more than 384,000 samples
+        per second (channels x rate: 48 kHz with 8 channels, 192 kHz stereo), so that the
+        bound holds in bytes too (600 s: at most 0.9 GB of float32).
 
     Returns
     -------
@@ -199,6 +202,12 @@ def read(path: str | Path, *, dtype: str = "float32", max_duration_s: float | No
         if limit is not None and i.frames is not None and i.frames > limit:
             raise AudioTooLong(f"{path}: too long: {i.duration_s:.1f} s of audio (from its header); the limit is "
                                f"{max_duration_s:g} s; cut it into shorter files")
+        if limit is not None and i.sample_rate * i.channels > _MAX_SAMPLES_PER_S:
+            # the limit bounds memory as max_duration_s of 48 kHz with 8 channels: more channels or a
+            # higher rate would let a small compressed file decode to gigabytes within the duration
+            raise AudioTooLong(f"{path}: {i.channels} channels at {i.sample_rate} Hz: more than the "
+                               f"{_MAX_SAMPLES_PER_S:,} samples per second a bounded decode takes (48 kHz x 8 channels); "
+                               "mix it down or resample it first")
         declared = _declared_frames(path, format=i.format, subtype=i.subtype) or i.frames
         try:
             if limit is None and i.frames is not None:
@@ -276,8 +285,9 @@ def check_samples(y: np.ndarray, *, name: str) -> None:
     else:
         step = (int(np.iinfo(y.dtype).max) + 1) / 2 ** 15
     y2 = y.reshape(len(y), -1)
-    if np.all(np.ptp(y2, axis=0) <= step) and float(np.max(np.abs(y2))) > step:
-        level = float(np.mean(y2)) / (1.0 if y.dtype.kind == "f" else step * 2 ** 15)
+    hi, lo = y2.max(axis=0).astype(np.float64), y2.min(axis=0).astype(np.float64)   # no integer wrap-around
+    if np.all(hi - lo <= step) and float(np.max(np.maximum(np.abs(hi), np.abs(lo)))) > step:
+        level = float(np.mean(y2, dtype=np.float64)) / (1.0 if y.dtype.kind == "f" else step * 2 ** 15)
         raise AudioError(f"{name}: constant signal (DC at {level:+.3f} of full scale), no sound in it; "
                          "re-record or re-export it, or remove it")
 

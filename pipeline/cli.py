@@ -70,6 +70,16 @@ def best_bundle(root: Path | None) -> Path:
         raise UsageError(NO_MODEL) from None
 
 
+def with_flags(settings: dict[str, float], args: argparse.Namespace) -> dict[str, float]:
+    """``settings`` with ``--max-duration`` applied (0: no limit)."""
+    out = dict(settings)
+    if getattr(args, "max_duration", None) is not None:
+        if args.max_duration < 0:
+            raise UsageError(f"--max-duration {args.max_duration}: give seconds > 0, or 0 for no limit")
+        out["max_duration_s"] = args.max_duration or None
+    return out
+
+
 def predictor_kwargs(settings: dict[str, float]) -> dict[str, float]:
     """The :class:`~pipeline.infer.Predictor` keyword arguments in ``settings``."""
     return {k: settings[k] for k in ("min_duration_s", "max_duration_s", "window_s", "hop_s", "min_speech_s")}
@@ -80,9 +90,13 @@ def load_predictor(folder: Path, *, settings: dict[str, float]):
     input limits; a bad folder is a UsageError."""
     from pipeline.infer import InferenceError, Predictor
 
+    from pipeline import vad
+
     try:
+        if settings["min_speech_s"] > 0:
+            vad.check()        # a detector that cannot run is a setup error, not every input's
         return Predictor(folder, **predictor_kwargs(settings))
-    except (FileNotFoundError, InferenceError, P.ParamsError) as err:
+    except (FileNotFoundError, InferenceError, P.ParamsError, vad.VADError) as err:
         raise UsageError(str(err)) from None
 
 
@@ -132,7 +146,7 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
     inputs = expand_inputs(args.paths, list_file=args.list)
     if not inputs:
         raise UsageError("no input: pass audio files or folders, or --list FILE")
-    predictor = load_predictor(args.model or best_bundle(root), settings=infer_settings(root))
+    predictor = load_predictor(args.model or best_bundle(root), settings=with_flags(infer_settings(root), args))
     labels = predictor.labels
     writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
     if writer:
@@ -212,7 +226,7 @@ def plot_timeline(table, *, labels: list[str], hop_s: float, duration_s: float, 
 def cmd_timeline(args: argparse.Namespace, root: Path | None) -> int:
     from pipeline.infer import InferenceError
 
-    settings = dict(infer_settings(root))
+    settings = with_flags(infer_settings(root), args)
     for key, flag in (("window_s", args.window), ("hop_s", args.hop), ("min_speech_s", args.min_speech)):
         settings[key] = settings[key] if flag is None else flag
     if settings["window_s"] <= 0 or settings["hop_s"] <= 0 or settings["min_speech_s"] < 0:
@@ -294,6 +308,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="audio files, or folders searched recursively")
     p.add_argument("--list", type=Path, metavar="FILE", help="a file of paths, one per line")
     p.add_argument("--model", type=Path, metavar="DIR", help=model_help)
+    p.add_argument("--max-duration", type=float, metavar="S",
+                   help="refuse longer inputs, in s (default: infer.max_duration_s; 0: no limit)")
     p.add_argument("--one-speaker", action="store_true",
                    help="the inputs are clips of one speaker: predict them together (required by, and only "
                         "meaningful for, a model trained with train.speaker_norm: true)")
@@ -309,6 +325,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--min-speech", type=float, metavar="S",
                    help="skip windows with less speech than this, in s, by the voice-activity detector "
                         "(default: infer.min_speech_s)")
+    t.add_argument("--max-duration", type=float, metavar="S",
+                   help="refuse longer recordings, in s (default: infer.max_duration_s; 0: no limit)")
     t.add_argument("--out", metavar="PREFIX", help="writes PREFIX.csv (or .json) and PREFIX.png "
                    "(default: ./<file stem>_timeline)")
     t.add_argument("--model", type=Path, metavar="DIR", help=model_help)

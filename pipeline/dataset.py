@@ -44,7 +44,7 @@ def _open_cache(where: Path, *, kind: str, source: str, corpus: str) -> tuple[pd
         if not path.is_file():
             raise _cache_error(path, "missing from the feature cache", **where_)
     try:
-        index = pd.read_csv(paths["index"]).clip_id
+        index = pd.read_csv(paths["index"])["clip_id"]
     except (ValueError, KeyError, OSError) as err:
         raise _cache_error(paths["index"], f"unreadable ({type(err).__name__}: {err})", **where_) from None
     loaded = {}

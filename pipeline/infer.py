@@ -174,8 +174,11 @@ class Predictor:
 
     def predict_waveform(self, y: np.ndarray, *, sr: int, name: str = "<audio>") -> Prediction:
         """The recording-level prediction of samples ``y`` (mono, or (n, channels)) at ``sr``."""
+        y = np.asarray(y)
+        if y.dtype.kind in "iu":   # integer PCM: to floats in [-1, 1], as audio.read gives them
+            y = y.astype(np.float32) / float(np.iinfo(y.dtype).max + 1)
         y = audio.resample(audio.to_mono(y) if y.ndim > 1 else y, orig_sr=sr, target_sr=self.config.sr)
-        return self.predict_recording(y, name=name).prediction
+        return self.predict_recording(np.asarray(y, np.float32), name=name).prediction
 
     def decode(self, path: str | Path) -> np.ndarray:
         """Decode ``path`` to mono float32 at ``config.sr``, shape (n,), unchecked; errors

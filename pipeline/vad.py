@@ -54,6 +54,12 @@ def _detector():
     return ten_vad.TenVad(HOP, THRESHOLD)
 
 
+def check() -> None:
+    """Raise :class:`VADError` (with the fix) if the detector cannot run here: call it at
+    start-up so that a missing library is a setup error, not every input's."""
+    _detector()
+
+
 def speech_probabilities(y: np.ndarray, *, sr: int) -> np.ndarray:
     """Speech probability of every 16 ms frame of ``y``.
 

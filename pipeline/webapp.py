@@ -40,7 +40,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from pipeline import audio, params as P
+from pipeline import audio, params as P, vad
 from pipeline.infer import InferenceError, Predictor, best_bundle
 
 STATIC_DIR = Path(__file__).with_name("webapp_static")
@@ -183,7 +183,7 @@ def decode_upload(path: Path, *, name: str, sr: int, max_duration_s: float) -> n
     except audio.AudioTooLong as err:
         raise HTTPException(413, detail=str(err).replace(str(path), name).replace(
             "cut it into shorter files", f"the web app takes at most {max_duration_s:g} s (infer.max_duration_s); "
-                                         "cut it, or use the `ser` command line")) from None
+                                         "cut it, or use `ser timeline --max-duration`")) from None
     except audio.AudioError as err:
         raise fail(422, err) from None
 
@@ -218,7 +218,7 @@ def create_app(predictor: Predictor, *, settings: WebSettings | None = None, mod
                        max_upload_mb=settings.max_upload_mb)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     lock = threading.Lock()   # one prediction at a time: TensorFlow already uses every core
-    decoding = threading.BoundedSemaphore(2)   # decoded audio held at once: 2 x infer.max_duration_s at most
+    decoding = threading.BoundedSemaphore(2)   # requests past their upload at once: 2 x infer.max_duration_s of audio
     errors = {code: {"model": ErrorOut, "description": text} for code, text in
               ((413, "upload over infer.max_upload_mb, or audio over infer.max_duration_s"),
                (415, "not audio libsndfile can decode"),
@@ -242,16 +242,17 @@ def create_app(predictor: Predictor, *, settings: WebSettings | None = None, mod
                                             "(infer.max_upload_mb); send a shorter clip")
         if not data:
             raise HTTPException(422, detail=f"{name}: empty upload (0 bytes); choose an audio file")
-        with tempfile.TemporaryDirectory(prefix="ser-web-") as tmp:
-            path = Path(tmp) / "upload"          # no suffix: decoded by content
-            path.write_bytes(data)
-            with decoding:
+        with decoding:      # decoded audio is held by at most two requests at once
+            with tempfile.TemporaryDirectory(prefix="ser-web-") as tmp:
+                path = Path(tmp) / "upload"          # no suffix: decoded by content
+                path.write_bytes(data)
+                del data
                 y = decode_upload(path, name=name, sr=predictor.config.sr, max_duration_s=settings.max_duration_s)
-        try:
-            with lock:
-                return analyse(predictor, y, name=name)
-        except InferenceError as err:
-            raise HTTPException(422, detail=str(err)) from None
+            try:
+                with lock:
+                    return analyse(predictor, y, name=name)
+            except InferenceError as err:
+                raise HTTPException(422, detail=str(err)) from None
 
     return app
 
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     """``ser-web`` / ``python -m pipeline.webapp``: load the bundle, then serve until Ctrl-C."""
     try:
         return serve(argv)
-    except (P.ParamsError, FileNotFoundError, InferenceError) as err:
+    except (P.ParamsError, FileNotFoundError, InferenceError, vad.VADError) as err:
         sys.exit(f"ser-web: {err}")
 
 
@@ -279,8 +280,11 @@ def build(*, model: Path | None, params_path: Path, metrics: Path) -> tuple[Fast
     best by test UAR in ``metrics``), and that bundle's folder."""
     params = P.load(params_path)
     settings = WebSettings.from_params(P.require(params, "infer"))
+    kwargs = predictor_settings(P.require(params, "infer"))
+    if kwargs["min_speech_s"] > 0:
+        vad.check()        # a detector that cannot run stops the server at start, with the fix
     folder = model or best_bundle(metrics_dir=metrics, models_dir=Path(P.require(params, "train.out")))
-    predictor = Predictor(folder, **predictor_settings(P.require(params, "infer")))
+    predictor = Predictor(folder, **kwargs)
     return create_app(predictor, settings=settings, model_name=str(folder)), folder
 
 
@@ -310,9 +314,8 @@ def serve(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ notices; set 0 to see them
     import uvicorn
 
-    if args.workers > 1:
-        folder = args.model or best_bundle(metrics_dir=args.metrics,
-                                           models_dir=Path(P.require(P.load(args.params), "train.out")))
+    if args.workers > 1:   # everything a worker would refuse is checked here first, once
+        _, folder = build(model=args.model, params_path=args.params, metrics=args.metrics)
         os.environ.update(SER_WEB_MODEL=str(folder.resolve()), SER_WEB_PARAMS=str(args.params.resolve()))
         print(f"ser-web: serving {folder} with {args.workers} workers on http://{args.host}:{args.port}/ "
               "(API docs: /docs)", flush=True)

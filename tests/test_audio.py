@@ -240,3 +240,17 @@ def test_a_long_file_is_refused_from_its_header(tmp_path):
     sf.write(path, np.zeros((10 * SR, 1), np.float32) + 0.01, SR)
     with pytest.raises(audio.AudioTooLong, match=r"too long: 10\.0 s of audio \(from its header\); the limit is 5 s"):
         audio.read(path, max_duration_s=5)
+
+
+def test_check_samples_has_no_integer_wrap_around():
+    clipped = np.array([[32767], [-32768], [0], [100]], np.int16)       # ptp overflows int16
+    audio.check_samples(clipped, name="x.wav")
+    audio.check_samples(clipped.astype(np.int32) << 16, name="x.wav")
+
+
+def test_a_bounded_decode_refuses_more_than_8_channels_at_48_khz(tmp_path):
+    path = tmp_path / "wide.flac"
+    sf.write(path, np.random.default_rng(0).uniform(-0.1, 0.1, (1000, 8)).astype(np.float32), 96000)
+    with pytest.raises(audio.AudioTooLong, match=r"8 channels at 96000 Hz: more than the 384,000 samples per second"):
+        audio.read(path, max_duration_s=600)
+    assert audio.read(path)[0].shape == (1000, 8)                         # unbounded reads take it

@@ -291,3 +291,19 @@ def test_a_quiet_real_recording_gets_a_timeline(capsys, bundles, sample_dir, tmp
     code, out, err = run(capsys, "timeline", path, "--model", bundles["cnn"], "--out", tmp_path / "t")
     table = pd.read_csv(tmp_path / "t.csv")
     assert code == 0 and err == "" and table.speech.mean() > 0.8, table[["start_s", "speech_s"]]
+
+
+def test_max_duration_flag_and_a_detector_that_cannot_run(capsys, bundles, bad_inputs, monkeypatch):
+    long = bad_inputs / "long.wav"                                         # 700 s of a quiet square wave
+    code, _, err = run(capsys, "predict", "--model", bundles["cnn"], "--max-duration", "800", long)
+    assert code == 1 and "no speech detected" in err                       # decoded: not refused as too long
+    assert run(capsys, "predict", "--model", bundles["cnn"], "--max-duration", "-1", long)[0] == 2
+
+    from pipeline import vad
+
+    def broken():
+        raise vad.VADError("TEN VAD's library cannot be loaded (libc++.so.1: no such file); install ...")
+
+    monkeypatch.setattr(vad, "_detector", broken)
+    code, out, err = run(capsys, "predict", "--model", bundles["cnn"], long)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and "libc++.so.1" in err

@@ -48,6 +48,10 @@ def _inf(path: Path) -> None:
     np.save(path, x)
 
 
+def _bad_index(path: Path) -> None:
+    path.with_name("index.csv").write_text("id\nravdess:0\n")
+
+
 def _garbage(path: Path) -> None:
     path.write_bytes(b"\x00" * 40)
 
@@ -58,6 +62,7 @@ def _garbage(path: Path) -> None:
     (_rows_short, r"sequence\.npy: 6 rows, but n_frames\.npy has 5 and index\.csv 6 \(an interrupted write\)"),
     (_inf, r"sequence\.npy: non-finite values in 1 of the 6 rows read \(corrupt\)"),
     (lambda p: p.unlink(), r"sequence\.npy: missing from the feature cache"),
+    (_bad_index, r"index\.csv: unreadable \(KeyError"),
 ])
 def test_a_damaged_cache_is_refused_with_the_file_and_the_fix(cache, damage, problem):
     damage(cache / "original" / "ravdess" / "sequence.npy")

@@ -121,17 +121,20 @@ def test_a_long_clip_gets_a_timeline_and_the_mean_of_its_speech_windows(client):
     assert list(body["probabilities"].values()) == pytest.approx(mean.tolist())
 
 
-def test_the_web_app_and_the_cli_give_one_answer_per_recording(client, predictor, tmp_path):
-    """Short and long recordings get the same answer from /predict and from Predictor (which
-    `ser predict` and the TensorFlow Lite path call): one rule in one place."""
+def test_the_web_app_and_the_cli_give_one_answer_per_recording(client, bundle_dir, tmp_path, capsys):
+    """Short and long recordings get the same answer from /predict and from `ser predict`
+    (and the TensorFlow Lite predictor runs the same Predictor rule): one rule in one place."""
+    from pipeline.cli import main
+
     for seconds in (2.0, 12.0):
         path = tmp_path / f"rec{seconds:g}.wav"
         path.write_bytes(wav_bytes(speechlike(seconds, seed=3)))
         web = post(client, path.read_bytes()).json()
-        rec = predictor.predict_recording_file(path)
-        assert web["basis"] == rec.basis == ("clip" if seconds < 6 else "timeline")
-        assert web["emotion"] == rec.prediction.emotion
-        assert list(web["probabilities"].values()) == pytest.approx(list(rec.prediction.probabilities.values()))
+        assert main(["predict", "--json", "--model", str(bundle_dir), str(path)]) == 0
+        cli = json.loads(capsys.readouterr().out)
+        assert web["basis"] == cli["basis"] == ("clip" if seconds < 6 else "timeline")
+        assert web["emotion"] == cli["emotion"]
+        assert list(web["probabilities"].values()) == pytest.approx(list(cli["probabilities"].values()))
 
 
 @pytest.mark.parametrize("data, name, status, match", [
