@@ -2,7 +2,7 @@
 """Throughput of the project's feature extraction, comparable with the reference recipe.
 
 Runs what the ``features`` stage runs for each file, in one process: ``audio.load`` at
-``base.sample_rate`` -> ``featurize.prepare`` -> ``featurize.extract`` in batches of
+``base.sample_rate`` -> ``extraction.prepare`` -> ``extraction.extract`` in batches of
 ``--batch`` clips, with the ``features`` settings of ``--params``. Prints one JSON line with
 the keys of ``/work/shared/bench/seed_features.py``:
 
@@ -29,8 +29,8 @@ if __package__ in (None, ""):  # run as a script: make `pipeline` importable fro
 
 import numpy as np  # noqa: E402
 
-from pipeline import audio, params as P  # noqa: E402
-from pipeline.featurize import FeatureConfig, extract, prepare  # noqa: E402
+from pipeline import audio, params as P, stage  # noqa: E402
+from pipeline.extraction import FeatureConfig, extract, prepare  # noqa: E402
 
 
 def run(paths: list[str], *, config: FeatureConfig, batch: int) -> dict:
@@ -82,7 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except P.ParamsError as err:
-        sys.exit(f"benchmarks/features.py: {err}")
+    stage.run(main, name="benchmarks/features.py", tune_allocator=True)   # as the features stage runs

@@ -29,7 +29,7 @@ import pandas as pd  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from pipeline import params as P  # noqa: E402
-from pipeline.featurize import FeatureConfig  # noqa: E402
+from pipeline.extraction import FeatureConfig  # noqa: E402
 from pipeline.features import run  # noqa: E402
 
 

@@ -7,7 +7,7 @@ For each bundle, with the model loaded and warmed up:
   whole path (decode, resample, loudness, features, scaler, model), median and p90 over
   ``--runs`` runs;
 - ``features_ms`` and ``model_ms``: its two main parts, features of the decoded clip
-  (``featurize.prepare`` + ``extract``) and the model's forward pass on the standardised
+  (``extraction.prepare`` + ``extract``) and the model's forward pass on the standardised
   features (what ``Predictor`` calls);
 - ``tflite_model_ms`` (with ``--tflite``): the same forward pass in TensorFlow Lite;
 - ``timeline``: :meth:`Predictor.timeline` on a ``--recording-s`` (60 s) recording with the
@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from pipeline import bundle as B, demo, params as P  # noqa: E402
-from pipeline.featurize import extract, prepare  # noqa: E402
+from pipeline.extraction import extract, prepare  # noqa: E402
 from pipeline.infer import Predictor  # noqa: E402
 from pipeline.webapp import predictor_settings  # noqa: E402
 

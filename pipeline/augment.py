@@ -33,7 +33,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from pipeline import audio, params as P
+from pipeline import audio, params as P, stage
 
 NOISE_DECAY_DB = {"white": 0.0, "pink": -3.01, "brown": -6.02}
 COLUMNS = ["clip_id", "source_id", "path", "corpus", "speaker", "gender", "emotion", "label", "split",
@@ -136,7 +136,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except P.ParamsError as err:
-        sys.exit(f"augment: {err}")
+    stage.run(main, name="augment")

@@ -29,9 +29,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up notices
 
 from pipeline import params as P
+from pipeline.stage import quiet_tensorflow
 from pipeline.corpora import AUDIO_SUFFIXES, audio_files
 
 INFER_DEFAULTS = {"window_s": 3.0, "hop_s": 1.0, "min_speech_s": 0.3, "min_duration_s": 0.25, "max_duration_s": 600.0}
@@ -195,13 +195,12 @@ def plot_timeline(table, *, labels: list[str], hop_s: float, duration_s: float, 
     """Stacked class probabilities per speech window (at the window's centre, ``hop_s`` wide)
     and a band coloured by each window's top emotion; windows without speech are grey in the
     band and blank below."""
-    import matplotlib
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipeline.plots import subplots
 
-    colours = dict(zip(labels, plt.get_cmap("tab10").colors))
-    fig, (band, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 4),
+    colours = dict(zip(labels, colormaps["tab10"].colors))
+    fig, (band, ax) = subplots(2, 1, sharex=True, figsize=(10, 4),
                                    gridspec_kw={"height_ratios": [1, 6], "hspace": 0.05})
     speech = table[table["speech"].astype(bool)]
     centres = ((speech["start_s"] + speech["end_s"]) / 2).to_numpy(dtype=float)
@@ -220,7 +219,6 @@ def plot_timeline(table, *, labels: list[str], hop_s: float, duration_s: float, 
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
 
 def cmd_timeline(args: argparse.Namespace, root: Path | None) -> int:
@@ -367,6 +365,7 @@ def _native_stderr_silenced():
 def main(argv: list[str] | None = None) -> int:
     from pipeline.sweep import SweepError
     args = parser().parse_args(argv)
+    quiet_tensorflow()   # TensorFlow's C++ start-up notices (set TF_CPP_MIN_LOG_LEVEL=0 to see them)
     if args.command != "sweep":
         from pipeline.egemaps import preload
 

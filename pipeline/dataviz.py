@@ -7,12 +7,11 @@ Run: ``python -m pipeline.dataviz``.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import dataset, params as P
+from pipeline import dataset, params as P, stage
 from pipeline.plots import clips_per_emotion, durations, spectrograms
 
 
@@ -40,7 +39,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (P.ParamsError, dataset.CacheError) as err:
-        sys.exit(f"dataviz: {err}")
+    stage.run(main, name="dataviz", errors=(dataset.CacheError,))

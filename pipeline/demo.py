@@ -22,35 +22,24 @@ import soundfile as sf
 from scipy import signal
 from tqdm import tqdm
 
+from pipeline import stage
+from pipeline.corpora import cremad, emodb, ravdess, savee, tess
 from pipeline.params import ParamsError, load, require
 from pipeline.vocab import EMOTIONS
 
 CORPORA = ("ravdess", "tess", "savee", "cremad", "emodb")
-LABELS: dict[str, dict[str, str]] = {  # each corpus's own code -> canonical emotion
-    "ravdess": {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
-                "06": "fearful", "07": "disgust", "08": "surprised"},
-    "tess": {"angry": "angry", "disgust": "disgust", "fear": "fearful", "happy": "happy",
-             "neutral": "neutral", "ps": "surprised", "sad": "sad"},
-    "savee": {"a": "angry", "d": "disgust", "f": "fearful", "h": "happy", "n": "neutral",
-              "sa": "sad", "su": "surprised"},
-    "cremad": {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy",
-               "NEU": "neutral", "SAD": "sad"},
-    "emodb": {"W": "angry", "L": "boredom", "E": "disgust", "A": "fearful", "F": "happy",
-              "T": "sad", "N": "neutral"},
-}
+LABELS: dict[str, dict[str, str]] = {m.CORPUS: m.EMOTIONS for m in (ravdess, tess, savee, cremad, emodb)}
+"""Each corpus's own emotion code -> canonical emotion: the loaders' tables, so a demo file parses."""
 TESS_WORDS = ("back bar base bath bean beg bite boat bone book bought burn cab calm came cause "
               "chain chair chalk chat check cheek chief choice cool dab date dead death deep dime "
               "dip ditch dodge dog doll door fail fall far fat fit five food gaze get gin").split()
 TESS_FOLDERS = {("OAF", "fear"): "OAF_Fear", ("OAF", "ps"): "OAF_Pleasant_surprise",
                 ("OAF", "sad"): "OAF_Sad", ("YAF", "ps"): "YAF_pleasant_surprised"}
-SAVEE_SPEAKERS = ("DC", "JE", "JK", "KL")
-CREMAD_SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
 CREMAD_LEVELS = {"LO": 0.6, "MD": 1.0, "HI": 1.4, "XX": 1.0}  # level -> emotional strength
-EMODB_SPEAKERS = {"03": "male", "08": "female", "09": "female", "10": "male", "11": "male",
-                  "12": "male", "13": "female", "14": "female", "15": "male", "16": "female"}
-EMODB_TEXTS = ("a01", "a02", "a04", "a05", "a07", "b01", "b02", "b03", "b09", "b10")
-MAX_SPEAKERS = {"ravdess": 24, "tess": 2, "savee": 4, "cremad": 91, "emodb": 10}
-MAX_CLIPS = {"ravdess": 8, "tess": len(TESS_WORDS), "savee": 15, "cremad": 12, "emodb": 30}
+MAX_SPEAKERS = {"ravdess": len(ravdess.ACTORS), "tess": len(tess.SPEAKERS), "savee": len(savee.SPEAKERS),
+                "cremad": len(cremad.ACTORS), "emodb": len(emodb.SPEAKERS)}
+MAX_CLIPS = {"ravdess": 8, "tess": len(TESS_WORDS), "savee": min(savee.SENTENCES.values()),
+             "cremad": len(cremad.SENTENCES), "emodb": len(emodb.TEXTS) * 3}
 
 # Emotion profiles: f0 ratio to the speaker's habitual pitch, accent range and overall
 # slope (semitones), level (dB), syllable rate (Hz), source low-pass corner (Hz, low =
@@ -110,13 +99,13 @@ def plan(corpus: str, *, n_speakers: int, clips: int, seed: int) -> list[Item]:
                                f"{a:02d}", "male" if a % 2 else "female", emo, 1.0 if i == 1 else 1.4)
                           for i, s, r in combos[:clips]]
     elif corpus == "tess":
-        for spk in ("OAF", "YAF")[:n_speakers]:
+        for spk in tuple(tess.SPEAKERS)[:n_speakers]:
             for code, emo in labels.items():
                 folder = TESS_FOLDERS.get((spk, code), f"{spk}_{code}")
                 items += [Item(f"tess/{folder}/{spk}_{w}_{code}.wav", spk, "female", emo, 1.0)
                           for w in TESS_WORDS[:clips]]
     elif corpus == "savee":
-        for spk in SAVEE_SPEAKERS[:n_speakers]:
+        for spk in savee.SPEAKERS[:n_speakers]:
             for code, emo in labels.items():
                 items += [Item(f"savee/ALL/{spk}_{code}{j:02d}.wav", spk, "male", emo, 1.0)
                           for j in range(1, clips + 1)]
@@ -124,14 +113,14 @@ def plan(corpus: str, *, n_speakers: int, clips: int, seed: int) -> list[Item]:
         for row in cremad_demographics(n_speakers=n_speakers, seed=seed):
             for code, emo in labels.items():
                 combos = ([("IEO", "XX")] if code == "NEU" else [("IEO", lv) for lv in ("LO", "MD", "HI")])
-                combos += [(s, "XX") for s in CREMAD_SENTENCES[1:]]
+                combos += [(s, "XX") for s in cremad.SENTENCES[1:]]
                 items += [Item(f"cremad/AudioWAV/{row['ActorID']}_{s}_{code}_{lv}.wav", str(row["ActorID"]),
                                row["Sex"].lower(), emo, CREMAD_LEVELS[lv]) for s, lv in combos[:clips]]
     elif corpus == "emodb":
-        for spk in list(EMODB_SPEAKERS)[:n_speakers]:
+        for spk in list(emodb.SPEAKERS)[:n_speakers]:
             for code, emo in labels.items():
-                items += [Item(f"emodb/wav/{spk}{EMODB_TEXTS[i % 10]}{code}{'abc'[i // 10]}.wav",
-                               spk, EMODB_SPEAKERS[spk], emo, 1.0) for i in range(clips)]
+                items += [Item(f"emodb/wav/{spk}{emodb.TEXTS[i % 10]}{code}{'abc'[i // 10]}.wav",
+                               spk, emodb.SPEAKERS[spk], emo, 1.0) for i in range(clips)]
     return items
 
 
@@ -312,4 +301,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stage.run(main, name="demo")

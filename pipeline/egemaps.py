@@ -6,7 +6,7 @@ shimmer, loudness, formants, spectral slope, MFCC 1-4 and more), computed by the
 
 Pure function, arrays in and arrays out. The features stage and inference call it on exactly
 the waveform the frame features see: the clip after loudness normalisation and cropping
-(:func:`pipeline.featurize.prepare`), without the zero padding (``y_fixed[:n_valid]``), so a
+(:func:`pipeline.extraction.prepare`), without the zero padding (``y_fixed[:n_valid]``), so a
 clip gets the same vector in training and in ``ser predict``.
 
 >>> import numpy as np
@@ -64,7 +64,7 @@ def egemaps(Y: np.ndarray, n_valid: np.ndarray, *, sr: int) -> np.ndarray:
     Parameters
     ----------
     Y : np.ndarray [shape=(batch, n_samples)]
-        Mono clips at ``sr`` Hz (as from :func:`pipeline.featurize.prepare`).
+        Mono clips at ``sr`` Hz (as from :func:`pipeline.extraction.prepare`).
     n_valid : array-like of int [shape=(batch,)]
         Samples of real audio at the start of each clip; the zero padding after them is
         left out (silence would bias every functional).

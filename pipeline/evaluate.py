@@ -11,64 +11,15 @@ Run: ``python -m pipeline.evaluate --model cnn``.
 from __future__ import annotations
 
 import argparse
-import os
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_recall_fscore_support, roc_auc_score
 
-# TensorFlow's C++ logging repeats harmless notices every epoch; set TF_CPP_MIN_LOG_LEVEL=0 to see them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from pipeline import bundle as B, dataset, params as P
-
-
-class LeakageError(ValueError):
-    """The test set shares speakers with the model's training data."""
-
-
-def check_unseen(test_speakers: Sequence[str], train_speakers: Sequence[str]) -> None:
-    shared = sorted(set(test_speakers) & set(train_speakers))
-    if shared:
-        raise LeakageError(f"test speakers {shared} were seen in training; a speaker-independent score needs "
-                           "disjoint speakers: rerun `dvc repro` so the split and the model agree")
-
-
-def compute_metrics(y_true: np.ndarray, proba: np.ndarray, *, labels: Sequence[str], corpus: Sequence[str]) -> dict:
-    """Metrics with stable keys from integer labels (n,) and probabilities (n, n_classes).
-
-    ``uar`` is the unweighted average recall (balanced accuracy) over the classes present
-    in ``y_true``; ``roc_auc`` is the mean one-vs-rest AUC over classes present.
-    """
-    y_pred = proba.argmax(axis=1)
-    present = np.unique(y_true)
-    prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=np.arange(len(labels)), zero_division=0)
-    aucs = [roc_auc_score(y_true == c, proba[:, c]) for c in present] if len(present) > 1 else [float("nan")]
-    corpus = np.asarray(corpus)
-    out = {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "uar": float(balanced_accuracy_score(y_true, y_pred)),
-        "macro_f1": float(np.mean(f1[present])),
-        "roc_auc": float(np.mean(aucs)),
-        "n": int(len(y_true)),
-        "per_class": {label: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(sup[i])}
-                      for i, label in enumerate(labels)},
-        "per_corpus": {},
-    }
-    for c in sorted(set(corpus)):
-        m = corpus == c
-        here = np.unique(y_true[m])
-        _, rec_c, f1_c, _ = precision_recall_fscore_support(y_true[m], y_pred[m], labels=np.arange(len(labels)),
-                                                            zero_division=0)
-        out["per_corpus"][c] = {"uar": float(balanced_accuracy_score(y_true[m], y_pred[m])),
-                                "accuracy": float(accuracy_score(y_true[m], y_pred[m])),
-                                "macro_f1": float(np.mean(f1_c[here])), "n": int(m.sum()),
-                                "recall": {labels[i]: float(rec_c[i]) for i in here}}
-    return out
+from pipeline import bundle as B, dataset, params as P, stage
+from pipeline.metrics import compute_metrics, prediction_table
+from pipeline.speakers import LeakageError, check_unseen
 
 
 def load_inputs(rows: pd.DataFrame, *, features_dir: Path, kinds: Sequence[str]) -> tuple[dataset.Features, dict]:
@@ -84,16 +35,6 @@ def load_inputs(rows: pd.DataFrame, *, features_dir: Path, kinds: Sequence[str])
                                      missing=sorted(set(rows.clip_id) - keep))
         out[k] = (loaded[k].x, loaded[k].n_frames)
     return loaded[kinds[0]], out
-
-
-def prediction_table(rows: pd.DataFrame, proba: np.ndarray, *, labels: Sequence[str],
-                     columns: Sequence[str] = ("clip_id", "path", "corpus", "speaker", "label")) -> pd.DataFrame:
-    """``columns`` of ``rows``, the predicted label and ``p_<label>`` per class, one row per clip."""
-    table = rows[list(columns)].reset_index(drop=True)
-    table["predicted"] = [labels[i] for i in proba.argmax(axis=1)]
-    for i, c in enumerate(labels):
-        table[f"p_{c}"] = proba[:, i]
-    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (P.ParamsError, LeakageError, dataset.CacheError) as err:
-        sys.exit(f"evaluate: {err}")
+    stage.run(main, name="evaluate", errors=(LeakageError, dataset.CacheError))

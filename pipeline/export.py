@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import bundle as B
-from pipeline.featurize import FeatureConfig
+from pipeline.extraction import FeatureConfig
 from pipeline.infer import Predictor
 
 TFLITE_NAME = "model.tflite"

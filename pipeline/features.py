@@ -4,7 +4,7 @@
 selection, so trying another class set extracts nothing); ``--source augmented`` reads the
 augment stage's ``augmented.csv``. Clips are decoded, mixed to mono, resampled to
 ``base.sample_rate``, loudness-normalised, cropped or padded to ``features.seconds``, and every
-feature is derived from one STFT per clip (:mod:`pipeline.featurize`). Work is split in chunks
+feature is derived from one STFT per clip (:mod:`pipeline.extraction`). Work is split in chunks
 of ``features.chunk_size`` clips over ``features.workers`` processes and written straight
 into memory-mapped arrays, so memory is set by the chunk size, not the corpus size.
 
@@ -32,10 +32,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pipeline import audio, params as P
-from pipeline.featurize import FeatureConfig, extract, prepare
+from pipeline import audio, params as P, stage
+from pipeline.dataset import SOURCES, source_clips
+from pipeline.extraction import FeatureConfig, extract, prepare
 
-SOURCES = ("original", "augmented")
 
 
 def extract_files(paths: list[str], *, config: FeatureConfig) -> tuple[dict, list[int], list[str]]:
@@ -169,10 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = P.choice(cfg.get("dtype", "float32"), key="features.dtype", valid=("float16", "float32"))
     chunk_size = int(P.positive(cfg["chunk_size"], key="features.chunk_size"))
     workers = int(P.positive(cfg["workers"], key="features.workers"))
-    if args.source == "original":
-        table = pd.read_csv(Path(P.require(params, "data.interim")) / "manifests" / f"{args.corpus}.csv")
-    else:
-        table = pd.read_csv(Path(P.require(params, "augment.out")) / args.corpus / "augmented.csv")
+    table = source_clips(params, corpus=args.corpus, source=args.source)
     out_dir = Path(cfg["out"]) / args.source / args.corpus
     s = run(table, out_dir, config=config, dtype=dtype, chunk_size=chunk_size, workers=workers,
             desc=f"features {args.source}/{args.corpus}")
@@ -182,7 +179,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except P.ParamsError as err:
-        sys.exit(f"features: {err}")
+    stage.run(main, name="features", tune_allocator=True)

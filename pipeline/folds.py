@@ -8,7 +8,7 @@ of every run's test predictions to ``metrics/<model>_protocol.json``.
 Rules
 -----
 - **Folds are per corpus.** Each corpus's speakers are shuffled per sex with
-  ``np.random.default_rng([seed, zlib.crc32(corpus)])`` (as in :mod:`pipeline.split`), the sex
+  :func:`pipeline.speakers.corpus_rng` (as in :mod:`pipeline.split`), the sex
   groups are concatenated and dealt round-robin into ``k`` groups, so every group holds
   ``floor`` or ``ceil`` of ``n_sex / k`` speakers of each sex (mixed sexes whenever a corpus
   has at least ``k`` speakers of each). Fold ``i`` tests group ``i`` of every corpus; every
@@ -22,7 +22,7 @@ Rules
   of the corpus in ``train`` in every fold.
 - **Validation.** In each fold and for each corpus, ``round(n * val_share)`` of the ``n``
   non-test speakers (at least 1, and leaving at least 2 for training) go to ``val``, drawn
-  sex-interleaved from the corpus's generator; a corpus with fewer than 3 non-test speakers
+  in :func:`pipeline.speakers.interleave` order from the corpus's generator; a corpus with fewer than 3 non-test speakers
   gives no validation speaker. :func:`cross_corpus` applies the same rule to each training
   corpus.
 - **Summaries.** Means over folds, and the *sample* standard deviation (``ddof=1``); the std
@@ -31,74 +31,20 @@ Rules
 """
 from __future__ import annotations
 
-import zlib
-from typing import Literal, Mapping, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluate import compute_metrics
+from pipeline.metrics import compute_metrics
+from pipeline.speakers import check_val_share, corpus_rng, pick_val, shuffled_by_sex, speaker_sexes
 from pipeline.vocab import EMOTIONS
 
 SUMMARY_METRICS: tuple[str, ...] = ("uar", "accuracy", "macro_f1")
 """Per-fold metrics :func:`summarise` averages (keys of :func:`compute_metrics`)."""
 
 
-def _corpus_rng(seed: int, corpus: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(corpus.encode())])
-
-
-def _speaker_sexes(rows: pd.DataFrame, *, need: Sequence[str] = ()) -> dict[str, dict[str, str]]:
-    """corpus -> {speaker: sex} (sex ``unknown`` when missing), after checking the columns."""
-    missing = sorted({"corpus", "speaker", "gender", *need} - set(rows.columns))
-    if missing:
-        raise ValueError(f"rows lack column(s) {missing}; pass rows shaped like data/interim/split.csv")
-    if rows.empty:
-        raise ValueError("rows is empty; there are no speakers to split")
-    per_speaker = rows.groupby("speaker").corpus.nunique()
-    if (per_speaker > 1).any():
-        raise ValueError(f"speaker(s) {sorted(per_speaker[per_speaker > 1].index)} appear in more than one corpus; "
-                         "speaker ids must be unique across corpora (prefix them with the corpus)")
-    sexes = rows.assign(gender=rows.gender.fillna("unknown").astype(str))
-    return {corpus: g.groupby("speaker").gender.first().to_dict() for corpus, g in sexes.groupby("corpus", sort=True)}
-
-
-def _shuffled_by_sex(sexes: Mapping[str, str], rng: np.random.Generator) -> list[list[str]]:
-    """Each sex group (sexes and speakers sorted first, for determinism), shuffled by ``rng``."""
-    out = []
-    for sex in sorted(set(sexes.values())):
-        group = sorted(s for s, g in sexes.items() if g == sex)
-        out.append([group[i] for i in rng.permutation(len(group))])
-    return out
-
-
-def _interleave(sexes: Mapping[str, str], rng: np.random.Generator) -> list[str]:
-    """Shuffle each sex group and interleave by fractional position (as split.assign_speakers)."""
-    keyed = []
-    for group in _shuffled_by_sex(sexes, rng):
-        keyed += [((i + 0.5) / len(group), sexes[s], s) for i, s in enumerate(group)]
-    return [s for _, _, s in sorted(keyed)]
-
-
-def _n_val(n: int, val_share: float) -> int:
-    """Validation speakers out of ``n`` candidates: round(n * share), >= 1, leaving >= 2 to train."""
-    if val_share <= 0 or n < 3:
-        return 0
-    return int(min(n - 2, max(1, np.floor(n * val_share + 0.5))))
-
-
-def _check_val_share(val_share: float) -> float:
-    if not 0 <= val_share < 1:
-        raise ValueError(f"val_share={val_share!r} must be in [0, 1) (a share of the non-test speakers); "
-                         "use 0 for no validation speakers")
-    return float(val_share)
-
-
-def _pick_val(sexes: Mapping[str, str], *, val_share: float, rng: np.random.Generator) -> set[str]:
-    return set(_interleave(sexes, rng)[:_n_val(len(sexes), val_share)])
-
-
-def speaker_folds(rows: pd.DataFrame, *, k: int | Literal["loso"], seed: int, val_share: float = 0.15,
+def speaker_folds(rows: pd.DataFrame, *, k: int | Literal["loso"], seed: int, val_share: float,
                   train_only: Sequence[str] = ()) -> list[pd.DataFrame]:
     """Speaker-independent k-fold (or leave-one-speaker-out) folds, per corpus.
 
@@ -129,16 +75,14 @@ def speaker_folds(rows: pd.DataFrame, *, k: int | Literal["loso"], seed: int, va
     --------
     >>> rows = pd.DataFrame({"corpus": "c", "speaker": ["c:1", "c:2", "c:3"],
     ...                      "gender": ["female", "male", "female"]})
-    >>> folds = speaker_folds(rows, k="loso", seed=0)
+    >>> folds = speaker_folds(rows, k="loso", seed=0, val_share=0.15)
     >>> sorted(f.speaker[f.split == "test"].item() for f in folds)
     ['c:1', 'c:2', 'c:3']
     """
-    if isinstance(k, bool) or not (k == "loso" or isinstance(k, (int, np.integer))):
-        raise ValueError(f"k={k!r}: expected an integer number of folds >= 2 or 'loso'")
-    if k != "loso" and k < 2:
-        raise ValueError(f"k={k}: speaker folds need k >= 2 (or k='loso' for one fold per speaker)")
-    val_share = _check_val_share(val_share)
-    by_corpus = _speaker_sexes(rows)
+    if k != "loso" and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2):
+        raise ValueError(f"k={k!r} must be an integer >= 2 or 'loso' (one fold per speaker)")
+    val_share = check_val_share(val_share)
+    by_corpus = speaker_sexes(rows)
     train_only = set(train_only)
     tested = {c: s for c, s in by_corpus.items() if c not in train_only}
     if not tested:
@@ -157,18 +101,18 @@ def speaker_folds(rows: pd.DataFrame, *, k: int | Literal["loso"], seed: int, va
             for plan in plans:
                 plan.update(dict.fromkeys(sexes, "train"))
             continue
-        rng = _corpus_rng(seed, corpus)
-        order = [s for group in _shuffled_by_sex(sexes, rng) for s in group]
+        rng = corpus_rng(seed, corpus)
+        order = [s for group in shuffled_by_sex(sexes, rng) for s in group]
         group_of = {s: j % n_folds for j, s in enumerate(order)}
         for i, plan in enumerate(plans):
             rest = {s: sex for s, sex in sexes.items() if group_of[s] != i}
-            val = _pick_val(rest, val_share=val_share, rng=rng)
+            val = pick_val(rest, val_share=val_share, rng=rng)
             plan.update({s: "test" if group_of[s] == i else "val" if s in val else "train" for s in sexes})
     return [rows.assign(split=rows.speaker.map(plan), fold=i).reset_index(drop=True) for i, plan in enumerate(plans)]
 
 
 def cross_corpus(rows: pd.DataFrame, *, train: Sequence[str], test: str, seed: int,
-                 val_share: float = 0.15) -> tuple[pd.DataFrame, list[str]]:
+                 val_share: float) -> tuple[pd.DataFrame, list[str]]:
     """Train on some corpora, test on another, over the classes they share.
 
     Parameters
@@ -199,8 +143,8 @@ def cross_corpus(rows: pd.DataFrame, *, train: Sequence[str], test: str, seed: i
     if test in train:
         raise ValueError(f"corpus {test!r} is both a training corpus (train={train}) and the test corpus; "
                          "a cross-corpus test needs disjoint corpora: drop it from train")
-    val_share = _check_val_share(val_share)
-    by_corpus = _speaker_sexes(rows, need=["label"])
+    val_share = check_val_share(val_share)
+    by_corpus = speaker_sexes(rows, need=["label"])
     absent = [c for c in [*train, test] if c not in by_corpus]
     if absent:
         raise ValueError(f"corpus(es) {absent} have no rows; available: {sorted(by_corpus)}")
@@ -217,7 +161,7 @@ def cross_corpus(rows: pd.DataFrame, *, train: Sequence[str], test: str, seed: i
     parts = dict.fromkeys(by_corpus[test], "test")
     for corpus in train:
         sexes = by_corpus[corpus]
-        val = _pick_val(sexes, val_share=val_share, rng=_corpus_rng(seed, corpus))
+        val = pick_val(sexes, val_share=val_share, rng=corpus_rng(seed, corpus))
         parts.update({s: "val" if s in val else "train" for s in sexes})
     keep = rows.corpus.isin([*train, test]) & rows.label.isin(classes)
     out = rows[keep].assign(split=lambda r: r.speaker.map(parts)).reset_index(drop=True)

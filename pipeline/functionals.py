@@ -3,7 +3,7 @@
 The input of the classic baseline (``models.svm``). Kept apart from the ``features`` stage
 because openSMILE costs about 50 times more CPU per clip than the whole single-STFT frame
 feature set, and the deep models do not need it. Each clip is decoded, loudness-normalised
-and cropped exactly as for the frame features (:func:`pipeline.featurize.prepare`, the
+and cropped exactly as for the frame features (:func:`pipeline.extraction.prepare`, the
 ``features`` params), then :func:`pipeline.egemaps.egemaps` reads its real audio.
 
 ``--source original`` reads ``manifests/<corpus>.csv``; ``--source augmented`` the augment
@@ -28,10 +28,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pipeline import audio, egemaps, params as P
-from pipeline.featurize import FeatureConfig, prepare
+from pipeline import audio, egemaps, params as P, stage
+from pipeline.dataset import SOURCES, source_clips
+from pipeline.extraction import FeatureConfig, prepare
 
-SOURCES = ("original", "augmented")
 KIND = "functionals"
 
 
@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     config = FeatureConfig.from_params(cfg, sr=int(P.require(params, "base.sample_rate")))
     chunk_size = int(P.positive(cfg["chunk_size"], key="features.chunk_size"))
     workers = int(P.positive(cfg["workers"], key="features.workers"))
-    if args.source == "original":
-        table = pd.read_csv(Path(P.require(params, "data.interim")) / "manifests" / f"{args.corpus}.csv")
-    else:
-        table = pd.read_csv(Path(P.require(params, "augment.out")) / args.corpus / "augmented.csv")
+    table = source_clips(params, corpus=args.corpus, source=args.source)
     out_dir = folder(Path(cfg["out"]), args.source, args.corpus)
     s = run(table, out_dir, config=config, chunk_size=chunk_size, workers=workers,
             desc=f"functionals {args.source}/{args.corpus}")
@@ -121,7 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except P.ParamsError as err:
-        sys.exit(f"functionals: {err}")
+    stage.run(main, name="functionals")

@@ -11,10 +11,9 @@ Run: ``python -m pipeline.fuse``.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from pipeline import bundle as B, params as P
+from pipeline import bundle as B, params as P, stage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +35,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except P.ParamsError as err:
-        sys.exit(f"fuse: {err}")
+    stage.run(main, name="fuse")

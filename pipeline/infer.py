@@ -30,7 +30,7 @@ import pandas as pd
 
 from pipeline import audio, bundle as B, vad
 from pipeline.egemaps import egemaps
-from pipeline.featurize import FeatureConfig, extract, prepare
+from pipeline.extraction import FeatureConfig, extract, prepare
 
 
 SPEAKER_NORM_HINT = ("this model normalises features per speaker (train.speaker_norm: true): give several clips "

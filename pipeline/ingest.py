@@ -10,7 +10,6 @@ Run: ``python -m pipeline.ingest`` (reads ``params.yaml``: ``corpora``, ``data``
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from dataclasses import asdict
 from multiprocessing import Pool
@@ -20,8 +19,8 @@ from typing import Mapping
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline import audio, params as P
-from pipeline.corpora import LOADERS, Clip, Rejection, unusable_entries
+from pipeline import audio, params as P, stage
+from pipeline.corpora import LOADERS, Clip, Rejection, scan, unusable_entries
 
 COLUMNS = ["clip_id", "path", "corpus", "speaker", "gender", "emotion", "source_label",
            "duration_s", "sample_rate", "channels", "format", "md5", "extra"]
@@ -79,7 +78,7 @@ def scan_all(data_dir: Path, corpora: list[str], options: Mapping) -> tuple[list
         folder = find_corpus_dir(data_dir, corpus)
         found[corpus] = folder
         if folder is not None:
-            c, r = LOADERS[corpus](folder, options=options.get(corpus) or {})
+            c, r = scan(corpus, folder, options=options.get(corpus) or {})
             clips += c
             rejections += r + unusable_entries(folder, corpus=corpus)
     return clips, rejections, found
@@ -112,7 +111,6 @@ def report(manifest: pd.DataFrame, rejections: list[Rejection], found: dict, dat
         lines += [f"- {r.corpus}: `{_relative(r.path, data_dir)}`: {r.reason.removeprefix(f'{r.path}: ')}"
                   for r in rows] or ["None."]
     return "\n".join(lines) + "\n"
-
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -160,7 +158,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except P.ParamsError as err:
-        sys.exit(f"ingest: {err}")
+    stage.run(main, name="ingest")

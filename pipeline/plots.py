@@ -4,12 +4,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure   # no pyplot: no backend, no global figure state
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
+    """``pyplot.subplots`` without pyplot: a :class:`Figure` (saved by ``savefig`` with
+    matplotlib's Agg canvas, whatever the process's backend) and its axes."""
+    figure_kw = {k: kwargs.pop(k) for k in ("figsize",) if k in kwargs}
+    fig = Figure(**figure_kw)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _save(fig, path: Path) -> None:
@@ -17,12 +22,11 @@ def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
 
 
 def training_curves(history: Mapping[str, Sequence[float]], path: Path, *, title: str) -> None:
     """Loss and accuracy/UAR per epoch, training and validation."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a, b) = subplots(1, 2, figsize=(10, 3.6))
     for key in ("loss", "val_loss"):
         if key in history:
             a.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
@@ -40,7 +44,7 @@ def training_curves(history: Mapping[str, Sequence[float]], path: Path, *, title
 
 def confusion_heatmap(actual: Sequence[str], predicted: Sequence[str], *, labels: Sequence[str], path: Path, title: str) -> None:
     """Row-normalised confusion matrix (recall per true class) with counts."""
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(labels), 0.8 + 0.65 * len(labels)))
+    fig, ax = subplots(figsize=(1.0 + 0.75 * len(labels), 0.8 + 0.65 * len(labels)))
     _confusion_axes(ax, actual, predicted, labels=labels, title=title)
     _save(fig, path)
 
@@ -51,7 +55,7 @@ def confusion_grid(panels: Mapping[str, tuple[Sequence[str], Sequence[str]]], *,
     Only the classes a panel's actual labels hold are shown as its rows."""
     n = len(panels)
     size = 0.6 + 0.55 * len(labels)
-    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.5, size + 0.6), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(size * n + 0.5, size + 0.6), squeeze=False)
     for ax, (name, (actual, predicted)) in zip(axes[0], panels.items(), strict=True):
         rows = [c for c in labels if c in set(actual)]
         _confusion_axes(ax, actual, predicted, labels=labels, rows=rows, title=name)
@@ -76,7 +80,7 @@ def _confusion_axes(ax, actual, predicted, *, labels: Sequence[str], title: str,
 
 def clips_per_emotion(rows: pd.DataFrame, path: Path) -> None:
     """Bar charts: clips per label for each corpus, and for each partition."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (a, b) = subplots(1, 2, figsize=(12, 4))
     pd.crosstab(rows.label, rows.corpus).plot.bar(ax=a, stacked=True)
     a.set_title("clips per emotion and corpus")
     pd.crosstab(rows.label, rows.split)[[p for p in ("train", "val", "test") if p in set(rows.split)]].plot.bar(ax=b)
@@ -89,7 +93,7 @@ def clips_per_emotion(rows: pd.DataFrame, path: Path) -> None:
 
 def durations(manifest: pd.DataFrame, path: Path) -> None:
     """Histogram of clip durations per corpus."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     for corpus, g in manifest.groupby("corpus"):
         ax.hist(g.duration_s, bins=40, alpha=0.55, label=f"{corpus} (n={len(g)})")
     ax.set_xlabel("duration (s)")
@@ -104,7 +108,7 @@ def spectrograms(examples: Mapping[str, np.ndarray], path: Path, *, hop_s: float
     n = len(examples)
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
     for ax, (label, logmel) in zip(axes.flat, examples.items()):
         ax.imshow(logmel, origin="lower", aspect="auto", cmap="magma",
                   extent=(0, logmel.shape[1] * hop_s, 0, logmel.shape[0]), vmin=logmel.max() - 80)

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -40,10 +38,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from pipeline import dataset, folds, params as P
-from pipeline.evaluate import LeakageError, check_unseen, prediction_table
+from pipeline import dataset, folds, params as P, stage
+from pipeline.metrics import prediction_table
+from pipeline.speakers import LeakageError, check_unseen
 from pipeline.vocab import EMOTIONS
 
 PROTOCOLS = ("holdout", "speaker_kfold", "cross_corpus")
@@ -76,14 +74,11 @@ def plan(rows: pd.DataFrame, *, protocol: str, cfg: dict, classes: list[str], se
         return [Fold("holdout", rows.reset_index(drop=True), list(classes))]
     if protocol == "speaker_kfold":
         kf = P.require(cfg, "speaker_kfold")
-        k = kf["k"]
-        if k != "loso" and (not isinstance(k, Integral) or isinstance(k, bool) or k < 2):
-            raise P.ParamsError(f"params.yaml: evaluate.speaker_kfold.k={k!r} must be an integer >= 2 or 'loso'")
-        try:
-            frames = folds.speaker_folds(rows, k=k, seed=seed, val_share=float(kf.get("val_share", 0.15)),
+        try:   # speaker_folds validates k and val_share
+            frames = folds.speaker_folds(rows, k=kf.get("k"), seed=seed, val_share=kf.get("val_share"),
                                          train_only=list(kf.get("train_only") or []))
         except ValueError as err:
-            raise P.ParamsError(f"evaluate.speaker_kfold: {err}") from err
+            raise P.ParamsError(f"params.yaml: evaluate.speaker_kfold: {err}") from err
         return [Fold(f"fold{int(f.fold.iloc[0])}", f.drop(columns="fold"), list(classes)) for f in frames]
     cc = P.require(cfg, "cross_corpus")
     available = sorted(rows.corpus.unique())
@@ -95,10 +90,9 @@ def plan(rows: pd.DataFrame, *, protocol: str, cfg: dict, classes: list[str], se
     for test in tests:
         train = [c for c in available if c != test] if cc["train"] == "all" else [c for c in cc["train"] if c != test]
         try:
-            frame, shared = folds.cross_corpus(rows, train=train, test=test, seed=seed,
-                                               val_share=float(cc.get("val_share", 0.15)))
+            frame, shared = folds.cross_corpus(rows, train=train, test=test, seed=seed, val_share=cc.get("val_share"))
         except ValueError as err:
-            raise P.ParamsError(f"evaluate.cross_corpus: {err}") from err
+            raise P.ParamsError(f"params.yaml: evaluate.cross_corpus: {err}") from err
         out.append(Fold(f"to_{test}", frame, [c for c in classes if c in shared]))
     return out
 
@@ -271,7 +265,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (P.ParamsError, LeakageError, dataset.CacheError) as err:
-        sys.exit(f"protocol: {err}")
+    stage.run(main, name="protocol", errors=(LeakageError, dataset.CacheError))

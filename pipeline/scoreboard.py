@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Mapping
 
-from pipeline import params as P
+from pipeline import params as P, stage
 from pipeline.vocab import EMOTIONS
 
 
@@ -80,7 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except P.ParamsError as err:
-        sys.exit(f"scoreboard: {err}")
+    stage.run(main, name="scoreboard")

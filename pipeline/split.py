@@ -13,56 +13,14 @@ Run: ``python -m pipeline.split`` (reads ``base.seed``, ``corpora``, ``data.inte
 """
 from __future__ import annotations
 
-import sys
-import zlib
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
-from pipeline import params as P
+from pipeline import params as P, stage
+from pipeline.speakers import PARTITIONS, assign_speakers, check_disjoint, corpus_rng
 from pipeline.vocab import check_selection, map_label
-
-PARTITIONS = ("train", "val", "test")
-
-
-def partition_sizes(n: int, proportions: Mapping[str, float]) -> dict[str, int]:
-    """Speakers per partition for ``n`` speakers: largest-remainder rounding of the
-    proportions, with at least one speaker in every partition whose proportion is > 0
-    (when ``n`` allows), train keeping the rest."""
-    total = sum(proportions.values())
-    exact = {p: n * proportions.get(p, 0) / total for p in PARTITIONS}
-    sizes = {p: int(np.floor(v)) for p, v in exact.items()}
-    for p in sorted(PARTITIONS, key=lambda p: exact[p] - sizes[p], reverse=True)[: n - sum(sizes.values())]:
-        sizes[p] += 1
-    for p in ("test", "val"):
-        if proportions.get(p, 0) > 0 and sizes[p] == 0 and sizes["train"] > 1:
-            sizes[p], sizes["train"] = 1, sizes["train"] - 1
-    return sizes
-
-
-def assign_speakers(speakers: Mapping[str, str], *, proportions: Mapping[str, float],
-                    rng: np.random.Generator) -> dict[str, str]:
-    """Map each speaker id to a partition.
-
-    ``speakers`` maps speaker id -> sex. Each sex group is shuffled, then the groups are
-    interleaved by fractional position, so every prefix of the order (test first, then val,
-    then train) holds the sexes in proportion.
-    """
-    keyed = []
-    for sex in sorted(set(speakers.values())):
-        group = sorted(s for s, g in speakers.items() if g == sex)
-        group = [group[i] for i in rng.permutation(len(group))]
-        keyed += [((i + 0.5) / len(group), sex, s) for i, s in enumerate(group)]
-    order = [s for _, _, s in sorted(keyed)]
-    sizes = partition_sizes(len(order), proportions)
-    out, start = {}, 0
-    for part in ("test", "val", "train"):
-        for s in order[start:start + sizes[part]]:
-            out[s] = part
-        start += sizes[part]
-    return out
 
 
 def fixed_assignment(corpus: str, speakers: Sequence[str], rule: Mapping[str, Sequence]) -> dict[str, str]:
@@ -104,18 +62,10 @@ def split(manifest: pd.DataFrame, *, classes: Sequence[str], merge: Mapping[str,
             parts.update({s: "train" for s in sexes})
             notes[corpus] = f"only {len(sexes)} speaker(s): training only (add split.assign.{corpus} to change)"
         else:
-            rng = np.random.default_rng([seed, zlib.crc32(corpus.encode())])
-            parts.update(assign_speakers(sexes, proportions=proportions, rng=rng))
+            parts.update(assign_speakers(sexes, proportions=proportions, rng=corpus_rng(seed, corpus)))
             notes[corpus] = "automatic, per sex, proportions from split.proportions"
     selected["split"] = selected.speaker.map(parts)
     return selected.reset_index(drop=True), notes
-
-
-def check_disjoint(rows: pd.DataFrame) -> None:
-    """Raise if any speaker is in two partitions (the guard every consumer can call)."""
-    per = rows.groupby("speaker").split.nunique()
-    if (per > 1).any():
-        raise ValueError(f"speaker(s) in more than one partition: {sorted(per[per > 1].index)}")
 
 
 def report(manifest: pd.DataFrame, rows: pd.DataFrame, notes: Mapping[str, str], *, classes, merge) -> str:
@@ -167,7 +117,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except P.ParamsError as err:
-        sys.exit(f"split: {err}")
+    stage.run(main, name="split")

@@ -14,8 +14,6 @@ Run: ``python -m pipeline.train --model cnn_lstm``.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# TensorFlow's C++ logging repeats harmless notices every epoch; set TF_CPP_MIN_LOG_LEVEL=0 to see them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from pipeline import bundle as B, dataset, params as P
+from pipeline import bundle as B, dataset, params as P, stage
 from pipeline.batches import check_spec, make_sequence
-from pipeline.split import check_disjoint
+from pipeline.metrics import uar
+from pipeline.speakers import check_disjoint
 
 
 def training_rows(split_rows: pd.DataFrame, *, augment_dir: Path, corpora: list[str]) -> pd.DataFrame:
@@ -72,12 +69,6 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> dict[int, float] 
         return None
     counts = np.bincount(y, minlength=n_classes)
     return {i: float(len(y) / (np.count_nonzero(counts) * c)) for i, c in enumerate(counts) if c}
-
-
-def uar(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Unweighted average recall over the classes present in ``y_true``."""
-    classes = np.unique(y_true)
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
 
 
 def configure_determinism(seed: int, *, threads: int) -> None:
@@ -258,7 +249,4 @@ def check_train_params(cfg: dict) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (P.ParamsError, dataset.CacheError) as err:
-        sys.exit(f"train: {err}")
+    stage.run(main, name="train", errors=(dataset.CacheError,))

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline import bundle as B, demo, params as P
 from pipeline.egemaps import egemaps
-from pipeline.featurize import FeatureConfig, extract, prepare
+from pipeline.extraction import FeatureConfig, extract, prepare
 from pipeline.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.corpora import LOADERS, Clip, Rejection, cremad, emodb, ravdess, savee, tess
+from pipeline.corpora import LOADERS, Clip, Rejection, cremad, emodb, ravdess, savee, scan, tess
 from pipeline.params import ParamsError
 from pipeline.vocab import EMOTIONS
 
@@ -62,7 +62,7 @@ SAMPLE = {
 def test_sample_every_file_labelled(sample_dir: Path, corpus: str) -> None:
     expected = SAMPLE[corpus]
     wavs = sorted(Path(d) / f for d, _, files in os.walk(sample_dir / corpus) for f in files if f.endswith(".wav"))
-    clips, rejections = LOADERS[corpus](sample_dir / corpus)
+    clips, rejections = scan(corpus, sample_dir / corpus)
     assert rejections == []
     assert [c.path for c in clips] == wavs
     assert len(clips) == sum(expected["emotion"].values())
@@ -76,21 +76,21 @@ def test_sample_every_file_labelled(sample_dir: Path, corpus: str) -> None:
 
 
 def test_sample_clip_ids_unique_across_corpora(sample_dir: Path) -> None:
-    ids = [c.clip_id for corpus in SAMPLE for c in LOADERS[corpus](sample_dir / corpus)[0]]
+    ids = [c.clip_id for corpus in SAMPLE for c in scan(corpus, sample_dir / corpus)[0]]
     assert len(ids) == len(set(ids)) == 487
 
 
 def test_sample_fields(sample_dir: Path) -> None:
-    (clip,) = [c for c in LOADERS["ravdess"](sample_dir / "ravdess")[0] if c.path.stem == "03-01-05-02-01-02-02"]
+    (clip,) = [c for c in scan("ravdess", sample_dir / "ravdess")[0] if c.path.stem == "03-01-05-02-01-02-02"]
     assert (clip.clip_id, clip.speaker, clip.gender, clip.emotion, clip.source_label) == (
         "ravdess:03-01-05-02-01-02-02", "ravdess:02", "female", "angry", "05")
     assert clip.extra == {"intensity": "strong", "statement": "01", "repetition": "02", "vocal_channel": "speech"}
-    ps = [c for c in LOADERS["tess"](sample_dir / "tess")[0] if c.source_label == "ps"]
+    ps = [c for c in scan("tess", sample_dir / "tess")[0] if c.source_label == "ps"]
     assert {c.path.parent.name for c in ps} == {"OAF_Pleasant_surprise", "YAF_pleasant_surprised"}
     assert {c.emotion for c in ps} == {"surprised"}
-    clip = by_name(LOADERS["savee"](sample_dir / "savee")[0])["DC_sa01.wav"]
+    clip = by_name(scan("savee", sample_dir / "savee")[0])["DC_sa01.wav"]
     assert (clip.clip_id, clip.emotion, clip.source_label) == ("savee:DC_sa01", "sad", "sa")
-    clip = by_name(LOADERS["emodb"](sample_dir / "emodb")[0])["03a01Fa.wav"]
+    clip = by_name(scan("emodb", sample_dir / "emodb")[0])["03a01Fa.wav"]
     assert (clip.speaker, clip.gender, clip.emotion, clip.extra) == (
         "emodb:03", "male", "happy", {"text": "a01", "version": "a"})
 
@@ -98,20 +98,21 @@ def test_sample_fields(sample_dir: Path) -> None:
 # --- all loaders ---------------------------------------------------------------------
 
 def test_registry() -> None:
-    assert LOADERS == {"ravdess": ravdess.scan, "tess": tess.scan, "savee": savee.scan,
-                       "cremad": cremad.scan, "emodb": emodb.scan}
+    assert LOADERS == {"ravdess": ravdess.LOADER, "tess": tess.LOADER, "savee": savee.LOADER,
+                       "cremad": cremad.LOADER, "emodb": emodb.LOADER}
+    assert all(LOADERS[m.CORPUS].parse is m.parse for m in (ravdess, tess, savee, cremad, emodb))
 
 
 @pytest.mark.parametrize("corpus", sorted(LOADERS))
 def test_non_audio_suffixes_ignored(tmp_path: Path, corpus: str) -> None:
     touch(tmp_path, "readme.txt", "VideoDemographics.csv.bak", "sub/notes.md", "sub/03a01Fa.wav.bak")
-    assert LOADERS[corpus](tmp_path) == ([], [])
+    assert scan(corpus, tmp_path) == ([], [])
 
 
 @pytest.mark.parametrize("corpus", sorted(LOADERS))
 def test_unknown_option_raises(tmp_path: Path, corpus: str) -> None:
     with pytest.raises(ParamsError, match=rf"ingest\.{corpus}\.shuffle is not a {corpus} option"):
-        LOADERS[corpus](tmp_path, options={"shuffle": True})
+        scan(corpus, tmp_path, options={"shuffle": True})
 
 
 @pytest.mark.parametrize("corpus, name", [
@@ -120,7 +121,7 @@ def test_unknown_option_raises(tmp_path: Path, corpus: str) -> None:
 ])
 def test_uppercase_suffix_found(tmp_path: Path, corpus: str, name: str) -> None:
     touch(tmp_path, name)
-    clips, rejections = LOADERS[corpus](tmp_path)
+    clips, rejections = scan(corpus, tmp_path)
     assert [c.path.name for c in clips] == [Path(name).name] and rejections == []
     assert clips[0].emotion in EMOTIONS
 
@@ -129,26 +130,26 @@ def test_uppercase_suffix_found(tmp_path: Path, corpus: str, name: str) -> None:
 
 def test_ravdess_song_excluded_by_default(tmp_path: Path) -> None:
     touch(tmp_path, "Actor_05/03-02-03-01-01-01-05.wav")
-    clips, (rejection,) = ravdess.scan(tmp_path)
+    clips, (rejection,) = scan("ravdess", tmp_path)
     assert clips == [] and rejection.kind == "excluded"
     assert "ingest.ravdess.include_song" in rejection.reason
 
 
 def test_ravdess_song_included_with_option(tmp_path: Path) -> None:
     touch(tmp_path, "Actor_05/03-02-03-01-01-01-05.wav")
-    (clip,), rejections = ravdess.scan(tmp_path, options={"include_song": True})
+    (clip,), rejections = scan("ravdess", tmp_path, options={"include_song": True})
     assert rejections == []
     assert (clip.emotion, clip.gender, clip.extra["vocal_channel"]) == ("happy", "male", "song")
 
 
 def test_ravdess_include_song_must_be_bool(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="include_song='yes' must be true or false"):
-        ravdess.scan(tmp_path, options={"include_song": "yes"})
+        scan("ravdess", tmp_path, options={"include_song": "yes"})
 
 
 def test_ravdess_video_modality_excluded(tmp_path: Path) -> None:
     touch(tmp_path, "01-01-03-01-01-01-05.mp4", "02-01-03-01-01-01-05.mp4", "01-01-03-01-01-01-05.wav")
-    clips, rejections = ravdess.scan(tmp_path)
+    clips, rejections = scan("ravdess", tmp_path)
     assert clips == [] and len(rejections) == 3
     assert all(r.kind == "excluded" and "video modality" in r.reason for r in rejections)
 
@@ -168,13 +169,13 @@ def test_ravdess_video_modality_excluded(tmp_path: Path) -> None:
 ])
 def test_ravdess_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
     touch(tmp_path, name)
-    clips, (rejection,) = ravdess.scan(tmp_path)
+    clips, (rejection,) = scan("ravdess", tmp_path)
     assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
 
 
 def test_ravdess_duplicate_keeps_first(tmp_path: Path) -> None:
     first, second = touch(tmp_path, "a/Actor_12/03-01-05-01-02-01-12.wav", "b/Actor_12/03-01-05-01-02-01-12.wav")
-    (clip,), (rejection,) = ravdess.scan(tmp_path)
+    (clip,), (rejection,) = scan("ravdess", tmp_path)
     assert clip.path == first and clip.clip_id == "ravdess:03-01-05-01-02-01-12"
     assert (rejection.path, rejection.reason, rejection.kind) == (second, f"duplicate of {first}", "rejected")
 
@@ -184,7 +185,7 @@ def test_ravdess_duplicate_keeps_first(tmp_path: Path) -> None:
 def test_tess_folder_spelling_is_ignored(tmp_path: Path) -> None:
     touch(tmp_path, "OAF_Pleasant_surprise/OAF_back_ps.wav", "YAF_pleasant_surprised/YAF_back_ps.wav",
           "OAF_Fear/OAF_back_fear.wav", "YAF_fear/YAF_bar_fear.wav", "OAF_angry/OAF_bar_sad.wav")
-    clips, rejections = tess.scan(tmp_path)
+    clips, rejections = scan("tess", tmp_path)
     assert rejections == []
     assert {c.clip_id: c.emotion for c in clips} == {
         "tess:OAF_back_ps": "surprised", "tess:YAF_back_ps": "surprised", "tess:OAF_back_fear": "fearful",
@@ -202,14 +203,14 @@ def test_tess_folder_spelling_is_ignored(tmp_path: Path) -> None:
 ])
 def test_tess_irregular_names(tmp_path: Path, name: str, clip_id: str, emotion: str) -> None:
     touch(tmp_path, f"folder/{name}")
-    (clip,), rejections = tess.scan(tmp_path)
+    (clip,), rejections = scan("tess", tmp_path)
     assert rejections == []
     assert (clip.clip_id, clip.emotion, clip.speaker, clip.gender) == (clip_id, emotion, clip_id[:8], "female")
 
 
 def test_tess_erratum_recorded(tmp_path: Path) -> None:
     touch(tmp_path, "OAF_neutral/OA_bite_neutral.wav")
-    (clip,), _ = tess.scan(tmp_path)
+    (clip,), _ = scan("tess", tmp_path)
     assert clip.extra == {"word": "bite", "age": 64, "erratum": "named 'OA_bite_neutral', read as 'OAF_bite_neutral'"}
 
 
@@ -223,7 +224,7 @@ def test_tess_erratum_recorded(tmp_path: Path) -> None:
 ])
 def test_tess_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
     touch(tmp_path, name)
-    clips, (rejection,) = tess.scan(tmp_path)
+    clips, (rejection,) = scan("tess", tmp_path)
     assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
 
 
@@ -231,7 +232,7 @@ def test_tess_nested_copy_and_spelling_variant_are_duplicates(tmp_path: Path) ->
     first, copy, variant = touch(
         tmp_path, "TESS data/OAF_angry/OAF_back_angry.wav", "tess data/TESS data/OAF_angry/OAF_back_angry.wav",
         "tess data/variants/OAF_back_anger.wav")
-    (clip,), rejections = tess.scan(tmp_path)
+    (clip,), rejections = scan("tess", tmp_path)
     assert clip.path == first
     assert {r.path: r.reason for r in rejections} == {copy: f"duplicate of {first}", variant: f"duplicate of {first}"}
 
@@ -241,14 +242,14 @@ def test_tess_nested_copy_and_spelling_variant_are_duplicates(tmp_path: Path) ->
 def test_savee_both_layouts_give_identical_clips(tmp_path: Path) -> None:
     touch(tmp_path, "kaggle/ALL/DC_a01.wav", "kaggle/ALL/JK_sa03.wav", "kaggle/ALL/KL_su15.wav")
     touch(tmp_path, "orig/AudioData/DC/a01.wav", "orig/AudioData/JK/sa03.wav", "orig/AudioData/KL/su15.wav")
-    flat, _ = savee.scan(tmp_path / "kaggle")
-    original, _ = savee.scan(tmp_path / "orig")
+    flat, _ = scan("savee", tmp_path / "kaggle")
+    original, _ = scan("savee", tmp_path / "orig")
     assert [c.clip_id for c in flat] == [c.clip_id for c in original] == [
         "savee:DC_a01", "savee:JK_sa03", "savee:KL_su15"]
     assert [(c.emotion, c.speaker, c.gender, c.source_label) for c in flat] == [
         (c.emotion, c.speaker, c.gender, c.source_label) for c in original] == [
         ("angry", "savee:DC", "male", "a"), ("sad", "savee:JK", "male", "sa"), ("surprised", "savee:KL", "male", "su")]
-    both, duplicates = savee.scan(tmp_path)
+    both, duplicates = scan("savee", tmp_path)
     assert len(both) == 3 and all(r.reason.startswith("duplicate of ") for r in duplicates) and len(duplicates) == 3
 
 
@@ -266,13 +267,13 @@ def test_savee_both_layouts_give_identical_clips(tmp_path: Path) -> None:
 ])
 def test_savee_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
     touch(tmp_path, name)
-    clips, (rejection,) = savee.scan(tmp_path)
+    clips, (rejection,) = scan("savee", tmp_path)
     assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
 
 
 def test_savee_neutral_has_thirty_sentences(tmp_path: Path) -> None:
     touch(tmp_path, "ALL/JE_n30.wav")
-    (clip,), _ = savee.scan(tmp_path)
+    (clip,), _ = scan("savee", tmp_path)
     assert (clip.emotion, clip.extra) == ("neutral", {"sentence": "30"})
 
 
@@ -287,7 +288,7 @@ DEMOGRAPHICS = (
 
 def test_cremad_without_demographics(tmp_path: Path) -> None:
     touch(tmp_path, "AudioWAV/1001_DFA_ANG_XX.wav")
-    (clip,), rejections = cremad.scan(tmp_path)
+    (clip,), rejections = scan("cremad", tmp_path)
     assert rejections == []
     assert (clip.clip_id, clip.speaker, clip.gender, clip.emotion, clip.source_label) == (
         "cremad:1001_DFA_ANG_XX", "cremad:1001", "unknown", "angry", "ANG")
@@ -298,7 +299,7 @@ def test_cremad_with_demographics_anywhere(tmp_path: Path) -> None:
     touch(tmp_path, "AudioWAV/1001_DFA_ANG_XX.wav", "AudioWAV/1002_IEO_HAP_HI.wav", "AudioWAV/1003_TIE_SAD_LO.wav")
     (tmp_path / "meta" / "info").mkdir(parents=True)
     (tmp_path / "meta" / "info" / "VideoDemographics.csv").write_text(DEMOGRAPHICS)
-    clips, rejections = cremad.scan(tmp_path)
+    clips, rejections = scan("cremad", tmp_path)
     assert rejections == []
     assert [(c.gender, c.extra.get("age"), c.extra["level"]) for c in clips] == [
         ("male", 51, "unspecified"), ("female", 21, "high"), ("unknown", None, "low")]  # 1003 not in the table
@@ -307,7 +308,7 @@ def test_cremad_with_demographics_anywhere(tmp_path: Path) -> None:
 def test_cremad_demographics_missing_column_raises(tmp_path: Path) -> None:
     (tmp_path / "VideoDemographics.csv").write_text("ActorID,Age\n1001,51\n")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['Sex'\]"):
-        cremad.scan(tmp_path)
+        scan("cremad", tmp_path)
 
 
 @pytest.mark.parametrize("name, reason", [
@@ -320,7 +321,7 @@ def test_cremad_demographics_missing_column_raises(tmp_path: Path) -> None:
 ])
 def test_cremad_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
     touch(tmp_path, name)
-    clips, (rejection,) = cremad.scan(tmp_path)
+    clips, (rejection,) = scan("cremad", tmp_path)
     assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
 
 
@@ -336,13 +337,13 @@ def test_cremad_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> No
 ])
 def test_emodb_bad_names_rejected(tmp_path: Path, name: str, reason: str) -> None:
     touch(tmp_path, name)
-    clips, (rejection,) = emodb.scan(tmp_path)
+    clips, (rejection,) = scan("emodb", tmp_path)
     assert clips == [] and rejection.kind == "rejected" and reason in rejection.reason
 
 
 def test_emodb_speaker_sex_from_documentation(tmp_path: Path) -> None:
     touch(tmp_path, *(f"{s}b10Lc.wav" for s in ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16")))
-    clips, _ = emodb.scan(tmp_path)
+    clips, _ = scan("emodb", tmp_path)
     assert {c.speaker[-2:]: c.gender for c in clips} == {
         "03": "male", "10": "male", "11": "male", "12": "male", "15": "male",
         "08": "female", "09": "female", "13": "female", "14": "female", "16": "female"}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipeline.featurize import FeatureConfig
+from pipeline.extraction import FeatureConfig
 from pipeline.features import run
 
 FEATURES = {"seconds": 1.0, "crop": "centre", "loudness": "rms", "target_dbfs": -23.0, "n_fft": 512,

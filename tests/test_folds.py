@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from pipeline.folds import cross_corpus, speaker_folds, summarise
-from pipeline.split import check_disjoint
+from pipeline.speakers import check_disjoint
 
 CLASSES = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 CORPORA = {"ravdess": 8, "cremad": 12, "emodb": 10, "savee": 4, "tess": 2}
@@ -39,7 +39,7 @@ def speakers_in(fold: pd.DataFrame, part: str, corpus: str | None = None) -> set
 @pytest.mark.parametrize("k", [2, 3, 5, "loso"])
 def test_folds_speaker_disjoint_every_row_once_every_speaker_tested_once(k):
     rows = fake_rows(CORPORA)
-    folds = speaker_folds(rows, k=k, seed=42)
+    folds = speaker_folds(rows, k=k, seed=42, val_share=0.15)
     assert len(folds) == (12 if k == "loso" else k)
     for i, fold in enumerate(folds):
         check_disjoint(fold)
@@ -52,15 +52,15 @@ def test_folds_speaker_disjoint_every_row_once_every_speaker_tested_once(k):
 
 def test_same_seed_same_folds_other_seed_differs():
     rows = fake_rows({"ravdess": 8, "cremad": 12})
-    a, b, c = (speaker_folds(rows, k=4, seed=s) for s in (1, 1, 2))
+    a, b, c = (speaker_folds(rows, k=4, seed=s, val_share=0.15) for s in (1, 1, 2))
     for x, y in zip(a, b):
         pd.testing.assert_frame_equal(x, y)
     assert any(not x.split.equals(z.split) for x, z in zip(a, c))
 
 
 def test_adding_a_corpus_leaves_other_corpora_folds_unchanged():
-    a = speaker_folds(fake_rows({"cremad": 12}), k=3, seed=7)
-    b = speaker_folds(fake_rows({"cremad": 12, "emodb": 10}), k=3, seed=7)
+    a = speaker_folds(fake_rows({"cremad": 12}), k=3, seed=7, val_share=0.15)
+    b = speaker_folds(fake_rows({"cremad": 12, "emodb": 10}), k=3, seed=7, val_share=0.15)
     for x, y in zip(a, b):
         pd.testing.assert_frame_equal(x, y[y.corpus == "cremad"].reset_index(drop=True))
 
@@ -68,16 +68,16 @@ def test_adding_a_corpus_leaves_other_corpora_folds_unchanged():
 @pytest.mark.parametrize("n", [2, 5, 9])
 def test_loso_one_fold_per_speaker(n):
     rows = fake_rows({"emodb": n})
-    folds = speaker_folds(rows, k="loso", seed=0)
+    folds = speaker_folds(rows, k="loso", seed=0, val_share=0.15)
     assert len(folds) == n
     assert all(len(speakers_in(f, "test")) == 1 for f in folds)
-    big_k = speaker_folds(rows, k=n + 5, seed=0)  # k >= speakers is LOSO too
+    big_k = speaker_folds(rows, k=n + 5, seed=0, val_share=0.15)  # k >= speakers is LOSO too
     for x, y in zip(folds, big_k):
         pd.testing.assert_frame_equal(x, y)
 
 
 def test_loso_small_corpora_tested_in_first_folds_then_train_only():
-    folds = speaker_folds(fake_rows({"cremad": 12, "savee": 4, "tess": 2}), k="loso", seed=3)
+    folds = speaker_folds(fake_rows({"cremad": 12, "savee": 4, "tess": 2}), k="loso", seed=3, val_share=0.15)
     assert len(folds) == 12
     for i, fold in enumerate(folds):
         assert len(speakers_in(fold, "test", "cremad")) == 1
@@ -92,7 +92,7 @@ def test_fold_test_sets_mix_sexes_in_proportion(k):
     # make emodb unbalanced: 7 female, 3 male
     rows.loc[rows.speaker.isin(["emodb:01", "emodb:03"]), "gender"] = "female"
     sexes = rows.groupby("speaker").gender.first()
-    for fold in speaker_folds(rows, k=k, seed=11):
+    for fold in speaker_folds(rows, k=k, seed=11, val_share=0.15):
         for corpus in ("cremad", "emodb"):
             got = Counter(sexes[s] for s in speakers_in(fold, "test", corpus))
             total = Counter(sexes[sexes.index.str.startswith(corpus)])
@@ -114,18 +114,18 @@ def test_validation_share_rule():
 def test_single_speaker_corpus_refused_unless_train_only():
     rows = fake_rows({"cremad": 6, "solo": 1})
     with pytest.raises(ValueError, match=r"corpus 'solo' has a single speaker .* train_only=\['solo'\]"):
-        speaker_folds(rows, k=3, seed=0)
-    folds = speaker_folds(rows, k=3, seed=0, train_only=["solo"])
+        speaker_folds(rows, k=3, seed=0, val_share=0.15)
+    folds = speaker_folds(rows, k=3, seed=0, val_share=0.15, train_only=["solo"])
     assert all((f.split[f.corpus == "solo"] == "train").all() for f in folds)
     with pytest.raises(ValueError, match="leave at least one to test on"):
-        speaker_folds(rows, k=3, seed=0, train_only=["solo", "cremad"])
+        speaker_folds(rows, k=3, seed=0, val_share=0.15, train_only=["solo", "cremad"])
 
 
-@pytest.mark.parametrize("k,match", [(1, r"k=1: speaker folds need k >= 2"), ("kfold", "or 'loso'"),
+@pytest.mark.parametrize("k,match", [(1, r"k=1 must be an integer >= 2 or .loso."), ("kfold", "or 'loso'"),
                                      (True, "or 'loso'")])
 def test_bad_k_is_refused(k, match):
     with pytest.raises(ValueError, match=match):
-        speaker_folds(fake_rows({"cremad": 4}), k=k, seed=0)
+        speaker_folds(fake_rows({"cremad": 4}), k=k, seed=0, val_share=0.15)
 
 
 def test_bad_val_share_and_missing_columns_are_refused():
@@ -133,7 +133,7 @@ def test_bad_val_share_and_missing_columns_are_refused():
     with pytest.raises(ValueError, match=r"val_share=1.0 must be in \[0, 1\)"):
         speaker_folds(rows, k=2, seed=0, val_share=1.0)
     with pytest.raises(ValueError, match=r"lack column\(s\) \['gender'\]"):
-        speaker_folds(rows.drop(columns="gender"), k=2, seed=0)
+        speaker_folds(rows.drop(columns="gender"), k=2, seed=0, val_share=0.15)
 
 
 # ---------------------------------------------------------------- cross-corpus
@@ -142,7 +142,7 @@ def test_cross_corpus_keeps_shared_classes_in_vocabulary_order():
     labels = {"ravdess": ["sad", "surprised", "neutral", "angry"], "cremad": ["angry", "disgust", "neutral"],
               "emodb": ["angry", "neutral", "sad", "boredom", "disgust"]}
     rows = fake_rows({"ravdess": 8, "cremad": 12, "emodb": 10, "tess": 2}, labels=labels)
-    out, classes = cross_corpus(rows, train=["ravdess", "cremad"], test="emodb", seed=1)
+    out, classes = cross_corpus(rows, train=["ravdess", "cremad"], test="emodb", seed=1, val_share=0.15)
     assert classes == ["neutral", "sad", "angry", "disgust"]  # surprised/boredom on one side only
     assert set(out.label) == set(classes)
     check_disjoint(out)
@@ -152,22 +152,22 @@ def test_cross_corpus_keeps_shared_classes_in_vocabulary_order():
     assert out.clip_id.is_unique
     val = out[out.split == "val"].groupby("corpus").speaker.nunique().to_dict()
     assert val == {"ravdess": 1, "cremad": 2}  # round(8 * .15) = 1, round(12 * .15) = 2
-    again, _ = cross_corpus(rows, train=["ravdess", "cremad"], test="emodb", seed=1)
+    again, _ = cross_corpus(rows, train=["ravdess", "cremad"], test="emodb", seed=1, val_share=0.15)
     pd.testing.assert_frame_equal(out, again)
 
 
 def test_cross_corpus_refuses_overlap_and_unknown_corpora():
     rows = fake_rows({"ravdess": 4, "emodb": 4})
     with pytest.raises(ValueError, match=r"'emodb' is both a training corpus \(train=\['ravdess', 'emodb'\]\)"):
-        cross_corpus(rows, train=["ravdess", "emodb"], test="emodb", seed=0)
+        cross_corpus(rows, train=["ravdess", "emodb"], test="emodb", seed=0, val_share=0.15)
     with pytest.raises(ValueError, match=r"corpus\(es\) \['savee'\] have no rows"):
-        cross_corpus(rows, train=["savee"], test="emodb", seed=0)
+        cross_corpus(rows, train=["savee"], test="emodb", seed=0, val_share=0.15)
 
 
 def test_cross_corpus_needs_two_shared_classes():
     rows = fake_rows({"a": 3, "b": 3}, labels={"a": ["happy", "sad"], "b": ["sad", "angry"]})
     with pytest.raises(ValueError, match=r"share 1 class\(es\) \['sad'\]"):
-        cross_corpus(rows, train=["a"], test="b", seed=0)
+        cross_corpus(rows, train=["a"], test="b", seed=0, val_share=0.15)
 
 
 # ---------------------------------------------------------------- summaries

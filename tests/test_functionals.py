@@ -11,7 +11,7 @@ import soundfile as sf
 
 from fakes import LABELS, PARAMS, SR, speech
 from pipeline import bundle as B, dataset, egemaps, functionals
-from pipeline.featurize import FeatureConfig, prepare
+from pipeline.extraction import FeatureConfig, prepare
 from pipeline.infer import Predictor
 from pipeline.models import build, check_params, input_kind, is_keras
 from pipeline.params import ParamsError

@@ -201,7 +201,7 @@ def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(repo):
     assert "Running stage 'scoreboard'" in out
     assert "Running stage 'train@" not in out and "Running stage 'augment" not in out  # the bundles stay
     rows = pd.read_csv(dst / "data" / "interim" / "split.csv")
-    expected = {f"fold{i}": set(f.speaker[f.split == "test"]) for i, f in enumerate(speaker_folds(rows, k=2, seed=42))}
+    expected = {f"fold{i}": set(f.speaker[f.split == "test"]) for i, f in enumerate(speaker_folds(rows, k=2, seed=42, val_share=0.15))}
     for model in ("cnn", "cnn_lstm", "svm"):
         m = json.loads((dst / "metrics" / f"{model}_protocol.json").read_text())
         assert m["protocol"] == "speaker_kfold" and m["n_folds"] == 2 and m["n_seeds"] == 2 and m["seeds"] == [1, 2]

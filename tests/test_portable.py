@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from pipeline import params as P
 from pipeline.features import run
-from pipeline.featurize import FeatureConfig
+from pipeline.extraction import FeatureConfig
 
 files, out = json.loads(sys.argv[1]), Path(sys.argv[2])
 params = P.load(sys.argv[3])

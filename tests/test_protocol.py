@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline import protocol
-from pipeline.evaluate import prediction_table
+from pipeline.metrics import prediction_table
 from pipeline.params import ParamsError
 
 CLASSES = ["neutral", "happy", "sad", "angry"]
@@ -58,7 +58,7 @@ def test_cross_corpus_one_run_per_test_corpus_over_shared_classes():
 
 @pytest.mark.parametrize("name, cfg, match", [
     ("bogus", CFG, "evaluate.protocol='bogus' is not valid"),
-    ("speaker_kfold", {**CFG, "speaker_kfold": {"k": 1}}, r"evaluate.speaker_kfold.k=1 must be an integer >= 2 or 'loso'"),
+    ("speaker_kfold", {**CFG, "speaker_kfold": {"k": 1}}, r"evaluate.speaker_kfold: k=1 must be an integer >= 2 or 'loso'"),
     ("cross_corpus", {**CFG, "cross_corpus": {"train": "all", "test": ["x"]}}, r"must name corpora in the split \['a', 'b', 'c'\]"),
     ("cross_corpus", {**CFG, "cross_corpus": {"train": ["c"], "test": ["c"]}}, "train lists no corpus"),
 ])

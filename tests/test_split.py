@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from pipeline.params import ParamsError
-from pipeline.split import assign_speakers, check_disjoint, partition_sizes, split
+from pipeline.speakers import assign_speakers, check_disjoint, partition_sizes
+from pipeline.split import split
 from pipeline.vocab import check_selection, map_label
 
 PROPORTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}

@@ -8,7 +8,8 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from pipeline import bundle as B
-from pipeline.evaluate import LeakageError, check_unseen, compute_metrics
+from pipeline.metrics import compute_metrics
+from pipeline.speakers import LeakageError, check_unseen
 from pipeline.train import class_weights, fit, training_rows
 
 LABELS = ["angry", "happy", "sad"]

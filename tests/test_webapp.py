@@ -21,7 +21,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from pipeline import bundle as B, params as P
-from pipeline.featurize import FeatureConfig, extract, prepare
+from pipeline.extraction import FeatureConfig, extract, prepare
 from pipeline.infer import Predictor
 from pipeline.train import fit
 from pipeline.webapp import WebSettings, best_bundle, create_app, predictor_settings

@@ -1,121 +1,54 @@
 """Corpus loaders: one module per corpus, each parsing that corpus's documented file names.
 
-A loader never opens the audio (that is the ingest stage's job); it finds candidate files
-recursively and turns each name into a :class:`Clip`, or into a :class:`Rejection` saying why
-it cannot be labelled (or why params exclude it). Nothing is guessed.
+A loader never opens the audio (that is the ingest stage's job); :func:`scan` finds candidate
+files recursively and the corpus's parser turns each name into a :class:`Clip`, or into a
+:class:`Rejection` saying why it cannot be labelled (or why params exclude it). Nothing is
+guessed. A corpus module holds its code tables, a ``parse`` function and ``LOADER``
+(:class:`~pipeline.corpora.base.Loader`); :data:`LOADERS` lists them by name. To add a
+corpus: write ``pipeline/corpora/<name>.py`` like ``savee.py`` and add it to :data:`LOADERS`.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Mapping
 
-from pipeline.params import ParamsError
+from pipeline.corpora import cremad, emodb, ravdess, savee, tess
+from pipeline.corpora.base import (AUDIO_SUFFIXES, Clip, Loader, Rejection, Unlabelled, audio_files, collect,
+                                   loader_options, unusable_entries)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff")
+__all__ = ["AUDIO_SUFFIXES", "LOADERS", "Clip", "Loader", "Rejection", "Unlabelled", "audio_files", "scan",
+           "unusable_entries"]
 
-
-@dataclass(frozen=True)
-class Clip:
-    """Labels of one file, from its name (and corpus metadata)."""
-
-    path: Path
-    corpus: str            # ravdess | tess | savee | cremad | emodb
-    clip_id: str           # unique across corpora, e.g. "ravdess:03-01-05-01-02-01-12"
-    speaker: str           # unique across corpora, e.g. "ravdess:12"
-    gender: str            # male | female | unknown
-    emotion: str           # canonical vocabulary (pipeline.vocab.EMOTIONS)
-    source_label: str      # the corpus's own code, e.g. "05", "ANG", "ps", "W"
-    extra: dict = field(default_factory=dict, compare=False)  # intensity, statement, age, ...
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """A file that gets no label: ``kind`` is "rejected" (a fault) or "excluded" (by params)."""
-
-    path: Path
-    corpus: str
-    reason: str
-    kind: str = "rejected"
-
-
-def audio_files(root: Path) -> list[Path]:
-    """All files under ``root`` (recursively) with an audio suffix, sorted; case-insensitive."""
-    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-
-
-def unusable_entries(root: Path, *, corpus: str) -> list[Rejection]:
-    """Entries under ``root`` named like audio that :func:`audio_files` cannot list, each as a
-    :class:`Rejection` with the reason: dangling symbolic links, folders, and special files
-    (FIFOs, sockets, devices). Sorted by path."""
-    out = []
-    for p in sorted(Path(root).rglob("*")):
-        if p.suffix.lower() not in AUDIO_SUFFIXES or p.is_file():
-            continue
-        if p.is_symlink() and not p.exists():
-            reason = f"{p}: dangling symbolic link (to {os.readlink(p)!r}, which does not exist); fix or remove the link"
-        elif p.is_dir():
-            reason = f"{p}: a folder named like an audio file; rename it (its audio files are still read)"
-        else:
-            reason = f"{p}: not a regular file (a FIFO, socket or device); copy the audio into a file"
-        out.append(Rejection(path=p, corpus=corpus, reason=reason))
-    return out
-
-
-class Unlabelled(Exception):
-    """Raised by a loader's name parser: the file becomes a :class:`Rejection` of ``kind``."""
-
-    def __init__(self, reason: str, *, kind: str = "rejected") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.kind = kind
-
-
-def loader_options(options: Mapping | None, *, corpus: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``defaults`` updated with ``options``; raise :class:`ParamsError` for an unknown key."""
-    merged = dict(defaults)
-    for key, value in (options or {}).items():
-        if key not in defaults:
-            raise ParamsError(
-                f"params.yaml: ingest.{corpus}.{key} is not a {corpus} option; valid: {sorted(defaults) or 'none'}"
-            )
-        merged[key] = value
-    return merged
-
-
-def collect(
-    paths: Iterable[Path], *, corpus: str, parse: Callable[[Path], Clip]
-) -> tuple[list[Clip], list[Rejection]]:
-    """Parse each path in sorted order; keep the first file of each ``clip_id``.
-
-    ``parse`` returns a :class:`Clip` or raises :class:`Unlabelled`. A later file with an
-    already-seen ``clip_id`` is rejected as ``"duplicate of <first path>"``.
-    """
-    clips: list[Clip] = []
-    rejections: list[Rejection] = []
-    first: dict[str, Path] = {}
-    for path in sorted(paths):
-        try:
-            clip = parse(path)
-        except Unlabelled as err:
-            rejections.append(Rejection(path=path, corpus=corpus, reason=err.reason, kind=err.kind))
-            continue
-        if clip.clip_id in first:
-            rejections.append(Rejection(path=path, corpus=corpus, reason=f"duplicate of {first[clip.clip_id]}"))
-            continue
-        first[clip.clip_id] = path
-        clips.append(clip)
-    return clips, rejections
-
-
-# Imported last: each loader module imports the names above from this package.
-from pipeline.corpora import cremad, emodb, ravdess, savee, tess  # noqa: E402
-
-LOADERS: dict[str, Callable[..., tuple[list[Clip], list[Rejection]]]] = {
-    "ravdess": ravdess.scan,
-    "tess": tess.scan,
-    "savee": savee.scan,
-    "cremad": cremad.scan,
-    "emodb": emodb.scan,
+LOADERS: dict[str, Loader] = {
+    "ravdess": ravdess.LOADER,
+    "tess": tess.LOADER,
+    "savee": savee.LOADER,
+    "cremad": cremad.LOADER,
+    "emodb": emodb.LOADER,
 }
+
+
+def scan(corpus: str, root: Path, *, options: Mapping | None = None) -> tuple[list[Clip], list[Rejection]]:
+    """Label every file of ``corpus`` under ``root`` (searched recursively) from its name.
+
+    Parameters
+    ----------
+    corpus : a key of :data:`LOADERS`.
+    root : the corpus folder.
+    options : params ``ingest.<corpus>`` (e.g. RAVDESS ``{"include_song": true}``); an unknown
+        key or a bad value raises :class:`~pipeline.params.ParamsError`.
+
+    Returns
+    -------
+    clips, rejections : list of Clip, list of Rejection
+        Both in sorted path order; a later file with an already-seen ``clip_id`` is a
+        rejection ("duplicate of <first path>").
+    """
+    if corpus not in LOADERS:
+        raise KeyError(f"no loader for corpus {corpus!r}; known: {sorted(LOADERS)}")
+    loader = LOADERS[corpus]
+    merged = loader_options(options, corpus=corpus, defaults=loader.options)
+    kwargs = loader.prepare(Path(root), merged) if loader.prepare else merged
+    files = audio_files(root) + (loader.extra_files(Path(root)) if loader.extra_files else [])
+    return collect(files, corpus=corpus, parse=partial(loader.parse, **kwargs))

@@ -8,11 +8,10 @@ it, or for an actor it does not list, gender is "unknown" and no age is given.
 from __future__ import annotations
 
 import csv
-from functools import partial
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
-from pipeline.corpora import Clip, Rejection, Unlabelled, audio_files, collect, loader_options
+from pipeline.corpora.base import Clip, Loader, Unlabelled
 
 CORPUS = "cremad"
 DEMOGRAPHICS = "VideoDemographics.csv"
@@ -21,27 +20,6 @@ SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}
 SEXES = {"Male": "male", "Female": "female"}
-
-
-def scan(root: Path, *, options: Mapping | None = None) -> tuple[list[Clip], list[Rejection]]:
-    """Label every CREMA-D audio file under ``root`` from its name and the demographics table.
-
-    Parameters
-    ----------
-    root : Path
-        Folder searched recursively (audio files and ``VideoDemographics.csv``).
-    options : Mapping, optional
-        CREMA-D has no options; an unknown key raises :class:`~pipeline.params.ParamsError`.
-
-    Returns
-    -------
-    clips, rejections : list of Clip, list of Rejection
-        Both in sorted path order.
-    """
-    loader_options(options, corpus=CORPUS, defaults={})
-    tables = sorted(p for p in Path(root).rglob("*") if p.is_file() and p.name.lower() == DEMOGRAPHICS.lower())
-    demographics = read_demographics(tables[0]) if tables else {}
-    return collect(audio_files(root), corpus=CORPUS, parse=partial(parse, demographics=demographics))
 
 
 def read_demographics(path: Path) -> dict[str, dict]:
@@ -92,3 +70,12 @@ def parse(path: Path, *, demographics: Mapping[str, Mapping] | None = None) -> C
         source_label=emotion,
         extra=extra,
     )
+
+
+def prepare(root: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """``parse``'s keywords: the first ``VideoDemographics.csv`` under ``root`` (sorted paths), or none."""
+    tables = sorted(p for p in Path(root).rglob("*") if p.is_file() and p.name.lower() == DEMOGRAPHICS.lower())
+    return {"demographics": read_demographics(tables[0]) if tables else {}}
+
+
+LOADER = Loader(parse=parse, prepare=prepare)

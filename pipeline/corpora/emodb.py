@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Mapping
 
-from pipeline.corpora import Clip, Rejection, Unlabelled, audio_files, collect, loader_options
+from pipeline.corpora.base import Clip, Loader, Unlabelled
 
 CORPUS = "emodb"
 SPEAKERS = {
@@ -21,25 +20,6 @@ TEXTS = ("a01", "a02", "a04", "a05", "a07", "b01", "b02", "b03", "b09", "b10")
 EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fearful", "F": "happy", "T": "sad", "N": "neutral"}
 
 _NAME = re.compile(r"(\d{2})([a-z]\d{2})([A-Z])([a-z])")
-
-
-def scan(root: Path, *, options: Mapping | None = None) -> tuple[list[Clip], list[Rejection]]:
-    """Label every EMO-DB audio file under ``root`` from its name.
-
-    Parameters
-    ----------
-    root : Path
-        Folder searched recursively.
-    options : Mapping, optional
-        EMO-DB has no options; an unknown key raises :class:`~pipeline.params.ParamsError`.
-
-    Returns
-    -------
-    clips, rejections : list of Clip, list of Rejection
-        Both in sorted path order.
-    """
-    loader_options(options, corpus=CORPUS, defaults={})
-    return collect(audio_files(root), corpus=CORPUS, parse=parse)
 
 
 def parse(path: Path) -> Clip:
@@ -61,3 +41,6 @@ def parse(path: Path) -> Clip:
         source_label=emotion,
         extra={"text": text, "version": version},
     )
+
+
+LOADER = Loader(parse=parse)

@@ -9,11 +9,10 @@ as excluded, and songs are excluded unless ``include_song`` is true.
 from __future__ import annotations
 
 import re
-from functools import partial
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
-from pipeline.corpora import Clip, Rejection, Unlabelled, audio_files, collect, loader_options
+from pipeline.corpora.base import Clip, Loader, Unlabelled
 from pipeline.params import ParamsError
 
 CORPUS = "ravdess"
@@ -31,28 +30,6 @@ REPETITIONS = ("01", "02")
 ACTORS = tuple(f"{n:02d}" for n in range(1, 25))
 
 _NAME = re.compile(r"(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})")
-
-
-def scan(root: Path, *, options: Mapping | None = None) -> tuple[list[Clip], list[Rejection]]:
-    """Label every RAVDESS file under ``root`` from its name.
-
-    Parameters
-    ----------
-    root : Path
-        Folder searched recursively (audio files and ``.mp4`` videos).
-    options : Mapping, optional
-        ``{"include_song": bool}`` (params ``ingest.ravdess``); songs are excluded by default.
-
-    Returns
-    -------
-    clips, rejections : list of Clip, list of Rejection
-        Both in sorted path order.
-    """
-    include_song = loader_options(options, corpus=CORPUS, defaults={"include_song": False})["include_song"]
-    if not isinstance(include_song, bool):
-        raise ParamsError(f"params.yaml: ingest.ravdess.include_song={include_song!r} must be true or false")
-    videos = [p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
-    return collect(audio_files(root) + videos, corpus=CORPUS, parse=partial(parse, include_song=include_song))
 
 
 def parse(path: Path, *, include_song: bool = False) -> Clip:
@@ -95,3 +72,18 @@ def parse(path: Path, *, include_song: bool = False) -> Clip:
             "vocal_channel": VOCAL_CHANNELS[channel],
         },
     )
+
+
+def prepare(root: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``ingest.ravdess`` (``include_song``: true or false) into ``parse``'s keywords."""
+    if not isinstance(options["include_song"], bool):
+        raise ParamsError(f"params.yaml: ingest.ravdess.include_song={options['include_song']!r} must be true or false")
+    return {"include_song": options["include_song"]}
+
+
+def videos(root: Path) -> list[Path]:
+    """The ``.mp4`` files under ``root``: labelled like audio, then reported as excluded (video modalities)."""
+    return [p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+
+
+LOADER = Loader(parse=parse, options={"include_song": False}, prepare=prepare, extra_files=videos)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Mapping
 
-from pipeline.corpora import Clip, Rejection, Unlabelled, audio_files, collect, loader_options
+from pipeline.corpora.base import Clip, Loader, Unlabelled
 
 CORPUS = "savee"
 SPEAKERS = ("DC", "JE", "JK", "KL")
@@ -23,26 +22,6 @@ SENTENCES = {code: 30 if code == "n" else 15 for code in EMOTIONS}  # sentences 
 
 _FLAT = re.compile(r"([A-Za-z]+)_([a-zA-Z]+)(\d+)")  # DC_a01, DC_sa01
 _ORIGINAL = re.compile(r"([a-zA-Z]+)(\d+)")  # a01, sa01 (speaker = parent folder)
-
-
-def scan(root: Path, *, options: Mapping | None = None) -> tuple[list[Clip], list[Rejection]]:
-    """Label every SAVEE audio file under ``root`` from its name (and, in the original
-    layout, its speaker folder).
-
-    Parameters
-    ----------
-    root : Path
-        Folder searched recursively.
-    options : Mapping, optional
-        SAVEE has no options; an unknown key raises :class:`~pipeline.params.ParamsError`.
-
-    Returns
-    -------
-    clips, rejections : list of Clip, list of Rejection
-        Both in sorted path order.
-    """
-    loader_options(options, corpus=CORPUS, defaults={})
-    return collect(audio_files(root), corpus=CORPUS, parse=parse)
 
 
 def parse(path: Path) -> Clip:
@@ -73,3 +52,6 @@ def parse(path: Path) -> Clip:
         source_label=code,
         extra={"sentence": number},
     )
+
+
+LOADER = Loader(parse=parse)

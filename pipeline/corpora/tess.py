@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Mapping
 
-from pipeline.corpora import Clip, Rejection, Unlabelled, audio_files, collect, loader_options
+from pipeline.corpora.base import Clip, Loader, Unlabelled
 
 CORPUS = "tess"
 SPEAKERS = {"OAF": 64, "YAF": 26}  # speaker -> age in years (corpus documentation)
@@ -33,25 +32,6 @@ ALIASES = {
 ERRATA = {"oa_bite_neutral": "OAF_bite_neutral"}
 
 _SEPARATORS = re.compile(r"[\s_]+")
-
-
-def scan(root: Path, *, options: Mapping | None = None) -> tuple[list[Clip], list[Rejection]]:
-    """Label every TESS audio file under ``root`` from its name (folders are ignored).
-
-    Parameters
-    ----------
-    root : Path
-        Folder searched recursively.
-    options : Mapping, optional
-        TESS has no options; an unknown key raises :class:`~pipeline.params.ParamsError`.
-
-    Returns
-    -------
-    clips, rejections : list of Clip, list of Rejection
-        Both in sorted path order.
-    """
-    loader_options(options, corpus=CORPUS, defaults={})
-    return collect(audio_files(root), corpus=CORPUS, parse=parse)
 
 
 def parse(path: Path) -> Clip:
@@ -84,3 +64,6 @@ def parse(path: Path) -> Clip:
         source_label=written,
         extra=extra,
     )
+
+
+LOADER = Loader(parse=parse)

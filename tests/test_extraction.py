@@ -1,4 +1,4 @@
-"""Tests for pipeline.featurize: config validation and round trip, shapes and padding,
+"""Tests for pipeline.extraction: config validation and round trip, shapes and padding,
 agreement with librosa's own functions, and rate independence (48 kHz vs 16 kHz files)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import scipy.signal
 import soundfile as sf
 
 from pipeline import audio
-from pipeline.featurize import FeatureConfig, extract, fix_length, n_valid_frames, power_spectrogram, prepare
+from pipeline.extraction import FeatureConfig, extract, fix_length, n_valid_frames, power_spectrogram, prepare
 from pipeline.params import ParamsError, load
 
 ROOT = Path(__file__).resolve().parents[1]

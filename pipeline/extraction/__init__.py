@@ -1,0 +1,42 @@
+"""Feature extraction: frame sequences and utterance vectors from fixed-length clips, all from one STFT.
+
+Pure functions, arrays in and arrays out (file I/O lives in the ``features`` stage,
+:mod:`pipeline.features`). Modules: :mod:`~pipeline.extraction.config` (what defines the
+features), :mod:`~pipeline.extraction.clips` (waveform to fixed-length clip),
+:mod:`~pipeline.extraction.banks` (filter banks, once per setting) and
+:mod:`~pipeline.extraction.frames` (the extraction).
+A batch of clips at ``config.sr`` is cropped or zero-padded to ``config.seconds``
+(:func:`prepare`), then :func:`extract` frames the whole batch once (``center=True``,
+zero padding, periodic Hann window of ``win_length`` centred in ``n_fft``, as
+``librosa.stft``), takes one real FFT and one power spectrogram ``S``, and derives:
+
+- sequence features, per frame, concatenated in ``config.sequence`` order:
+  ``logmel`` = ``10 * log10(max(mel @ S, 1e-10))`` in absolute dB (no ``ref``, no
+  ``top_db``, so values are comparable across clips); ``mfcc`` = DCT-II (ortho) of that
+  log-mel, i.e. ``librosa.feature.mfcc(S=logmel)``; optional ``d_mfcc`` (``librosa.feature.delta``,
+  width 9); ``zcr`` and ``rms`` over ``n_fft``-sample frames, equal to
+  ``librosa.feature.zero_crossing_rate`` and ``librosa.feature.rms`` with ``center=True``.
+- the utterance vector, averaged over the frames that hold real audio: MFCC mean (and std),
+  chroma mean (``chroma_stft``, tuning 0), mel power mean, spectral centroid, roll-off (0.85)
+  and bandwidth (p=2) from the magnitude ``sqrt(S)``, ZCR and RMS -- the write-ups' vector
+  (their recipe: :file:`seed_features.py`) computed from the same single STFT. Its MFCCs use
+  the utterance mel bank (``utterance.n_mels`` bands, 128 as in ``librosa.feature.mfcc``).
+
+Frames are numbered like librosa: frame ``t`` is centred on sample ``t * hop_length``.
+
+Examples
+--------
+>>> config = FeatureConfig.from_params(params["features"], sr=16000)        # doctest: +SKIP
+>>> y_fixed, n_valid = prepare(audio.load("clip.wav", sr=config.sr), config=config)  # doctest: +SKIP
+>>> out = extract(y_fixed[None], [n_valid], config=config)                  # doctest: +SKIP
+>>> out["sequence"].shape, out["utterance"].shape                          # doctest: +SKIP
+((1, 301, 106), (1, 225))
+"""
+from __future__ import annotations
+
+from pipeline.extraction.clips import fix_length, prepare, trim
+from pipeline.extraction.config import CROPS, SEQUENCE_FEATURES, FeatureConfig, UtteranceConfig, n_valid_frames
+from pipeline.extraction.frames import extract, power_spectrogram
+
+__all__ = ["CROPS", "SEQUENCE_FEATURES", "FeatureConfig", "UtteranceConfig", "extract", "fix_length", "n_valid_frames",
+           "power_spectrogram", "prepare", "trim"]

@@ -1,0 +1,104 @@
+"""Filter banks and per-setting constants of the extraction, built once per :class:`FeatureConfig`
+(:func:`kernels`), and the one banded product that applies them (:func:`project`)."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.signal
+
+from pipeline.extraction.config import FeatureConfig
+
+ROLL_BLOCK = 16            # frequency bins per block in the two-level roll-off search
+
+
+@functools.lru_cache(maxsize=16)
+def mel_bank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Slaney mel filter bank, shape (n_mels, 1 + n_fft // 2), float64: ``librosa.filters.mel``
+    with its defaults (fmin 0, fmax sr/2, Slaney scale and area normalisation). Built once
+    per setting (about 1 CPU-s the first time in a process: librosa's lazy imports)."""
+    import librosa
+
+    bank = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float64)
+    bank.flags.writeable = False
+    return bank
+
+
+def chroma_bank(*, sr: int, n_fft: int, n_chroma: int) -> np.ndarray:
+    """Chroma filter bank (n_chroma, 1 + n_fft // 2), float64: ``librosa.filters.chroma`` with
+    tuning 0 and its defaults (ctroct 5, octwidth 2, norm 2, base_c)."""
+    import librosa
+
+    return np.ascontiguousarray(librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=0.0,
+                                                       dtype=np.float64))
+
+
+def pad_center(w: np.ndarray, *, size: int) -> np.ndarray:
+    """``w`` zero-padded on both sides to ``size`` (``librosa.util.pad_center``), float32."""
+    lpad = (size - len(w)) // 2
+    return np.pad(w, (lpad, size - len(w) - lpad)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Kernels:
+    window: np.ndarray       # (n_fft,) periodic Hann of win_length, zero-padded to the centre
+    bands: tuple             # (first, stop, lo, hi, weights (hi - lo, stop - first)) per group of
+                             # band columns: mel (seq), mel (utt), chroma; filters are zero outside lo:hi
+    n_bands: int             # n_mels + utterance.n_mels + n_chroma
+    moments: np.ndarray      # (F rounded up to whole roll-off blocks, 3 + n_blocks): [1, f, f**2, block sums]
+    freqs: np.ndarray        # (F,) Hz
+
+
+@functools.lru_cache(maxsize=8)
+def kernels(config: FeatureConfig) -> Kernels:
+    u = config.utterance
+    chroma = chroma_bank(sr=config.sr, n_fft=config.n_fft, n_chroma=u.n_chroma)
+    bands = np.concatenate([mel_bank(config.sr, config.n_fft, config.n_mels),
+                            mel_bank(config.sr, config.n_fft, u.n_mels), chroma]).T
+    freqs = np.fft.rfftfreq(config.n_fft, d=1.0 / config.sr)
+    return Kernels(
+        window=pad_center(scipy.signal.get_window("hann", config.win_length, fftbins=True), size=config.n_fft),
+        bands=band_groups(bands),
+        n_bands=bands.shape[1],
+        moments=moments(freqs),
+        freqs=freqs,
+    )
+
+
+def band_groups(bank: np.ndarray, *, width: int = 16) -> tuple:
+    """Split a (F, n_bands) filter bank into groups of ``width`` columns, each with the bin
+    range outside which all its filters are zero. Mel filters are narrow, so the grouped
+    product reads about a fifth of what a dense ``S @ bank`` does."""
+    groups = []
+    for first in range(0, bank.shape[1], width):
+        cols = bank[:, first:first + width]
+        rows = np.flatnonzero(np.any(cols != 0, axis=1))
+        lo, hi = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
+        groups.append((first, first + cols.shape[1], lo, hi, np.ascontiguousarray(cols[lo:hi])))
+    return tuple(groups)
+
+
+def project(S: np.ndarray, *, kernels: Kernels) -> np.ndarray:
+    """``S @ bank`` for power spectrograms ``S`` (B, T, F): (B, T, n_bands) float64.
+
+    The product is one matrix product per clip (a stacked matmul), never one over the
+    batch's frames flattened: BLAS rounding depends on the row count, and a clip's features
+    must not depend on which clips share its batch. It is float64 (as every product here):
+    see "Same bits on any CPU" in :func:`extract`.
+    """
+    out = np.empty(S.shape[:2] + (kernels.n_bands,), dtype=np.float64)
+    for first, stop, lo, hi, weights in kernels.bands:
+        np.matmul(S[..., lo:hi], weights, out=out[..., first:stop])
+    return out
+
+
+def moments(freqs: np.ndarray) -> np.ndarray:
+    """(F padded to whole blocks, 3 + n_blocks) float64: columns 1, f, f**2, then one indicator
+    column per block of ``ROLL_BLOCK`` bins; padding rows are zero."""
+    n_blocks = -(-len(freqs) // ROLL_BLOCK)
+    m = np.zeros((n_blocks * ROLL_BLOCK, 3 + n_blocks))
+    m[:len(freqs), :3] = np.stack([np.ones_like(freqs), freqs, freqs**2], axis=1)
+    for b in range(n_blocks):
+        m[b * ROLL_BLOCK:(b + 1) * ROLL_BLOCK, 3 + b] = 1.0
+    return m

@@ -1,0 +1,67 @@
+"""The one entry point of every stage: ``python -m pipeline.<stage>`` ends in :func:`run`.
+
+Process-wide settings belong to the process that runs, not to whoever imports a module, so
+they are made here and nowhere at import time: TensorFlow's C++ start-up notices are
+silenced (``TF_CPP_MIN_LOG_LEVEL=3`` unless already set; set it to 0 to see them), and, for
+the stages that ask (``tune_allocator=True``: the feature stages), glibc keeps freed memory
+for reuse (:func:`keep_freed_memory`). A bad param or another expected error ends the stage
+with one line, ``<stage>: <message>``, and exit status 1; anything else keeps its traceback.
+
+>>> if __name__ == "__main__":          # doctest: +SKIP
+...     run(main, name="train", errors=(dataset.CacheError,))
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import sys
+from typing import Callable, NoReturn
+
+from pipeline.params import ParamsError
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ notices in this process and its children (before TF loads)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@functools.lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
+
+    Feature extraction allocates and frees a few tens of MB of temporaries per block of
+    clips; with glibc's defaults they are unmapped or trimmed after every block and
+    page-faulted back in by the next, which costs about as much CPU as the features
+    themselves (``benchmarks/features.py``). Process-wide, so only a feature stage's entry
+    point calls it: arrays up to 32 MB come from the heap, and freed heap is not trimmed.
+    Returns False (and changes nothing) where mallopt is not available.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3            # from glibc's <malloc.h>
+        return bool(libc.mallopt(m_trim_threshold, 1 << 30) and libc.mallopt(m_mmap_threshold, 32 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
+def run(main: Callable[[], int | None], *, name: str, errors: tuple[type[BaseException], ...] = (),
+        tune_allocator: bool = False) -> NoReturn:
+    """Run a stage's ``main`` as a process: settings first, then exit with its status.
+
+    Parameters
+    ----------
+    main : the stage's ``main()``; its return value is the exit status (None: 0).
+    name : the stage's name, the prefix of its one-line error.
+    errors : expected error types besides :class:`ParamsError` (bad input the user can fix).
+    tune_allocator : call :func:`keep_freed_memory` first (feature stages).
+    """
+    quiet_tensorflow()
+    if tune_allocator:
+        keep_freed_memory()
+    try:
+        status = main()
+    except (ParamsError, *errors) as err:
+        sys.exit(f"{name}: {err}")
+    sys.exit(status or 0)
