@@ -160,7 +160,7 @@ def fuse_probabilities(tables: Sequence[np.ndarray], weights: Sequence[float]) -
     """Weighted mean of aligned probability arrays (n, n_classes)."""
     if len(tables) != len(weights) or not tables:
         raise ValueError(f"{len(tables)} probability tables for {len(weights)} weights")
-    return sum(w * np.asarray(t, dtype=np.float64) for t, w in zip(tables, weights)) / float(sum(weights))
+    return sum(w * np.asarray(t, dtype=np.float64) for t, w in zip(tables, weights, strict=True)) / float(sum(weights))
 
 
 def save_fusion(folder: Path, *, members: Mapping[str, Path], weights: Sequence[float]) -> None:

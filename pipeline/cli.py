@@ -199,7 +199,7 @@ def plot_timeline(table, *, labels: list[str], hop_s: float, duration_s: float, 
 
     from pipeline.plots import subplots
 
-    colours = dict(zip(labels, colormaps["tab10"].colors))
+    colours = dict(zip(labels, colormaps["tab10"].colors, strict=False))   # 10 colours, <= 10 labels
     fig, (band, ax) = subplots(2, 1, sharex=True, figsize=(10, 4),
                                    gridspec_kw={"height_ratios": [1, 6], "hspace": 0.05})
     speech = table[table["speech"].astype(bool)]
@@ -211,7 +211,7 @@ def plot_timeline(table, *, labels: list[str], hop_s: float, duration_s: float, 
         bottom = bottom + p
     all_centres = ((table["start_s"] + table["end_s"]) / 2).to_numpy(dtype=float)
     band.bar(all_centres, 1.0, width=hop_s, linewidth=0,
-             color=[colours[e] if s else "#d0d4da" for e, s in zip(table["emotion"], table["speech"])])
+             color=[colours[e] if s else "#d0d4da" for e, s in zip(table["emotion"], table["speech"], strict=True)])
     band.set_yticks([])
     band.set_ylabel("top", rotation=0, ha="right", va="center")
     band.set_title(title + " (grey: no speech)")

@@ -3,10 +3,11 @@
 Clips per emotion per corpus and per partition, the distribution of durations, and one
 log-mel spectrogram per emotion (from the cached features, so it shows what models see).
 
-Run: ``python -m pipeline.dataviz``.
+Run: ``dvc repro dataviz`` (``python -m pipeline.dataviz --out plots/data``).
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -15,11 +16,14 @@ from pipeline import dataset, params as P, stage
 from pipeline.plots import clips_per_emotion, durations, spectrograms
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="folder of the PNG files (dvc.yaml: plots/data)")
+    args = ap.parse_args(argv)
     params = P.load()
     interim = Path(P.require(params, "data.interim"))
     features_dir = Path(P.require(params, "features.out"))
-    out = Path("plots/data")
+    out = args.out
     manifest = pd.read_csv(interim / "manifest.csv", dtype={"source_label": str})
     rows = pd.read_csv(interim / "split.csv", dtype={"source_label": str})
     clips_per_emotion(rows, out / "clips_per_emotion.png")

@@ -143,7 +143,7 @@ def clip_style(*, emotion: str, strength: float, f0_hz: float, formant_scale: fl
     v = TABLE[n] + strength * (TABLE[e] - TABLE[n]) + offsets[e] + rng.normal(0.0, CLIP_SD * SPREAD)
     v[LOG_KEYS] = np.exp(v[LOG_KEYS])
     v[[1, 4, 6, 7]] = np.maximum(v[[1, 4, 6, 7]], [0.0, 1.5, 0.0, 0.0])  # range, rate, breath, jitter
-    style = dict(zip(KEYS, v.tolist()))
+    style = dict(zip(KEYS, v.tolist(), strict=True))
     style["f0"] *= f0_hz
     style["formant"] *= formant_scale
     return style
@@ -207,7 +207,7 @@ def synthesize(*, style: Mapping[str, float], duration_s: float, sr: int,
     src = signal.lfilter([1.0 - p], [1.0, -p], src)
     src = src / (np.std(src) + 1e-12) + style["breath"] * rng.standard_normal(n)
     y = np.zeros(n)
-    for a_s, b_s, stress in zip(edges[:-1], ends, rng.uniform(0.55, 1.0, n_syl)):
+    for a_s, b_s, stress in zip(edges[:-1], ends, rng.uniform(0.55, 1.0, n_syl), strict=True):
         a, b = int(a_s * sr), int(b_s * sr)
         freqs = VOWELS_HZ[rng.integers(len(VOWELS_HZ))] * style["formant"] * np.exp(rng.normal(0, 0.04, 5))
         t = np.linspace(0.0, 1.0, b - a)

@@ -6,7 +6,7 @@ recall,f1,support}, per_corpus.<corpus>.{uar,accuracy,macro_f1,n,recall.<label>}
 confusion matrix for DVC's ``confusion`` template, per-class F1 for a bar plot, a PNG heat
 map, and every test clip's probabilities (``<eval.out>/<model>.csv``, for parity checks).
 
-Run: ``python -m pipeline.evaluate --model cnn``.
+Run: ``dvc repro evaluate@cnn`` (``dvc.yaml`` gives ``--metrics`` and ``--plots``).
 """
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def load_inputs(rows: pd.DataFrame, *, features_dir: Path, kinds: Sequence[str])
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
+    ap.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write (dvc.yaml: metrics/<model>.json)")
+    ap.add_argument("--plots", type=Path, required=True, help="folder of the plots (dvc.yaml: plots/<model>)")
     args = ap.parse_args(argv)
     params = P.load()
     name = args.model
@@ -57,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics["n_speakers"] = int(test.rows.speaker.nunique())
     metrics["missing_features"] = len(test.missing)
 
-    Path("metrics").mkdir(exist_ok=True)
-    Path(f"metrics/{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_dir = Path("plots") / name
+    args.metrics.parent.mkdir(parents=True, exist_ok=True)
+    args.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_dir = args.plots
     plot_dir.mkdir(parents=True, exist_ok=True)
     pred_labels = [bundle.labels[i] for i in proba.argmax(axis=1)]
     pd.DataFrame({"actual": test.rows.label, "predicted": pred_labels}).to_csv(plot_dir / "confusion.csv", index=False)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         B.save_fusion(out / "fusion", members=members, weights=cfg["weights"])
     except ValueError as err:
         raise P.ParamsError(str(err)) from err
-    print(f"fuse: {' + '.join(f'{w:g} x {m}' for m, w in zip(cfg['members'], cfg['weights']))} -> {out / 'fusion'}")
+    print(f"fuse: {' + '.join(f'{w:g} x {m}' for m, w in zip(cfg['members'], cfg['weights'], strict=True))} -> {out / 'fusion'}")
     return 0
 
 

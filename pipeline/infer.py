@@ -170,7 +170,7 @@ class Predictor:
 
     def _prediction(self, p: np.ndarray) -> Prediction:
         i = int(np.argmax(p))
-        return Prediction(self.labels[i], float(p[i]), {c: float(v) for c, v in zip(self.labels, p)})
+        return Prediction(self.labels[i], float(p[i]), {c: float(v) for c, v in zip(self.labels, p, strict=True)})
 
     def predict_waveform(self, y: np.ndarray, *, sr: int, name: str = "<audio>") -> Prediction:
         """The recording-level prediction of samples ``y`` (mono, or (n, channels)) at ``sr``."""
@@ -266,7 +266,7 @@ class Predictor:
             proba = self.probabilities(segments, one_speaker=True)
         else:
             proba = np.concatenate([self.probabilities(segments[i:i + 64]) for i in range(0, len(segments), 64)])
-        by_start = dict(zip([s for s, _ in voiced], proba))
+        by_start = dict(zip([s for s, _ in voiced], proba, strict=True))
         out = []
         for s, e, speech_s, ok in rows:
             q = by_start.get(s) if ok else None

@@ -109,7 +109,7 @@ def spectrograms(examples: Mapping[str, np.ndarray], path: Path, *, hop_s: float
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
     fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
-    for ax, (label, logmel) in zip(axes.flat, examples.items()):
+    for ax, (label, logmel) in zip(axes.flat, examples.items(), strict=False):   # the grid may have spare axes
         ax.imshow(logmel, origin="lower", aspect="auto", cmap="magma",
                   extent=(0, logmel.shape[1] * hop_s, 0, logmel.shape[0]), vmin=logmel.max() - 80)
         ax.set_title(label)

@@ -22,7 +22,7 @@ UAR, test UAR, seconds), ``metrics/<model>_protocol.json`` (keys:
 ``--model fusion`` (:mod:`pipeline.fuse`) trains nothing: per fold and seed it averages its
 members' protocol predictions with ``models.fusion.weights``.
 
-Run: ``python -m pipeline.protocol --model cnn``; or as an experiment:
+Run: ``dvc repro protocol@cnn`` (``dvc.yaml`` gives the output paths); or as an experiment:
 ``dvc exp run -S evaluate.protocol=speaker_kfold``.
 """
 from __future__ import annotations
@@ -194,6 +194,9 @@ def fused_runs(members: list[str], weights: list[float], *, protocol_out: Path, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
+    ap.add_argument("--metrics", type=Path, required=True,
+                    help="metrics JSON to write (dvc.yaml: metrics/<model>_protocol.json)")
+    ap.add_argument("--plots", type=Path, required=True, help="folder of the plots (dvc.yaml: plots/<model>)")
     args = ap.parse_args(argv)
     params = P.load()
     from pipeline.models import BUILDERS, FUSION, check_fusion, check_params
@@ -247,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     predictions.reindex(columns=cols).to_csv(out / "predictions.csv", index=False)
     runs = pd.DataFrame(logs)
     runs.to_csv(out / "runs.csv", index=False)
-    Path("metrics").mkdir(exist_ok=True)
-    Path(f"metrics/{name}_protocol.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_dir = Path("plots") / name
+    args.metrics.parent.mkdir(parents=True, exist_ok=True)
+    args.metrics.write_text(json.dumps(summary, indent=2) + "\n")
+    plot_dir = args.plots
     plot_dir.mkdir(parents=True, exist_ok=True)
     runs.assign(run=runs.run + " seed " + runs.seed.astype(str))[["run", "uar"]].to_csv(
         plot_dir / "protocol_runs.csv", index=False)

@@ -9,7 +9,7 @@ for each ``--models`` name and writes ``evaluate.scoreboard``:
 2. per class, the pooled recall over every corpus, and its lowest value over the corpora
    (``min``), so a class that a model never predicts on some corpus shows at a glance.
 
-Run: ``python -m pipeline.scoreboard --models cnn cnn_lstm svm``.
+Run: ``dvc repro scoreboard`` (``python -m pipeline.scoreboard --models cnn svm --metrics metrics``).
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def render(summaries: Mapping[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", required=True)
-    ap.add_argument("--metrics", type=Path, default=Path("metrics"), help="folder of <model>_protocol.json")
+    ap.add_argument("--metrics", type=Path, required=True, help="folder of <model>_protocol.json (dvc.yaml: metrics)")
     args = ap.parse_args(argv)
     params = P.load()
     out = Path(P.require(params, "evaluate.scoreboard"))

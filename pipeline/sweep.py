@@ -109,7 +109,7 @@ def trials(space: dict, *, n: int | None = None) -> list[dict[str, Any]]:
     ``space['trials']``) distinct random draws from ``default_rng(space['seed'])``."""
     keys = list(space["params"])
     if space["method"] == "grid":
-        combos = [dict(zip(keys, values)) for values in itertools.product(*(space["params"][k] for k in keys))]
+        combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(space["params"][k] for k in keys))]
         return combos[:n] if n else combos
     n = int(n or space["trials"])
     rng = np.random.default_rng(space["seed"])
@@ -243,12 +243,12 @@ def run(args: argparse.Namespace, dvc: Runner = run_dvc, read: QueueReader = rea
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     prefix = args.name or f"{space['name']}-{sha or 'nogit'}"
     names = [f"{prefix}-{i}" for i in range(1, len(trial_list) + 1)]
-    for name, trial in zip(names, trial_list):
+    for name, trial in zip(names, trial_list, strict=True):
         print(f"{name}: {' '.join(set_args(trial)[1::2])}")
     if args.dry_run:
         return 0
     if not args.rank_only:
-        for name, trial in zip(names, trial_list):
+        for name, trial in zip(names, trial_list, strict=True):
             dvc(["exp", "run", "--queue", "--name", name, *set_args(trial)])
         print(f"sweep: queued {len(names)} experiments ({prefix}-1 .. {prefix}-{len(names)})")
         if args.no_start:

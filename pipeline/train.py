@@ -9,7 +9,7 @@ weights restored, learning-rate reduction on validation loss. Seeded and determi
 (``keras.utils.set_random_seed`` + TensorFlow op determinism). Curves are logged with
 DVCLive to ``dvclive/<model>/``; the bundle goes to ``<train.out>/<model>/``.
 
-Run: ``python -m pipeline.train --model cnn_lstm``.
+Run: ``dvc repro train@cnn_lstm`` (``dvc.yaml`` gives ``--live`` and ``--curves``).
 """
 from __future__ import annotations
 
@@ -209,6 +209,8 @@ def best_val_uar(history: dict) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
+    ap.add_argument("--live", type=Path, required=True, help="DVCLive folder (dvc.yaml: dvclive/<model>)")
+    ap.add_argument("--curves", type=Path, required=True, help="training curves PNG (dvc.yaml: plots/<model>/curves.png)")
     args = ap.parse_args(argv)
     params = P.load()
     seed = int(P.require(params, "base.seed"))
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dvclive import Live
     t0 = time.perf_counter()
-    with Live(dir=f"dvclive/{name}", dvcyaml=False, save_dvc_exp=False) as live:
+    with Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False) as live:
         trained = train_on(rows, name=name, model_params=model_params, cfg=cfg, seed=seed,
                            labels=list(P.require(params, "split.classes")),
                            features_dir=Path(P.require(params, "features.out")),
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     B.save(out, model=b.model, labels=b.labels, input_kind=b.input_kind, feature_config=b.feature_config,
            speaker_norm=b.speaker_norm, mean=b.mean, std=b.std, info=b.info)
     from pipeline.plots import training_curves
-    training_curves(trained.history, Path("plots") / name / "curves.png", title=name)
+    training_curves(trained.history, args.curves, title=name)
     print(f"train {name}: {b.info['epochs_run']} epochs in {time.perf_counter() - t0:.0f} s -> {out}")
     return 0
 

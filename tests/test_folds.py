@@ -53,15 +53,15 @@ def test_folds_speaker_disjoint_every_row_once_every_speaker_tested_once(k):
 def test_same_seed_same_folds_other_seed_differs():
     rows = fake_rows({"ravdess": 8, "cremad": 12})
     a, b, c = (speaker_folds(rows, k=4, seed=s, val_share=0.15) for s in (1, 1, 2))
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         pd.testing.assert_frame_equal(x, y)
-    assert any(not x.split.equals(z.split) for x, z in zip(a, c))
+    assert any(not x.split.equals(z.split) for x, z in zip(a, c, strict=True))
 
 
 def test_adding_a_corpus_leaves_other_corpora_folds_unchanged():
     a = speaker_folds(fake_rows({"cremad": 12}), k=3, seed=7, val_share=0.15)
     b = speaker_folds(fake_rows({"cremad": 12, "emodb": 10}), k=3, seed=7, val_share=0.15)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         pd.testing.assert_frame_equal(x, y[y.corpus == "cremad"].reset_index(drop=True))
 
 
@@ -72,7 +72,7 @@ def test_loso_one_fold_per_speaker(n):
     assert len(folds) == n
     assert all(len(speakers_in(f, "test")) == 1 for f in folds)
     big_k = speaker_folds(rows, k=n + 5, seed=0, val_share=0.15)  # k >= speakers is LOSO too
-    for x, y in zip(folds, big_k):
+    for x, y in zip(folds, big_k, strict=True):
         pd.testing.assert_frame_equal(x, y)
 
 

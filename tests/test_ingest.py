@@ -55,7 +55,7 @@ def test_edge_cases_are_reported_and_skipped(edge_corpus, monkeypatch):
     monkeypatch.chdir(edge_corpus)
     assert ingest.main() == 0
     manifest = pd.read_csv(edge_corpus / "interim" / "manifest.csv", dtype={"source_label": str})
-    names = {Path(p).name: row for p, row in zip(manifest.path, manifest.to_dict("records"))}
+    names = {Path(p).name: row for p, row in zip(manifest.path, manifest.to_dict("records"), strict=True)}
     assert set(names) == {"03-01-05-01-01-01-01.wav", "03-01-05-01-01-02-01.wav", "03-01-04-01-01-01-01.wav",
                           "03-01-04-01-01-02-01.wav", "03a01Wa.wav"}
     assert names["03-01-05-01-01-02-01.wav"]["channels"] == 2

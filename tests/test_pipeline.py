@@ -117,7 +117,7 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     predictions = pd.read_csv(dst / "data" / "predictions" / "cnn.csv").head(3)
     cli = sh(sys.executable, "-m", "pipeline.cli", "predict", "--json", "--model", "models/cnn",
              *predictions.path, cwd=dst, env=env).stdout
-    for line, row in zip(cli.splitlines(), predictions.itertuples()):
+    for line, row in zip(cli.splitlines(), predictions.itertuples(), strict=True):
         got = json.loads(line)
         assert got["emotion"] == row.predicted
         for label, p in got["probabilities"].items():
@@ -222,7 +222,8 @@ def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(repo):
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["evaluate"]["workers"] = 1
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(sys.executable, "-m", "pipeline.protocol", "--model", "cnn", cwd=dst, env=env)
+    sh(sys.executable, "-m", "pipeline.protocol", "--model", "cnn", "--metrics", "metrics/cnn_protocol.json", "--plots",
+       "plots/cnn", cwd=dst, env=env)
     pd.testing.assert_frame_equal(pd.read_csv(dst / "data" / "protocol" / "cnn" / "predictions.csv"), parallel)
     restore_head(repo)
 

@@ -33,10 +33,10 @@ def test_the_stage_refuses_missing_results_and_mixed_protocols(tmp_path, monkeyp
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "cnn_protocol.json").write_text(json.dumps(summary()))
     with pytest.raises(ParamsError, match=r"no protocol results for 'svm'"):
-        scoreboard.main(["--models", "cnn", "svm"])
+        scoreboard.main(["--models", "cnn", "svm", "--metrics", "metrics"])
     (tmp_path / "metrics" / "svm_protocol.json").write_text(json.dumps(summary(seeds=(1,))))
     with pytest.raises(ParamsError, match="different protocols/seeds"):
-        scoreboard.main(["--models", "cnn", "svm"])
+        scoreboard.main(["--models", "cnn", "svm", "--metrics", "metrics"])
     (tmp_path / "metrics" / "svm_protocol.json").write_text(json.dumps(summary(shift=1.0)))
-    assert scoreboard.main(["--models", "cnn", "svm"]) == 0
+    assert scoreboard.main(["--models", "cnn", "svm", "--metrics", "metrics"]) == 0
     assert "`svm`" in (tmp_path / "metrics" / "scoreboard.md").read_text()
