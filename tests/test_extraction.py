@@ -301,3 +301,15 @@ def test_real_sample_gives_finite_features(sample_dir, config):
     out = extract(np.stack([p[0] for p in prepared]), [p[1] for p in prepared], config=config)
     assert np.isfinite(out["sequence"]).all() and np.isfinite(out["utterance"]).all()
     assert np.all(out["n_frames"] > 100)
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,n_chroma", [(16000, 512, 64, 12), (16000, 512, 128, 12), (22050, 2048, 40, 24)])
+def test_the_filter_bank_ports_equal_librosas(sr, n_fft, n_mels, n_chroma):
+    """The NumPy ports (kept for start-up cost: see banks.mel_bank) are librosa's banks."""
+    from pipeline.extraction.banks import chroma_bank, mel_bank
+
+    np.testing.assert_allclose(mel_bank(sr, n_fft, n_mels), librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels,
+                                                                               dtype=np.float64), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(chroma_bank(sr=sr, n_fft=n_fft, n_chroma=n_chroma),
+                               librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=0.0,
+                                                      dtype=np.float64), rtol=0, atol=1e-15)

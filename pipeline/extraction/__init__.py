@@ -3,7 +3,8 @@
 Pure functions, arrays in and arrays out (file I/O lives in the ``features`` stage,
 :mod:`pipeline.features`). Modules: :mod:`~pipeline.extraction.config` (what defines the
 features), :mod:`~pipeline.extraction.clips` (waveform to fixed-length clip),
-:mod:`~pipeline.extraction.banks` (filter banks, once per setting) and
+:mod:`~pipeline.extraction.banks` (filter banks, once per setting; NumPy ports of librosa's,
+kept for start-up cost: see :func:`~pipeline.extraction.banks.mel_bank`) and
 :mod:`~pipeline.extraction.frames` (the extraction).
 A batch of clips at ``config.sr`` is cropped or zero-padded to ``config.seconds``
 (:func:`prepare`), then :func:`extract` frames the whole batch once (``center=True``,
