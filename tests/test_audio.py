@@ -111,41 +111,22 @@ def truncate(path: Path, *, keep: float | int) -> Path:
     return out
 
 
-def test_truncated_wav_data(tmp_path):
-    path = truncate(write(tmp_path / "a.wav", tone()), keep=0.5)
-    with pytest.raises(AudioError, match=r"cut_a\.wav: truncated: header says 16000 frames, decoded \d+"):
-        audio.read(path)
+TRUNCATIONS = [   # (file, seconds, bytes kept: a share or a count, the error it gives)
+    ("a.wav", 1.0, 0.5, r"cut_a\.wav: truncated: header says 16000 frames, decoded \d+"),
+    ("a.wav", 1.0, 44, r"cut_a\.wav: truncated: header says 16000 frames, decoded 0"),   # header, no data
+    ("a.wav", 1.0, 20, r"cut_a\.wav: not audio .*Malformed"),                           # cut inside the header
+    ("a.aiff", 1.0, 0.5, r"cut_a\.aiff: truncated: header says 16000 frames"),
+    ("a.flac", 2.0, 0.5, r"cut_a\.flac: truncated.*header says 32000 frames, decoded \d+"),
+    ("a.mp3", 2.0, 0.5, r"cut_a\.mp3: truncated: header says 32000 frames"),
+]
 
 
-def test_wav_header_without_data(tmp_path):
-    path = truncate(write(tmp_path / "a.wav", tone()), keep=44)
-    with pytest.raises(AudioError, match=r"cut_a\.wav: truncated: header says 16000 frames, decoded 0"):
-        audio.read(path)
-
-
-def test_truncated_wav_header(tmp_path):
-    path = truncate(write(tmp_path / "a.wav", tone()), keep=20)
-    with pytest.raises(AudioError, match=r"cut_a\.wav: not audio .*Malformed"):
-        audio.read(path)
-
-
-def test_truncated_aiff(tmp_path):
-    path = truncate(write(tmp_path / "a.aiff", tone()), keep=0.5)
-    with pytest.raises(AudioError, match=r"cut_a\.aiff: truncated: header says 16000 frames"):
-        audio.read(path)
-
-
-def test_truncated_flac(tmp_path):
-    path = truncate(write(tmp_path / "a.flac", tone(seconds=2.0)), keep=0.5)
-    with pytest.raises(AudioError, match=r"cut_a\.flac: truncated.*header says 32000 frames, decoded \d+"):
-        audio.read(path)
-
-
-def test_truncated_mp3(tmp_path):
-    if "MP3" not in sf.available_formats():
+@pytest.mark.parametrize("name, seconds, keep, error", TRUNCATIONS, ids=lambda v: str(v)[:12])
+def test_a_truncated_file_names_itself_and_what_is_missing(tmp_path, name, seconds, keep, error):
+    if name.endswith(".mp3") and "MP3" not in sf.available_formats():
         pytest.skip("libsndfile here cannot write MP3")
-    path = truncate(write(tmp_path / "a.mp3", tone(seconds=2.0)), keep=0.5)
-    with pytest.raises(AudioError, match=r"cut_a\.mp3: truncated: header says 32000 frames"):
+    path = truncate(write(tmp_path / name, tone(seconds=seconds)), keep=keep)
+    with pytest.raises(AudioError, match=error):
         audio.read(path)
 
 
