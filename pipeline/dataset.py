@@ -20,23 +20,6 @@ KINDS = ("sequence", "utterance", "functionals")
 ``functionals`` stage's eGeMAPS functionals (in ``<features.out>/functionals/<source>/<corpus>/``)."""
 
 
-SOURCES = ("original", "augmented")
-"""Where a feature stage's clips come from: the ingested corpus or its augmented copies."""
-
-
-def source_clips(params: dict, *, corpus: str, source: str) -> pd.DataFrame:
-    """The clips a feature stage extracts for ``corpus`` and ``source``: the ingest manifest
-    (``<data.interim>/manifests/<corpus>.csv``) or the augment table
-    (``<augment.out>/<corpus>/augmented.csv``); columns include clip_id, path, duration_s."""
-    from pipeline import params as P
-
-    if source not in SOURCES:
-        raise P.ParamsError(f"--source {source!r} is not valid; choose one of {list(SOURCES)}")
-    if source == "original":
-        return pd.read_csv(Path(P.require(params, "data.interim")) / "manifests" / f"{corpus}.csv")
-    return pd.read_csv(Path(P.require(params, "augment.out")) / corpus / "augmented.csv")
-
-
 class CacheError(ValueError):
     """A feature cache file is missing, truncated or corrupt; the message names it and the fix."""
 

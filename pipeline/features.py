@@ -20,7 +20,6 @@ Run: ``python -m pipeline.features --corpus ravdess --source original``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -33,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from pipeline import audio, params as P, stage
-from pipeline.dataset import SOURCES, source_clips
+from pipeline.sources import extraction_job
 from pipeline.extraction import FeatureConfig, extract, prepare
 
 
@@ -159,21 +158,13 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, dtype: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", required=True)
-    ap.add_argument("--source", choices=SOURCES, default="original")
-    args = ap.parse_args(argv)
-    params = P.load()
-    cfg = P.require(params, "features")
-    config = FeatureConfig.from_params(cfg, sr=int(P.require(params, "base.sample_rate")))
+    job = extraction_job(argv, description=__doc__.splitlines()[0])
+    cfg = P.require(job.params, "features")
     dtype = P.choice(cfg.get("dtype", "float32"), key="features.dtype", valid=("float16", "float32"))
-    chunk_size = int(P.positive(cfg["chunk_size"], key="features.chunk_size"))
-    workers = int(P.positive(cfg["workers"], key="features.workers"))
-    table = source_clips(params, corpus=args.corpus, source=args.source)
-    out_dir = Path(cfg["out"]) / args.source / args.corpus
-    s = run(table, out_dir, config=config, dtype=dtype, chunk_size=chunk_size, workers=workers,
-            desc=f"features {args.source}/{args.corpus}")
-    print(f"features {args.source}/{args.corpus}: {s['clips']} clips, {s['hours']:.2f} h of audio, "
+    out_dir = Path(cfg["out"]) / job.source / job.corpus
+    s = run(job.table, out_dir, config=job.config, dtype=dtype, chunk_size=job.chunk_size, workers=job.workers,
+            desc=f"features {job.source}/{job.corpus}")
+    print(f"features {job.source}/{job.corpus}: {s['clips']} clips, {s['hours']:.2f} h of audio, "
           f"{s['failed']} failed, {s['seconds']:.1f} s ({s['clips'] / max(s['seconds'], 1e-9):.0f} clips/s) -> {out_dir}")
     return 0
 

@@ -16,7 +16,6 @@ Run: ``python -m pipeline.functionals --corpus ravdess --source original``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from pipeline import audio, egemaps, params as P, stage
-from pipeline.dataset import SOURCES, source_clips
+from pipeline.sources import extraction_job
 from pipeline.extraction import FeatureConfig, prepare
 
 KIND = "functionals"
@@ -99,20 +98,11 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, chunk_size
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", required=True)
-    ap.add_argument("--source", choices=SOURCES, default="original")
-    args = ap.parse_args(argv)
-    params = P.load()
-    cfg = P.require(params, "features")
-    config = FeatureConfig.from_params(cfg, sr=int(P.require(params, "base.sample_rate")))
-    chunk_size = int(P.positive(cfg["chunk_size"], key="features.chunk_size"))
-    workers = int(P.positive(cfg["workers"], key="features.workers"))
-    table = source_clips(params, corpus=args.corpus, source=args.source)
-    out_dir = folder(Path(cfg["out"]), args.source, args.corpus)
-    s = run(table, out_dir, config=config, chunk_size=chunk_size, workers=workers,
-            desc=f"functionals {args.source}/{args.corpus}")
-    print(f"functionals {args.source}/{args.corpus}: {s['clips']} clips, {s['failed']} failed, "
+    job = extraction_job(argv, description=__doc__.splitlines()[0])
+    out_dir = folder(Path(P.require(job.params, "features.out")), job.source, job.corpus)
+    s = run(job.table, out_dir, config=job.config, chunk_size=job.chunk_size, workers=job.workers,
+            desc=f"functionals {job.source}/{job.corpus}")
+    print(f"functionals {job.source}/{job.corpus}: {s['clips']} clips, {s['failed']} failed, "
           f"{s['seconds']:.1f} s -> {out_dir}")
     return 0
 

@@ -1,0 +1,55 @@
+"""What the feature stages (``features``, ``functionals``) extract: the clips of one corpus
+from one source (the ingested corpus or its augmented copies), and their command line."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import params as P
+from pipeline.extraction import FeatureConfig
+
+SOURCES = ("original", "augmented")
+"""Where a feature stage's clips come from: the ingested corpus or its augmented copies."""
+
+
+def source_clips(params: dict, *, corpus: str, source: str) -> pd.DataFrame:
+    """The clips a feature stage extracts for ``corpus`` and ``source``: the ingest manifest
+    (``<data.interim>/manifests/<corpus>.csv``) or the augment table
+    (``<augment.out>/<corpus>/augmented.csv``); columns include clip_id, path, duration_s."""
+    if source not in SOURCES:
+        raise P.ParamsError(f"--source {source!r} is not valid; choose one of {list(SOURCES)}")
+    if source == "original":
+        return pd.read_csv(Path(P.require(params, "data.interim")) / "manifests" / f"{corpus}.csv")
+    return pd.read_csv(Path(P.require(params, "augment.out")) / corpus / "augmented.csv")
+
+
+@dataclass(frozen=True)
+class ExtractionJob:
+    """What a feature stage (``features`` or ``functionals``) extracts, from its command line
+    (``--corpus``, ``--source``) and the ``features`` params."""
+
+    corpus: str
+    source: str
+    params: dict
+    config: FeatureConfig
+    chunk_size: int
+    workers: int
+    table: pd.DataFrame           # the clips (:func:`source_clips`)
+
+
+def extraction_job(argv: list[str] | None, *, description: str) -> ExtractionJob:
+    """Parse a feature stage's arguments and read what it needs from ``params.yaml``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--source", choices=SOURCES, default="original")
+    args = ap.parse_args(argv)
+    params = P.load()
+    cfg = P.require(params, "features")
+    config = FeatureConfig.from_params(cfg, sr=int(P.require(params, "base.sample_rate")))
+    return ExtractionJob(corpus=args.corpus, source=args.source, params=params, config=config,
+                         chunk_size=int(P.positive(cfg["chunk_size"], key="features.chunk_size")),
+                         workers=int(P.positive(cfg["workers"], key="features.workers")),
+                         table=source_clips(params, corpus=args.corpus, source=args.source))
