@@ -31,28 +31,20 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pipeline import audio, params as P, stage
-from pipeline.sources import extraction_job
-from pipeline.extraction import FeatureConfig, extract, prepare
+from pipeline import params as P, stage
+from pipeline.sources import extraction_job, load_prepared
+from pipeline.extraction import FeatureConfig, extract
 
 
 
 def extract_files(paths: list[str], *, config: FeatureConfig) -> tuple[dict, list[int], list[str]]:
     """Load and featurise ``paths``; returns (arrays for the clips that loaded, their
     positions in ``paths``, one error line per clip that did not)."""
-    waves, valid, ok, errors = [], [], [], []
-    for i, path in enumerate(paths):
-        try:
-            y_fixed, n_valid = prepare(audio.load(path, sr=config.sr), config=config)
-        except audio.AudioError as err:
-            errors.append(str(err))
-            continue
-        waves.append(y_fixed)
-        valid.append(n_valid)
-        ok.append(i)
-    if not ok:
+    loaded, errors = load_prepared(paths, config=config)
+    if not loaded:
         return {}, [], errors
-    return extract(np.stack(waves), np.asarray(valid), config=config), ok, errors
+    ok, waves, valid = zip(*loaded, strict=True)
+    return extract(np.stack(waves), np.asarray(valid), config=config), list(ok), errors
 
 
 class RowWriter:

@@ -27,9 +27,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pipeline import audio, egemaps, params as P, stage
-from pipeline.sources import extraction_job
-from pipeline.extraction import FeatureConfig, prepare
+from pipeline import egemaps, params as P, stage
+from pipeline.sources import extraction_job, load_prepared
+from pipeline.extraction import FeatureConfig
 
 KIND = "functionals"
 
@@ -41,15 +41,9 @@ def folder(features_dir: Path, source: str, corpus: str) -> Path:
 
 def extract_files(paths: list[str], *, config: FeatureConfig) -> tuple[np.ndarray, list[int], list[str]]:
     """(functionals of the clips that loaded, their positions in ``paths``, one error line per other clip)."""
-    rows, ok, errors = [], [], []
-    for i, path in enumerate(paths):
-        try:
-            y_fixed, n_valid = prepare(audio.load(path, sr=config.sr), config=config)
-        except audio.AudioError as err:
-            errors.append(str(err))
-            continue
-        rows.append(egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=config.sr)[0])
-        ok.append(i)
+    loaded, errors = load_prepared(paths, config=config)
+    rows = [egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=config.sr)[0] for _, y_fixed, n_valid in loaded]
+    ok = [i for i, _, _ in loaded]
     width = len(egemaps.names())
     return (np.stack(rows) if rows else np.zeros((0, width), np.float32)), ok, errors
 

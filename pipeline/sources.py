@@ -6,10 +6,11 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pipeline import params as P
-from pipeline.extraction import FeatureConfig
+from pipeline import audio, params as P
+from pipeline.extraction import FeatureConfig, prepare
 
 SOURCES = ("original", "augmented")
 """Where a feature stage's clips come from: the ingested corpus or its augmented copies."""
@@ -53,3 +54,18 @@ def extraction_job(argv: list[str] | None, *, description: str) -> ExtractionJob
                          chunk_size=int(P.positive(cfg["chunk_size"], key="features.chunk_size")),
                          workers=int(P.positive(cfg["workers"], key="features.workers")),
                          table=source_clips(params, corpus=args.corpus, source=args.source))
+
+
+def load_prepared(paths: list[str], *, config: FeatureConfig) -> tuple[list[tuple[int, np.ndarray, int]], list[str]]:
+    """Decode each path at ``config.sr`` and prepare it (:func:`pipeline.extraction.prepare`):
+    ``[(position in paths, y_fixed, n_valid)]`` for the clips that loaded, and one error line
+    (naming the file) per clip that did not. One bad file never stops the others."""
+    loaded, errors = [], []
+    for i, path in enumerate(paths):
+        try:
+            y_fixed, n_valid = prepare(audio.load(path, sr=config.sr), config=config)
+        except audio.AudioError as err:
+            errors.append(str(err))
+            continue
+        loaded.append((i, y_fixed, n_valid))
+    return loaded, errors
