@@ -66,7 +66,7 @@ def test_a_fit_with_masks_and_mixup_learns_and_is_deterministic():
     cfg = {"epochs": 6, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced", "threads": 2,
            "early_stopping_patience": 3, "reduce_lr_patience": 2, "reduce_lr_factor": 0.5, "mixup_alpha": 0.2,
            "specaugment": SPEC}
-    tiny = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": []}
+    tiny = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [], "mask_padding": False}
     runs = [fit(model_name="cnn", model_params=tiny, train_cfg=cfg, seed=1, x_train=x, y_train=y, x_val=x, y_val=y,
                 labels=["a", "b", "c"], verbose=0) for _ in range(2)]
     (m1, h1), (m2, h2) = runs

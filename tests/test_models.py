@@ -20,10 +20,10 @@ UTTERANCE = (20,)       # (features,)
 
 TINY = {
     "cnn": {"input": "sequence", "pooling": "mean", "filters": [4, 8], "kernel_size": 3, "pool_size": 2,
-            "dropout": 0.1, "dense": [8]},
+            "dropout": 0.1, "dense": [8], "mask_padding": False},
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
                  "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
-                 "pooling": "attention", "dense": [8], "dropout": 0.1},
+                 "pooling": "attention", "dense": [8], "dropout": 0.1, "mask_padding": False},
     "svm": {"input": "functionals", "C": 1.0, "gamma": "scale"},
 }
 KERAS = sorted(n for n in models.BUILDERS if models.is_keras(n))
@@ -253,3 +253,41 @@ def test_fusion_params_are_checked(params, match):
         models.check_fusion(params)
     assert models.check_fusion({"members": ["cnn", "svm"], "weights": [2, 1]}) == {"members": ["cnn", "svm"],
                                                                                    "weights": [2.0, 1.0]}
+
+
+@pytest.mark.parametrize("name, changes", [
+    ("cnn", {"pooling": "mean"}), ("cnn", {"pooling": "stats"}),
+    ("cnn_lstm", {"pooling": "attention"}), ("cnn_lstm", {"pooling": "mean"})])
+def test_masked_pooling_ignores_the_padding_after_a_short_clip(name, changes):
+    """With mask_padding, a clip padded with zero frames (as standardise leaves padding) gets
+    the prediction of the same clip padded less; without it, the padding changes it."""
+    x = batch((8, SEQUENCE[1]), n=2, seed=3)
+    short = np.concatenate([x, np.zeros((2, 8, SEQUENCE[1]), "float32")], axis=1)     # 8 frames + 8 of padding
+    longer = np.concatenate([x, np.zeros((2, 24, SEQUENCE[1]), "float32")], axis=1)   # 8 frames + 24 of padding
+    probs = {}
+    for mask in (True, False):
+        keras.utils.set_random_seed(1)
+        model = models.build(name, input_shape=(None, SEQUENCE[1]), num_classes=NUM_CLASSES,
+                             params=tiny(name, mask_padding=mask, **changes))
+        probs[mask] = [np.asarray(model(v, training=False)) for v in (short, longer)]
+    np.testing.assert_allclose(probs[True][0], probs[True][1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(probs[False][0], probs[False][1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, changes, match", [
+    ("cnn", {"input": "utterance", "mask_padding": True}, r"models\.cnn: mask_padding=true needs input='sequence'"),
+    ("cnn_lstm", {"pooling": "last", "mask_padding": True}, r"models\.cnn_lstm: mask_padding=true needs pooling"),
+])
+def test_mask_padding_where_there_is_nothing_to_mask_is_refused(name, changes, match):
+    shape = UTTERANCE if changes.get("input") == "utterance" else SEQUENCE
+    with pytest.raises(ParamsError, match=match):
+        models.build(name, input_shape=shape, num_classes=NUM_CLASSES, params=tiny(name, **changes))
+
+
+def test_a_masked_model_round_trips_through_keras_files(tmp_path):
+    model = build("cnn_lstm", tiny("cnn_lstm", mask_padding=True))
+    x = batch(SEQUENCE)
+    x[:, 10:] = 0.0
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(again(x, training=False)), np.asarray(model(x, training=False)), rtol=1e-6)

@@ -23,11 +23,11 @@ import keras  # noqa: E402
 
 from pipeline.models.cnn import INPUTS, POOLINGS as CNN_POOLINGS, build_cnn  # noqa: E402
 from pipeline.models.cnn_lstm import POOLINGS, build_cnn_lstm
-from pipeline.models.layers import AttentionPooling, StatsPooling
+from pipeline.models.layers import AttentionPooling, FrameMask, MaskedMeanPooling, StatsPooling
 from pipeline.models.svm import INPUTS as SVM_INPUTS, SVMClassifier, build_svm
 from pipeline.params import ParamsError, choice
 
-__all__ = ["BUILDERS", "FUSION", "AttentionPooling", "StatsPooling", "check_fusion", "SVMClassifier", "build", "build_cnn", "build_cnn_lstm", "build_svm",
+__all__ = ["BUILDERS", "FUSION", "AttentionPooling", "FrameMask", "MaskedMeanPooling", "StatsPooling", "check_fusion", "SVMClassifier", "build", "build_cnn", "build_cnn_lstm", "build_svm",
            "check_params", "input_kind", "is_keras"]
 
 BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm, "svm": build_svm}
@@ -94,6 +94,7 @@ _SCHEMAS: dict[str, dict[str, Callable[..., Any]]] = {
         "pool_size": _count,
         "dropout": _rate,
         "dense": partial(_widths, allow_empty=True),
+        "mask_padding": _flag,
     },
     "cnn_lstm": {
         "filters": partial(_widths, allow_empty=True),
@@ -106,6 +107,7 @@ _SCHEMAS: dict[str, dict[str, Callable[..., Any]]] = {
         "pooling": partial(choice, valid=POOLINGS),
         "dense": partial(_widths, allow_empty=True),
         "dropout": _rate,
+        "mask_padding": _flag,
     },
     "svm": {
         "input": partial(choice, valid=SVM_INPUTS),

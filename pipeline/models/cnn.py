@@ -6,7 +6,8 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from pipeline.models.layers import StatsPooling, classifier_head, conv_blocks
+from pipeline.models.layers import FrameMask, MaskedMeanPooling, StatsPooling, classifier_head, conv_blocks
+from pipeline.params import ParamsError
 
 INPUTS: tuple[str, ...] = ("sequence", "utterance")
 POOLINGS: tuple[str, ...] = ("mean", "stats")
@@ -14,7 +15,8 @@ POOLINGS: tuple[str, ...] = ("mean", "stats")
 
 def build_cnn(input_shape: tuple[int | None, ...], num_classes: int, *, filters: Sequence[int],
               kernel_size: int, pool_size: int, dropout: float, dense: Sequence[int],
-              input: str = "sequence", pooling: str = "mean", name: str = "cnn") -> keras.Model:
+              input: str = "sequence", pooling: str = "mean", mask_padding: bool = False,
+              name: str = "cnn") -> keras.Model:
     """Build a 1-D CNN classifier.
 
     Parameters
@@ -33,6 +35,9 @@ def build_cnn(input_shape: tuple[int | None, ...], num_classes: int, *, filters:
         that axis is a particular feature, e.g. MFCC 3, so position matters).
     pooling : over time, for sequence input: "mean" (global average) or "stats" (mean and
         standard deviation of every channel, concatenated: the x-vector statistics pooling).
+    mask_padding : sequence input only: pool over the steps that hold audio
+        (:class:`~pipeline.models.layers.FrameMask`), not over the zero padding after a
+        clip shorter than ``features.seconds``.
 
     Returns
     -------
@@ -47,11 +52,21 @@ def build_cnn(input_shape: tuple[int | None, ...], num_classes: int, *, filters:
     if len(input_shape) != rank:
         expected = "(frames, features)" if rank == 2 else "(features,)"
         raise ValueError(f"input={input!r} expects input_shape {expected}, got {tuple(input_shape)}")
+    if mask_padding and input != "sequence":
+        raise ParamsError(f"params.yaml: models.{name}: mask_padding=true needs input='sequence' (an utterance "
+                          "vector has no padding); set mask_padding: false")
 
     inputs = keras.Input(shape=tuple(input_shape), name=input)
     x = inputs if input == "sequence" else layers.Reshape((input_shape[0], 1), name="as_steps")(inputs)
-    x = conv_blocks(x, filters=filters, kernel_size=kernel_size, pool_size=pool_size, dropout=dropout)
-    if input == "sequence" and pooling == "stats":
+    if mask_padding:
+        x, mask = conv_blocks(x, filters=filters, kernel_size=kernel_size, pool_size=pool_size, dropout=dropout,
+                              mask=FrameMask(name="frame_mask")(inputs))
+        x = (StatsPooling(name="stats_pool") if pooling == "stats" else MaskedMeanPooling(name="mean_pool"))([x, mask])
+    else:
+        x = conv_blocks(x, filters=filters, kernel_size=kernel_size, pool_size=pool_size, dropout=dropout)
+    if mask_padding:
+        pass                                     # pooled above, with the mask
+    elif input == "sequence" and pooling == "stats":
         x = StatsPooling(name="stats_pool")(x)
     elif input == "sequence":
         x = layers.GlobalAveragePooling1D(name="mean_pool")(x)

@@ -6,7 +6,8 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from pipeline.models.layers import AttentionPooling, classifier_head, conv_blocks
+from pipeline.models.layers import AttentionPooling, FrameMask, MaskedMeanPooling, classifier_head, conv_blocks
+from pipeline.params import ParamsError
 
 POOLINGS: tuple[str, ...] = ("attention", "mean", "last")
 
@@ -14,7 +15,7 @@ POOLINGS: tuple[str, ...] = ("attention", "mean", "last")
 def build_cnn_lstm(input_shape: tuple[int | None, int], num_classes: int, *, filters: Sequence[int],
                    kernel_size: int, pool_size: int, conv_dropout: float, lstm_units: int,
                    lstm_layers: int, bidirectional: bool, pooling: str, dense: Sequence[int],
-                   dropout: float, name: str = "cnn_lstm") -> keras.Model:
+                   dropout: float, mask_padding: bool = False, name: str = "cnn_lstm") -> keras.Model:
     """Build a CNN-(Bi)LSTM classifier over frame features.
 
     Parameters
@@ -34,6 +35,9 @@ def build_cnn_lstm(input_shape: tuple[int | None, int], num_classes: int, *, fil
         state at the first frame).
     dense : widths of the ReLU dense layers before the softmax; may be empty.
     dropout : dropout rate after each dense layer.
+    mask_padding : "attention" and "mean" pooling weigh only the steps that hold audio
+        (:class:`~pipeline.models.layers.FrameMask`), not the zero padding after a clip
+        shorter than ``features.seconds`` (the LSTM still reads every step).
 
     Returns
     -------
@@ -46,17 +50,23 @@ def build_cnn_lstm(input_shape: tuple[int | None, int], num_classes: int, *, fil
         raise ValueError(f"cnn_lstm expects input_shape (frames, features), got {tuple(input_shape)}")
     if lstm_layers < 1:
         raise ValueError(f"lstm_layers={lstm_layers!r} must be >= 1")
+    if mask_padding and pooling == "last":
+        raise ParamsError(f"params.yaml: models.{name}: mask_padding=true needs pooling 'attention' or 'mean' (the "
+                          "last state pools nothing); change one of them")
 
     inputs = keras.Input(shape=tuple(input_shape), name="sequence")
+    mask = FrameMask(name="frame_mask")(inputs) if mask_padding else None
     x = conv_blocks(inputs, filters=filters, kernel_size=kernel_size, pool_size=pool_size,
-                    dropout=conv_dropout)
+                    dropout=conv_dropout, mask=mask)
+    if mask_padding:
+        x, mask = x
     for i in range(1, lstm_layers + 1):
         sequences = i < lstm_layers or pooling != "last"
         lstm = layers.LSTM(lstm_units, return_sequences=sequences, name=f"lstm{i}")
         x = layers.Bidirectional(lstm, name=f"bilstm{i}")(x) if bidirectional else lstm(x)
     if pooling == "attention":
-        x = AttentionPooling(units=lstm_units, name="attention_pool")(x)
+        x = AttentionPooling(units=lstm_units, name="attention_pool")([x, mask] if mask_padding else x)
     elif pooling == "mean":
-        x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
+        x = MaskedMeanPooling(name="mean_pool")([x, mask]) if mask_padding else layers.GlobalAveragePooling1D(name="mean_pool")(x)
     outputs = classifier_head(x, dense=dense, dropout=dropout, num_classes=num_classes)
     return keras.Model(inputs, outputs, name=name)

@@ -13,8 +13,11 @@ from keras import layers, ops
 
 
 def conv_blocks(x: Any, *, filters: Sequence[int], kernel_size: int, pool_size: int,
-                dropout: float, prefix: str = "conv") -> Any:
+                dropout: float, prefix: str = "conv", mask: Any = None) -> Any:
     """Apply Conv1D → BatchNormalization → ReLU → MaxPooling1D → Dropout per ``filters``.
+
+    With ``mask`` (a :class:`FrameMask` of ``x``), returns ``(x, mask)``: the mask pooled
+    like the frames, so a step is valid when any frame it covers is.
 
     Parameters
     ----------
@@ -36,8 +39,10 @@ def conv_blocks(x: Any, *, filters: Sequence[int], kernel_size: int, pool_size: 
         x = layers.ReLU(name=f"{prefix}{i}_relu")(x)
         if pool_size > 1 and x.shape[1] != 1:
             x = layers.MaxPooling1D(pool_size, padding="same", name=f"{prefix}{i}_pool")(x)
+            if mask is not None:
+                mask = layers.MaxPooling1D(pool_size, padding="same", name=f"{prefix}{i}_mask_pool")(mask)
         x = layers.Dropout(dropout, name=f"{prefix}{i}_drop")(x)
-    return x
+    return x if mask is None else (x, mask)
 
 
 def classifier_head(x: Any, *, dense: Sequence[int], dropout: float, num_classes: int) -> Any:
@@ -49,6 +54,41 @@ def classifier_head(x: Any, *, dense: Sequence[int], dropout: float, num_classes
         x = layers.Dense(n, activation="relu", name=f"dense{i}")(x)
         x = layers.Dropout(dropout, name=f"dense{i}_drop")(x)
     return layers.Dense(num_classes, activation="softmax", name="probs")(x)
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class FrameMask(layers.Layer):
+    """(batch, steps, features) → (batch, steps, 1) float: 1 for a frame that holds audio.
+
+    Standardisation (:func:`pipeline.bundle.standardise`) sets the zero padding after a short
+    clip to exactly 0 in every feature, while a frame of real audio, silence included, has
+    nonzero standardised features; so a frame is padding exactly when all its features are 0.
+    """
+
+    def call(self, inputs: Any) -> Any:
+        return ops.cast(ops.any(ops.not_equal(inputs, 0.0), axis=-1, keepdims=True), inputs.dtype)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (*input_shape[:-1], 1)
+
+
+def _masked_mean(x: Any, mask: Any) -> Any:
+    """Mean over steps of the valid steps (``mask`` (batch, steps, 1)); 0 for a clip without any."""
+    return ops.sum(x * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class MaskedMeanPooling(layers.Layer):
+    """Mean over time of the steps that hold audio: inputs ``[x, mask]``, x (batch, steps,
+    channels), mask (batch, steps, 1) from :class:`FrameMask`; output (batch, channels). The
+    embedding of a clip then does not depend on how much padding follows it."""
+
+    def call(self, inputs: Any) -> Any:
+        x, mask = inputs
+        return _masked_mean(x, mask)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[int | None, ...]:
+        return (input_shape[0][0], input_shape[0][-1])
 
 
 @keras.saving.register_keras_serializable(package="ser")
@@ -68,21 +108,28 @@ class AttentionPooling(layers.Layer):
         super().__init__(**kwargs)
         self.units = units
 
-    def build(self, input_shape: tuple[int | None, ...]) -> None:
+    def build(self, input_shape: Any) -> None:
+        if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
+            input_shape = input_shape[0]             # [x, mask]
         channels = input_shape[-1]
         self.w = self.add_weight(name="w", shape=(channels, self.units), initializer="glorot_uniform")
         self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros")
         self.v = self.add_weight(name="v", shape=(self.units,), initializer="glorot_uniform")
 
     def call(self, inputs: Any) -> Any:
-        scores = ops.tensordot(ops.tanh(ops.matmul(inputs, self.w) + self.b), self.v, axes=1)
+        x, mask = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
+        scores = ops.tensordot(ops.tanh(ops.matmul(x, self.w) + self.b), self.v, axes=1)
         # softmax over time, written out: ops.softmax warns when a short clip leaves one step
         scores = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
-        weights = scores / ops.sum(scores, axis=-1, keepdims=True)   # (batch, steps)
-        return ops.sum(inputs * ops.expand_dims(weights, -1), axis=1)
+        if mask is not None:   # padding gets no weight ([x, mask], mask (batch, steps, 1) of FrameMask)
+            scores = scores * ops.squeeze(mask, -1)
+        weights = scores / ops.maximum(ops.sum(scores, axis=-1, keepdims=True), 1e-12)   # (batch, steps)
+        return ops.sum(x * ops.expand_dims(weights, -1), axis=1)
 
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], input_shape[-1])
+    def compute_output_shape(self, input_shape: Any) -> tuple[int | None, ...]:
+        shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)) \
+            else input_shape
+        return (shape[0], shape[-1])
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units}
@@ -96,9 +143,15 @@ class StatsPooling(layers.Layer):
     """
 
     def call(self, inputs: Any) -> Any:
-        mean = ops.mean(inputs, axis=1)
-        std = ops.sqrt(ops.maximum(ops.mean(ops.square(inputs), axis=1) - ops.square(mean), 0.0) + 1e-6)
+        if isinstance(inputs, (list, tuple)):   # [x, mask]: statistics of the steps that hold audio
+            x, mask = inputs
+            mean, square = _masked_mean(x, mask), _masked_mean(ops.square(x), mask)
+        else:
+            mean, square = ops.mean(inputs, axis=1), ops.mean(ops.square(inputs), axis=1)
+        std = ops.sqrt(ops.maximum(square - ops.square(mean), 0.0) + 1e-6)
         return ops.concatenate([mean, std], axis=-1)
 
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], 2 * input_shape[-1])
+    def compute_output_shape(self, input_shape: Any) -> tuple[int | None, ...]:
+        shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)) \
+            else input_shape
+        return (shape[0], 2 * shape[-1])
