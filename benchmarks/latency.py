@@ -42,8 +42,7 @@ import soundfile as sf  # noqa: E402
 
 from pipeline import bundle as B, demo, params as P  # noqa: E402
 from pipeline.extraction import extract, prepare  # noqa: E402
-from pipeline.infer import Predictor  # noqa: E402
-from pipeline.webapp import predictor_settings  # noqa: E402
+from pipeline.infer import InferSettings, Predictor  # noqa: E402
 
 
 def speech(duration_s: float, *, emotion: str, sr: int, seed: int) -> np.ndarray:
@@ -81,7 +80,7 @@ def timed_ms(fn, *, runs: int, warmup: int) -> dict[str, float]:
 def bench(folder: Path, *, clip: Path, long: np.ndarray, infer: dict, runs: int, warmup: int,
           tflite: bool) -> dict:
     t0 = time.perf_counter()
-    predictor = Predictor(folder, **predictor_settings(infer))
+    predictor = Predictor(folder, **InferSettings.from_params(infer).predictor_kwargs())
     out = {"load_s": round(time.perf_counter() - t0, 2)}
     out["predict_file_ms"] = timed_ms(lambda: predictor.predict_file(clip), runs=runs, warmup=warmup)
     y = predictor.load(clip)

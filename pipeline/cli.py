@@ -21,6 +21,7 @@ failed, 2 usage error (bad arguments, no model).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import csv
 import json
@@ -34,7 +35,6 @@ from pipeline import params as P
 from pipeline.stage import quiet_tensorflow
 from pipeline.corpora import AUDIO_SUFFIXES, audio_files
 
-INFER_DEFAULTS = {"window_s": 3.0, "hop_s": 1.0, "min_speech_s": 0.3, "min_duration_s": 0.25, "max_duration_s": 600.0}
 NO_MODEL = "no trained model found; run `dvc repro` or pass --model"
 
 
@@ -49,13 +49,14 @@ def project_root(start: Path | None = None) -> Path | None:
     return next((d for d in (start, *start.parents) if (d / "params.yaml").is_file()), None)
 
 
-def infer_settings(root: Path | None) -> dict[str, float]:
-    """params.yaml's ``infer`` section over :data:`INFER_DEFAULTS`, validated."""
-    section = P.load(root / "params.yaml").get("infer", {}) if root else {}
-    out = {**INFER_DEFAULTS, **{k: v for k, v in (section or {}).items() if k in INFER_DEFAULTS}}
-    for key in ("window_s", "hop_s", "min_duration_s", "max_duration_s", "min_speech_s"):
-        P.positive(out[key], key=f"infer.{key}", allow_zero=key == "min_speech_s")
-    return out
+def infer_settings(root: Path | None):
+    """params.yaml's ``infer`` section under ``root`` (:class:`~pipeline.infer.InferSettings`),
+    or params.yaml's defaults outside a project."""
+    from pipeline.infer import InferSettings
+
+    if root is None:
+        return InferSettings.outside_project()
+    return InferSettings.from_params(P.require(P.load(root / "params.yaml"), "infer"))
 
 
 def best_bundle(root: Path | None) -> Path:
@@ -70,19 +71,23 @@ def best_bundle(root: Path | None) -> Path:
         raise UsageError(NO_MODEL) from None
 
 
-def with_flags(settings: dict[str, float], args: argparse.Namespace) -> dict[str, float]:
-    """``settings`` with ``--max-duration`` applied (0: no limit)."""
-    out = dict(settings)
-    if getattr(args, "max_duration", None) is not None:
-        if args.max_duration < 0:
-            raise UsageError(f"--max-duration {args.max_duration}: give seconds > 0, or 0 for no limit")
-        out["max_duration_s"] = args.max_duration or None
-    return out
-
-
-def predictor_kwargs(settings: dict[str, float]) -> dict[str, float]:
-    """The :class:`~pipeline.infer.Predictor` keyword arguments in ``settings``."""
-    return {k: settings[k] for k in ("min_duration_s", "max_duration_s", "window_s", "hop_s", "min_speech_s")}
+def with_flags(settings, args: argparse.Namespace):
+    """``settings`` with the command line's ``--max-duration`` (0: no limit), ``--window``,
+    ``--hop`` and ``--min-speech`` applied, validated as the params are (a bad one: UsageError)."""
+    max_duration = getattr(args, "max_duration", None)
+    if max_duration is not None and max_duration < 0:
+        raise UsageError(f"--max-duration {max_duration}: give seconds > 0, or 0 for no limit")
+    try:
+        if max_duration is not None:
+            settings = dataclasses.replace(settings, max_duration_s=max_duration or None)
+        return settings.replace(window_s=getattr(args, "window", None), hop_s=getattr(args, "hop", None),
+                                min_speech_s=getattr(args, "min_speech", None))
+    except P.ParamsError as err:
+        flags = {"infer.window_s": "--window", "infer.hop_s": "--hop", "infer.min_speech_s": "--min-speech"}
+        message = str(err).removeprefix("params.yaml: ")
+        for key, flag in flags.items():
+            message = message.replace(key, flag)
+        raise UsageError(message) from None
 
 
 def load_predictor(folder: Path, *, settings: dict[str, float]):
@@ -93,9 +98,9 @@ def load_predictor(folder: Path, *, settings: dict[str, float]):
     from pipeline import vad
 
     try:
-        if settings["min_speech_s"] > 0:
+        if settings.min_speech_s > 0:
             vad.check()        # a detector that cannot run is a setup error, not every input's
-        return Predictor(folder, **predictor_kwargs(settings))
+        return Predictor(folder, **settings.predictor_kwargs())
     except (FileNotFoundError, InferenceError, P.ParamsError, vad.VADError) as err:
         raise UsageError(str(err)) from None
 
@@ -225,11 +230,6 @@ def cmd_timeline(args: argparse.Namespace, root: Path | None) -> int:
     from pipeline.infer import InferenceError
 
     settings = with_flags(infer_settings(root), args)
-    for key, flag in (("window_s", args.window), ("hop_s", args.hop), ("min_speech_s", args.min_speech)):
-        settings[key] = settings[key] if flag is None else flag
-    if settings["window_s"] <= 0 or settings["hop_s"] <= 0 or settings["min_speech_s"] < 0:
-        raise UsageError(f"--window ({settings['window_s']} s) and --hop ({settings['hop_s']} s) must be > 0, "
-                         f"--min-speech ({settings['min_speech_s']} s) >= 0")
     predictor = load_predictor(args.model or best_bundle(root), settings=settings)
     try:
         y = predictor.decode(args.file)
@@ -237,7 +237,7 @@ def cmd_timeline(args: argparse.Namespace, root: Path | None) -> int:
     except InferenceError as err:
         print(f"ser: {err}", file=sys.stderr)
         return 1
-    window_s, hop_s = settings["window_s"], settings["hop_s"]
+    window_s, hop_s = settings.window_s, settings.hop_s
     prefix = Path(args.out) if args.out else Path.cwd() / f"{Path(args.file).stem}_timeline"
     prefix.parent.mkdir(parents=True, exist_ok=True)
     duration_s = len(y) / predictor.config.sr
@@ -245,7 +245,7 @@ def cmd_timeline(args: argparse.Namespace, root: Path | None) -> int:
     if args.json:
         windows = json.loads(table.to_json(orient="records"))     # NaN (windows without speech) as null
         data.write_text(json.dumps({"file": str(args.file), "duration_s": duration_s, "window_s": window_s,
-                                    "hop_s": hop_s, "min_speech_s": settings["min_speech_s"],
+                                    "hop_s": hop_s, "min_speech_s": settings.min_speech_s,
                                     "labels": predictor.labels, "windows": windows}, indent=1) + "\n")
     else:
         table.to_csv(data, index=False)
@@ -255,7 +255,7 @@ def cmd_timeline(args: argparse.Namespace, root: Path | None) -> int:
     n_speech = int(table.speech.sum())
     print(f"timeline: {n_speech} of {len(table)} windows hold speech, {duration_s:.1f} s -> {data}, {png}")
     if not n_speech:
-        print(f"ser: {args.file}: no window holds {settings['min_speech_s']:g} s of speech; lower --min-speech",
+        print(f"ser: {args.file}: no window holds {settings.min_speech_s:g} s of speech; lower --min-speech",
               file=sys.stderr)
     return 0
 
@@ -278,7 +278,7 @@ def cmd_export(args: argparse.Namespace, root: Path | None) -> int:
     if not args.check:
         return 0
     with _native_stderr_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice
-        lite = TFLitePredictor(folder, tflite=out, **predictor_kwargs(settings))
+        lite = TFLitePredictor(folder, tflite=out, **settings.predictor_kwargs())
     failed = 0
     for path in expand_inputs(args.check):
         try:

@@ -21,20 +21,76 @@ web app and the TensorFlow Lite predictor alike):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from pipeline import audio, bundle as B, vad
+from pipeline import audio, bundle as B, params as P, vad
 from pipeline.egemaps import egemaps
 from pipeline.extraction import FeatureConfig, extract, prepare
 
 
 SPEAKER_NORM_HINT = ("this model normalises features per speaker (train.speaker_norm: true): give several clips "
                      "of one speaker together (`ser predict --one-speaker`), or use a model trained without it")
+
+
+OUTSIDE_PROJECT: dict[str, float] = {"window_s": 3.0, "hop_s": 1.0, "min_speech_s": 0.3, "min_duration_s": 0.25,
+                                     "max_duration_s": 600.0, "max_upload_mb": 20.0}
+"""The ``infer`` settings where no params.yaml is at hand (``ser`` outside a project, a bare
+:class:`Predictor`): params.yaml's own values, which ``tests/test_webapp.py`` keeps equal."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferSettings:
+    """params.yaml's ``infer`` section, validated in one place: the inputs ``ser`` and the web
+    app accept and how a timeline is cut. Build it with :meth:`from_params`; command-line flags
+    override it with :meth:`replace` (validated again)."""
+
+    window_s: float              # timeline window, seconds (> 0)
+    hop_s: float                 # timeline hop, seconds (> 0)
+    min_speech_s: float          # speech an input and a timeline window must hold (>= 0; 0: no check)
+    min_duration_s: float        # shorter inputs are refused (> 0)
+    max_duration_s: float | None  # longer inputs are refused (> 0; None: no limit)
+    max_upload_mb: float         # web app upload limit (> 0)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "max_duration_s" and value is None:
+                continue
+            P.positive(value, key=f"infer.{f.name}", allow_zero=f.name == "min_speech_s")
+
+    @classmethod
+    def from_params(cls, infer: Mapping[str, Any] | None) -> InferSettings:
+        """From the ``infer`` section; a missing or unknown key is a :class:`~pipeline.params.ParamsError`."""
+        infer = dict(infer or {})
+        keys = [f.name for f in dataclasses.fields(cls)]
+        if missing := [k for k in keys if k not in infer]:
+            raise P.ParamsError(f"params.yaml: missing key 'infer.{missing[0]}'; add it (see params.yaml)")
+        if unknown := sorted(set(infer) - set(keys)):
+            raise P.ParamsError(f"params.yaml: infer has unknown key(s) {unknown}; valid keys are {keys}")
+        return cls(**infer)
+
+    @classmethod
+    def outside_project(cls) -> InferSettings:
+        return cls(**OUTSIDE_PROJECT)
+
+    def replace(self, **changes: Any) -> InferSettings:
+        """These settings with the given ones changed (None leaves a setting as it is)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def predictor_kwargs(self) -> dict[str, float | None]:
+        """The :class:`Predictor` keyword arguments among these settings."""
+        return {k: getattr(self, k) for k in ("min_duration_s", "max_duration_s", "window_s", "hop_s", "min_speech_s")}
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
 
 
 class InferenceError(ValueError):
@@ -83,13 +139,12 @@ class Predictor:
     ``window_s`` and ``hop_s`` are the timeline's (the ``infer`` params' defaults).
     """
 
-    def __init__(self, folder: str | Path, *, min_duration_s: float = 0.25, silence_dbfs: float = -60.0,
-                 max_duration_s: float | None = None, min_speech_s: float = 0.3, window_s: float = 3.0,
-                 hop_s: float = 1.0):
-        if window_s <= 0 or hop_s <= 0:
-            raise InferenceError(f"window ({window_s} s) and hop ({hop_s} s) must be > 0")
-        if min_speech_s < 0:
-            raise InferenceError(f"min_speech_s={min_speech_s} must be >= 0")
+    def __init__(self, folder: str | Path, *, min_duration_s: float = OUTSIDE_PROJECT["min_duration_s"],
+                 silence_dbfs: float = -60.0, max_duration_s: float | None = None,
+                 min_speech_s: float = OUTSIDE_PROJECT["min_speech_s"], window_s: float = OUTSIDE_PROJECT["window_s"],
+                 hop_s: float = OUTSIDE_PROJECT["hop_s"]):
+        InferSettings.outside_project().replace(min_duration_s=min_duration_s, min_speech_s=min_speech_s,
+                                                window_s=window_s, hop_s=hop_s)   # validated as the infer params
         self.folder = Path(folder)
         self.bundle = self._load_bundle(self.folder)
         self.speaker_norm = bool(self.bundle.speaker_norm)

@@ -30,9 +30,8 @@ import os
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Literal
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, UploadFile
@@ -41,40 +40,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from pipeline import audio, params as P, vad
-from pipeline.infer import InferenceError, Predictor, best_bundle
+from pipeline.infer import InferenceError, InferSettings, Predictor, best_bundle
 
 STATIC_DIR = Path(__file__).with_name("webapp_static")
 EMOJI = {"neutral": "😐", "calm": "😌", "happy": "😄", "sad": "😢", "angry": "😠", "fearful": "😨",
          "disgust": "🤢", "surprised": "😲", "boredom": "🥱"}
 _FORM_SLACK_BYTES = 64 * 1024      # multipart boundaries and part headers around the file
-
-
-@dataclass(frozen=True, kw_only=True)
-class WebSettings:
-    """The upload limits of the ``infer`` params (defaults are params.yaml's).
-
-    ``max_duration_s`` bounds the decoded length (a small compressed file can hold hours).
-    """
-
-    max_upload_mb: float = 20.0
-    max_duration_s: float = 600.0
-
-    def __post_init__(self) -> None:
-        for key in ("max_upload_mb", "max_duration_s"):
-            P.positive(getattr(self, key), key=f"infer.{key}")
-
-    @classmethod
-    def from_params(cls, infer: Mapping[str, Any]) -> WebSettings:
-        """Build from the ``infer`` section of params.yaml."""
-        keys = ("max_upload_mb", "max_duration_s")
-        for key in keys:
-            if key not in infer:
-                raise P.ParamsError(f"params.yaml: missing key 'infer.{key}'; add it (see params.yaml)")
-        return cls(**{key: infer[key] for key in keys})
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 2**20)
 
 
 class TimelineWindow(BaseModel):
@@ -205,9 +176,10 @@ def analyse(predictor: Predictor, y: np.ndarray, *, name: str) -> PredictionOut:
                          timeline=timeline)
 
 
-def create_app(predictor: Predictor, *, settings: WebSettings | None = None, model_name: str = "model") -> FastAPI:
-    """The FastAPI app serving ``predictor`` (the page, ``/predict``, ``/health``, ``/docs``)."""
-    settings = settings or WebSettings()
+def create_app(predictor: Predictor, *, settings: InferSettings | None = None, model_name: str = "model") -> FastAPI:
+    """The FastAPI app serving ``predictor`` (the page, ``/predict``, ``/health``, ``/docs``),
+    with ``settings``' upload limits (default: params.yaml's, :meth:`InferSettings.outside_project`)."""
+    settings = settings or InferSettings.outside_project()
     from fastapi_offline import FastAPIOffline
 
     # FastAPIOffline serves Swagger UI and ReDoc from assets shipped in its wheel: /docs works offline.
@@ -265,23 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"ser-web: {err}")
 
 
-def predictor_settings(infer: Mapping[str, Any]) -> dict[str, float]:
-    """The :class:`Predictor` keyword arguments from params.yaml's ``infer`` section, validated."""
-    out = {}
-    for key in ("min_duration_s", "max_duration_s", "window_s", "hop_s", "min_speech_s"):
-        if key not in infer:
-            raise P.ParamsError(f"params.yaml: missing key 'infer.{key}'; add it (see params.yaml)")
-        out[key] = float(P.positive(infer[key], key=f"infer.{key}", allow_zero=key == "min_speech_s"))
-    return out
-
-
 def build(*, model: Path | None, params_path: Path, metrics: Path) -> tuple[FastAPI, Path]:
     """The app for ``params_path``'s ``infer`` settings and the bundle ``model`` (default: the
     best by test UAR in ``metrics``), and that bundle's folder."""
     params = P.load(params_path)
-    settings = WebSettings.from_params(P.require(params, "infer"))
-    kwargs = predictor_settings(P.require(params, "infer"))
-    if kwargs["min_speech_s"] > 0:
+    settings = InferSettings.from_params(P.require(params, "infer"))
+    kwargs = settings.predictor_kwargs()
+    if settings.min_speech_s > 0:
         vad.check()        # a detector that cannot run stops the server at start, with the fix
     folder = model or best_bundle(metrics_dir=metrics, models_dir=Path(P.require(params, "train.out")))
     predictor = Predictor(folder, **kwargs)

@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 
 from pipeline import bundle as B, params as P
 from pipeline.extraction import FeatureConfig, extract, prepare
-from pipeline.infer import Predictor
+from pipeline.infer import InferSettings, Predictor
 from pipeline.train import fit
-from pipeline.webapp import WebSettings, best_bundle, create_app, predictor_settings
+from pipeline.webapp import best_bundle, create_app
 from bad_inputs import CASES, NA
 
 SR = 16000
@@ -158,7 +158,7 @@ def test_a_missing_file_field_is_a_validation_error(client):
 
 @pytest.fixture(scope="module")
 def small_client(predictor) -> TestClient:
-    return TestClient(create_app(predictor, settings=WebSettings(max_upload_mb=0.05, max_duration_s=5.0)))
+    return TestClient(create_app(predictor, settings=InferSettings.outside_project().replace(max_upload_mb=0.05, max_duration_s=5.0)))
 
 
 def test_an_oversized_upload_gets_413(small_client):
@@ -231,14 +231,26 @@ def test_openapi_schema_health_and_page(client):
 
 def test_settings_come_from_params_and_bad_values_are_refused():
     infer = P.load(ROOT / "params.yaml")["infer"]
-    assert WebSettings.from_params(infer).max_upload_bytes == int(infer["max_upload_mb"] * 2**20)
+    settings = InferSettings.from_params(infer)
+    assert settings.max_upload_bytes == int(infer["max_upload_mb"] * 2**20)
     with pytest.raises(P.ParamsError, match=r"infer\.max_duration_s=0 must be a number > 0"):
-        WebSettings.from_params({**infer, "max_duration_s": 0})
+        InferSettings.from_params({**infer, "max_duration_s": 0})
     with pytest.raises(P.ParamsError, match=r"infer\.hop_s=0 must be a number > 0"):
-        predictor_settings({**infer, "hop_s": 0})
+        InferSettings.from_params({**infer, "hop_s": 0})
     with pytest.raises(P.ParamsError, match=r"missing key 'infer\.window_s'"):
-        predictor_settings({k: v for k, v in infer.items() if k != "window_s"})
-    assert predictor_settings({**infer, "min_speech_s": 0})["min_speech_s"] == 0.0     # 0 turns the check off
+        InferSettings.from_params({k: v for k, v in infer.items() if k != "window_s"})
+    with pytest.raises(P.ParamsError, match=r"infer has unknown key\(s\) \['silence_dbfs'\]"):
+        InferSettings.from_params({**infer, "silence_dbfs": -60})
+    assert InferSettings.from_params({**infer, "min_speech_s": 0}).min_speech_s == 0     # 0 turns the check off
+    with pytest.raises(P.ParamsError, match=r"infer\.window_s=-1 must be a number > 0"):
+        settings.replace(window_s=-1)
+
+
+def test_the_defaults_outside_a_project_are_params_yamls():
+    """``ser`` outside a project (and a bare Predictor) uses OUTSIDE_PROJECT: it must not drift."""
+    from pipeline.infer import OUTSIDE_PROJECT
+
+    assert OUTSIDE_PROJECT == P.load(ROOT / "params.yaml")["infer"]
 
 
 def test_the_default_model_is_the_best_bundle_by_test_uar(tmp_path):
