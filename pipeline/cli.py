@@ -30,10 +30,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-
 from pipeline import params as P
-from pipeline.stage import quiet_tensorflow
 from pipeline.corpora import AUDIO_SUFFIXES, audio_files
+from pipeline.stage import quiet_tensorflow
 
 NO_MODEL = "no trained model found; run `dvc repro` or pass --model"
 
