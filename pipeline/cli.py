@@ -28,11 +28,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from pipeline import params as P
 from pipeline.corpora import AUDIO_SUFFIXES, audio_files
 from pipeline.stage import quiet_tensorflow
+
+if TYPE_CHECKING:
+    from pipeline.infer import InferSettings
 
 NO_MODEL = "no trained model found; run `dvc repro` or pass --model"
 
@@ -48,7 +51,7 @@ def project_root(start: Path | None = None) -> Path | None:
     return next((d for d in (start, *start.parents) if (d / "params.yaml").is_file()), None)
 
 
-def infer_settings(root: Path | None):
+def infer_settings(root: Path | None) -> InferSettings:
     """params.yaml's ``infer`` section under ``root`` (:class:`~pipeline.infer.InferSettings`),
     or params.yaml's defaults outside a project."""
     from pipeline.infer import InferSettings
@@ -70,7 +73,7 @@ def best_bundle(root: Path | None) -> Path:
         raise UsageError(NO_MODEL) from None
 
 
-def with_flags(settings, args: argparse.Namespace):
+def with_flags(settings: InferSettings, args: argparse.Namespace) -> InferSettings:
     """``settings`` with the command line's ``--max-duration`` (0: no limit), ``--window``,
     ``--hop`` and ``--min-speech`` applied, validated as the params are (a bad one: UsageError)."""
     max_duration = getattr(args, "max_duration", None)
@@ -89,7 +92,7 @@ def with_flags(settings, args: argparse.Namespace):
         raise UsageError(message) from None
 
 
-def load_predictor(folder: Path, *, settings: dict[str, float]):
+def load_predictor(folder: Path, *, settings: InferSettings):
     """A :class:`~pipeline.infer.Predictor` for a bundle folder with the ``infer`` settings'
     input limits; a bad folder is a UsageError."""
     from pipeline.infer import InferenceError, Predictor

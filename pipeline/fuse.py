@@ -5,7 +5,7 @@ on the same split) and their weights; the fusion predicts the weighted mean of t
 class probabilities (:class:`pipeline.bundle.FusionBundle`). The member bundles are copied in,
 so ``<train.out>/fusion`` is self-contained for ``ser predict``, ``ser timeline`` and the web
 app. Its protocol results come from the members' protocol predictions
-(``python -m pipeline.protocol --model fusion``): the same folds and seeds, no extra training.
+(``dvc repro protocol_fusion``): the same folds and seeds, no extra training.
 
 Run: ``python -m pipeline.fuse``.
 """

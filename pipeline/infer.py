@@ -41,8 +41,9 @@ SPEAKER_NORM_HINT = ("this model normalises features per speaker (train.speaker_
 
 OUTSIDE_PROJECT: dict[str, float] = {"window_s": 3.0, "hop_s": 1.0, "min_speech_s": 0.3, "min_duration_s": 0.25,
                                      "max_duration_s": 600.0, "max_upload_mb": 20.0}
-"""The ``infer`` settings where no params.yaml is at hand (``ser`` outside a project, a bare
-:class:`Predictor`): params.yaml's own values, which ``tests/test_webapp.py`` keeps equal."""
+"""The ``infer`` settings where no params.yaml is at hand (``ser`` outside a project; a bare
+:class:`Predictor`'s defaults, except that it bounds no duration unless given
+``max_duration_s``): params.yaml's own values, which ``tests/test_webapp.py`` keeps equal."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +75,8 @@ class InferSettings:
             raise P.ParamsError(f"params.yaml: missing key 'infer.{missing[0]}'; add it (see params.yaml)")
         if unknown := sorted(set(infer) - set(keys)):
             raise P.ParamsError(f"params.yaml: infer has unknown key(s) {unknown}; valid keys are {keys}")
+        if infer["max_duration_s"] is None:   # no limit only by an explicit flag (ser --max-duration 0)
+            P.positive(None, key="infer.max_duration_s")
         return cls(**infer)
 
     @classmethod

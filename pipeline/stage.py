@@ -3,7 +3,7 @@
 Process-wide settings belong to the process that runs, not to whoever imports a module, so
 they are made here and nowhere at import time: TensorFlow's C++ start-up notices are
 silenced (``TF_CPP_MIN_LOG_LEVEL=3`` unless already set; set it to 0 to see them), and, for
-the stages that ask (``tune_allocator=True``: the feature stages), glibc keeps freed memory
+the stages that ask (``tune_allocator=True``: the ``features`` stage), glibc keeps freed memory
 for reuse (:func:`keep_freed_memory`). A bad param or another expected error ends the stage
 with one line, ``<stage>: <message>``, and exit status 1; anything else keeps its traceback.
 
@@ -34,8 +34,8 @@ def keep_freed_memory() -> bool:
     Feature extraction allocates and frees a few tens of MB of temporaries per block of
     clips; with glibc's defaults they are unmapped or trimmed after every block and
     page-faulted back in by the next, which costs about as much CPU as the features
-    themselves (``benchmarks/features.py``). Process-wide, so only a feature stage's entry
-    point calls it: arrays up to 32 MB come from the heap, and freed heap is not trimmed.
+    themselves (``benchmarks/features.py``). Process-wide, so only the ``features`` stage's
+    entry point (and that benchmark) call it; ``ser`` and the web app leave the allocator alone: arrays up to 32 MB come from the heap, and freed heap is not trimmed.
     Returns False (and changes nothing) where mallopt is not available.
     """
     try:
@@ -55,7 +55,7 @@ def run(main: Callable[[], int | None], *, name: str, errors: tuple[type[BaseExc
     main : the stage's ``main()``; its return value is the exit status (None: 0).
     name : the stage's name, the prefix of its one-line error.
     errors : expected error types besides :class:`ParamsError` (bad input the user can fix).
-    tune_allocator : call :func:`keep_freed_memory` first (feature stages).
+    tune_allocator : call :func:`keep_freed_memory` first (the ``features`` stage).
     """
     quiet_tensorflow()
     if tune_allocator:

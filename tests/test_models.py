@@ -257,10 +257,12 @@ def test_fusion_params_are_checked(params, match):
 
 @pytest.mark.parametrize("name, changes", [
     ("cnn", {"pooling": "mean"}), ("cnn", {"pooling": "stats"}),
-    ("cnn_lstm", {"pooling": "attention"}), ("cnn_lstm", {"pooling": "mean"})])
+    ("cnn_lstm", {"pooling": "attention", "bidirectional": False}), ("cnn_lstm", {"pooling": "mean", "bidirectional": False})])
 def test_masked_pooling_ignores_the_padding_after_a_short_clip(name, changes):
     """With mask_padding, a clip padded with zero frames (as standardise leaves padding) gets
-    the prediction of the same clip padded less; without it, the padding changes it."""
+    the prediction of the same clip padded less; without it, the padding changes it. Biases and
+    batch-norm offsets are made nonzero first, so that padding frames carry activations (a
+    forward LSTM reads the padding only after the clip, so its pooled steps are unchanged)."""
     x = batch((8, SEQUENCE[1]), n=2, seed=3)
     short = np.concatenate([x, np.zeros((2, 8, SEQUENCE[1]), "float32")], axis=1)     # 8 frames + 8 of padding
     longer = np.concatenate([x, np.zeros((2, 24, SEQUENCE[1]), "float32")], axis=1)   # 8 frames + 24 of padding
@@ -269,9 +271,28 @@ def test_masked_pooling_ignores_the_padding_after_a_short_clip(name, changes):
         keras.utils.set_random_seed(1)
         model = models.build(name, input_shape=(None, SEQUENCE[1]), num_classes=NUM_CLASSES,
                              params=tiny(name, mask_padding=mask, **changes))
+        rng = np.random.default_rng(7)
+        for layer in model.layers:
+            for w in layer.weights:
+                if any(k in w.path for k in ("bias", "beta", "moving_mean", "/b")):
+                    w.assign(rng.normal(0, 0.5, w.shape).astype("float32"))
         probs[mask] = [np.asarray(model(v, training=False)) for v in (short, longer)]
     np.testing.assert_allclose(probs[True][0], probs[True][1], rtol=1e-5, atol=1e-6)
     assert not np.allclose(probs[False][0], probs[False][1], rtol=1e-5, atol=1e-6)
+
+
+def test_masked_attention_weighs_valid_steps_even_when_padding_scores_higher():
+    """The softmax maximum is taken over valid steps only: padding with huge scores cannot
+    underflow the valid steps' weights."""
+    layer = models.AttentionPooling(units=2)
+    x = np.zeros((1, 4, 3), "float32")
+    x[0, :2] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    x[0, 2:] = 50.0                                         # padding positions with extreme values
+    mask = np.array([[[1.0], [1.0], [0.0], [0.0]]], "float32")
+    layer([x, mask])
+    layer.w.assign(np.ones((3, 2), "float32")); layer.b.assign(np.zeros(2, "float32")); layer.v.assign(np.full(2, 100.0, "float32"))
+    out = np.asarray(layer([x, mask]))
+    np.testing.assert_allclose(out[0], [0.5, 0.5, 0.0], atol=1e-5)
 
 
 @pytest.mark.parametrize("name, changes, match", [

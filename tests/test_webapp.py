@@ -239,6 +239,8 @@ def test_settings_come_from_params_and_bad_values_are_refused():
         InferSettings.from_params({**infer, "hop_s": 0})
     with pytest.raises(P.ParamsError, match=r"missing key 'infer\.window_s'"):
         InferSettings.from_params({k: v for k, v in infer.items() if k != "window_s"})
+    with pytest.raises(P.ParamsError, match=r"infer\.max_duration_s=None must be a number > 0"):
+        InferSettings.from_params({**infer, "max_duration_s": None})
     with pytest.raises(P.ParamsError, match=r"infer has unknown key\(s\) \['silence_dbfs'\]"):
         InferSettings.from_params({**infer, "silence_dbfs": -60})
     assert InferSettings.from_params({**infer, "min_speech_s": 0}).min_speech_s == 0     # 0 turns the check off

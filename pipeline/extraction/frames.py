@@ -54,10 +54,10 @@ def extract(Y: np.ndarray, n_valid: np.ndarray, *, config: FeatureConfig) -> dic
     Notes
     -----
     Clips are processed in blocks of 16, so memory is bounded whatever the batch size.
-    BLAS runs on one thread while ``extract`` runs (restored afterwards). The feature
-    stages also keep glibc's freed memory for reuse (:func:`pipeline.stage.keep_freed_memory`,
-    set by their entry point, not here: it is process-wide). A clip's features are bit-identical whatever
-    the batch it is in (every matrix product is per clip; see ``_project``).
+    BLAS runs on one thread while ``extract`` runs (restored afterwards). The ``features``
+    stage also keeps glibc's freed memory for reuse (:func:`pipeline.stage.keep_freed_memory`,
+    set by its entry point, not here: it is process-wide). A clip's features are bit-identical whatever
+    the batch it is in (every matrix product is per clip; see :func:`pipeline.extraction.banks.project`).
 
     Same bits on any CPU: OpenBLAS and NumPy pick kernels at run time by CPU (AVX2, AVX-512,
     ...), and kernels sum in different orders, so float32 products would differ in the last
@@ -199,7 +199,7 @@ def _spectral_shape(S: np.ndarray, *, kernels: Kernels) -> tuple[np.ndarray, np.
     B, T, _ = S.shape
     n, F = B * T, len(kernels.freqs)
     mag = np.sqrt(S)
-    sums = (mag @ kernels.moments).reshape(n, -1)                 # per clip (see _project): (n, 3 + n_blocks)
+    sums = (mag @ kernels.moments).reshape(n, -1)                 # per clip (see banks.project): (n, 3 + n_blocks)
     m0, m1, m2, blocks = sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3:]
     ok = m0 >= _TINY                                              # librosa leaves all-zero frames at 0
     safe = np.where(ok, m0, 1.0)

@@ -3,7 +3,7 @@
 ``params`` below is one model's own section of params.yaml, ``models.<name>``. The train
 stage calls :func:`check_params` at the top of ``main`` (so a typo fails before any data is
 loaded), :func:`input_kind` to pick the feature array, then ``keras.utils.set_random_seed``
-and :func:`build`. Importing this package registers :class:`AttentionPooling`, so a saved
+and :func:`build`. Importing this package registers the custom layers of :mod:`pipeline.models.layers`, so a saved
 ``.keras`` model reloads with plain ``keras.models.load_model(path)``.
 
 >>> model = build("cnn_lstm", input_shape=(301, 106), num_classes=7,

@@ -64,13 +64,11 @@ def build_cnn(input_shape: tuple[int | None, ...], num_classes: int, *, filters:
         x = (StatsPooling(name="stats_pool") if pooling == "stats" else MaskedMeanPooling(name="mean_pool"))([x, mask])
     else:
         x = conv_blocks(x, filters=filters, kernel_size=kernel_size, pool_size=pool_size, dropout=dropout)
-    if mask_padding:
-        pass                                     # pooled above, with the mask
-    elif input == "sequence" and pooling == "stats":
-        x = StatsPooling(name="stats_pool")(x)
-    elif input == "sequence":
-        x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
-    else:
-        x = layers.Flatten(name="flatten")(x)
+        if input == "sequence" and pooling == "stats":
+            x = StatsPooling(name="stats_pool")(x)
+        elif input == "sequence":
+            x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
+        else:
+            x = layers.Flatten(name="flatten")(x)
     outputs = classifier_head(x, dense=dense, dropout=dropout, num_classes=num_classes)
     return keras.Model(inputs, outputs, name=name)

@@ -37,7 +37,8 @@ def build_cnn_lstm(input_shape: tuple[int | None, int], num_classes: int, *, fil
     dropout : dropout rate after each dense layer.
     mask_padding : "attention" and "mean" pooling weigh only the steps that hold audio
         (:class:`~pipeline.models.layers.FrameMask`), not the zero padding after a clip
-        shorter than ``features.seconds`` (the LSTM still reads every step).
+        shorter than ``features.seconds``. The LSTM still reads every step, so with
+        ``bidirectional`` the backward states (read from the end) have seen the padding.
 
     Returns
     -------

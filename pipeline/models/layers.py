@@ -1,7 +1,8 @@
-"""Blocks shared by the model builders, and the attention pooling layer.
+"""Blocks shared by the model builders, and the pooling layers.
 
-:class:`AttentionPooling` is registered with Keras (package ``ser``), so a saved ``.keras``
-model that uses it reloads with ``keras.models.load_model(path)`` once :mod:`pipeline.models`
+:class:`AttentionPooling`, :class:`StatsPooling`, :class:`FrameMask` and
+:class:`MaskedMeanPooling` are registered with Keras (package ``ser``), so a saved ``.keras``
+model that uses them reloads with ``keras.models.load_model(path)`` once :mod:`pipeline.models`
 is imported.
 """
 from __future__ import annotations
@@ -63,6 +64,8 @@ class FrameMask(layers.Layer):
     Standardisation (:func:`pipeline.bundle.standardise`) sets the zero padding after a short
     clip to exactly 0 in every feature, while a frame of real audio, silence included, has
     nonzero standardised features; so a frame is padding exactly when all its features are 0.
+    (SpecAugment's time masks, ``train.specaugment``, also set whole training frames to 0, so
+    with both on, a masked span counts as padding in training.)
     """
 
     def call(self, inputs: Any) -> Any:
@@ -80,8 +83,9 @@ def _masked_mean(x: Any, mask: Any) -> Any:
 @keras.saving.register_keras_serializable(package="ser")
 class MaskedMeanPooling(layers.Layer):
     """Mean over time of the steps that hold audio: inputs ``[x, mask]``, x (batch, steps,
-    channels), mask (batch, steps, 1) from :class:`FrameMask`; output (batch, channels). The
-    embedding of a clip then does not depend on how much padding follows it."""
+    channels), mask (batch, steps, 1) from :class:`FrameMask`; output (batch, channels). After
+    convolutions only (``cnn``), the embedding of a clip then does not depend on how much
+    padding follows it; after a bidirectional LSTM the steps themselves have seen the padding."""
 
     def call(self, inputs: Any) -> Any:
         x, mask = inputs
@@ -93,7 +97,8 @@ class MaskedMeanPooling(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="ser")
 class AttentionPooling(layers.Layer):
-    """Additive attention pooling over time (Bahdanau-style scores, one query).
+    """Additive attention pooling over time (Bahdanau-style scores, one query); called on
+    ``[x, mask]`` (mask of :class:`FrameMask`), the padding steps get no weight.
 
     ``score_t = v · tanh(W h_t + b)``, ``alpha = softmax_t(score)``, ``out = Σ_t alpha_t h_t``.
 
@@ -119,10 +124,13 @@ class AttentionPooling(layers.Layer):
     def call(self, inputs: Any) -> Any:
         x, mask = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
         scores = ops.tensordot(ops.tanh(ops.matmul(x, self.w) + self.b), self.v, axes=1)
+        if mask is not None:   # padding gets no weight ([x, mask], mask (batch, steps, 1) of FrameMask)
+            valid = ops.squeeze(mask, -1)
+            scores = ops.where(valid > 0, scores, -1e9)    # the maximum below is over valid steps only
         # softmax over time, written out: ops.softmax warns when a short clip leaves one step
         scores = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
-        if mask is not None:   # padding gets no weight ([x, mask], mask (batch, steps, 1) of FrameMask)
-            scores = scores * ops.squeeze(mask, -1)
+        if mask is not None:
+            scores = scores * valid                         # a clip without valid steps pools to 0
         weights = scores / ops.maximum(ops.sum(scores, axis=-1, keepdims=True), 1e-12)   # (batch, steps)
         return ops.sum(x * ops.expand_dims(weights, -1), axis=1)
 
