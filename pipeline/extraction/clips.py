@@ -1,5 +1,6 @@
 """Waveforms to fixed-length clips: optional silence trimming, loudness normalisation, then a
-crop or zero padding to ``config.seconds`` (:func:`prepare`); the frames a clip's real audio fills."""
+crop or zero padding to ``config.seconds`` (:func:`prepare`). How many frames the real audio
+fills is :func:`pipeline.extraction.config.n_valid_frames`."""
 from __future__ import annotations
 
 import numpy as np
