@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-LOUDNESS_MODES = ("none", "peak", "rms")
+from pipeline.schema import LOUDNESS_MODES
 
 # Subtypes whose frame count follows from the data size and block align of a RIFF/AIFF header.
 _PCM_SUBTYPES = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW"}

@@ -34,19 +34,19 @@ import soundfile as sf
 from tqdm import tqdm
 
 from pipeline import audio, params as P, stage
+from pipeline.schema import NOISE_COLOURS, Augment
 
-NOISE_DECAY_DB = {"white": 0.0, "pink": -3.01, "brown": -6.02}
+NOISE_DECAY_DB = dict(zip(NOISE_COLOURS, (0.0, -3.01, -6.02), strict=True))   # spectral slope, dB per octave
 COLUMNS = ["clip_id", "source_id", "path", "corpus", "speaker", "gender", "emotion", "label", "split",
            "duration_s", "copy", "applied"]
 
 
 def build_augmenter(cfg: Mapping) -> A.Compose:
-    """An audiomentations chain from the ``augment`` params section (validated)."""
+    """An audiomentations chain from the ``augment`` params section, validated against
+    :class:`pipeline.schema.Augment` (a bad value is a :class:`~pipeline.params.ParamsError`)."""
+    cfg = P.check(Augment, cfg, key="augment")
     noise, stretch, pitch, shift = (cfg[k] for k in ("noise", "time_stretch", "pitch_shift", "time_shift"))
-    for key, section in (("noise", noise), ("time_stretch", stretch), ("pitch_shift", pitch), ("time_shift", shift)):
-        if not 0 <= section["p"] <= 1:
-            raise P.ParamsError(f"augment.{key}.p={section['p']!r} must be a probability in [0, 1]")
-    colour = P.choice(noise.get("colour", "white"), key="augment.noise.colour", valid=NOISE_DECAY_DB)
+    colour = noise["colour"]
     if colour == "white":
         noise_t = A.AddGaussianSNR(min_snr_db=noise["min_snr_db"], max_snr_db=noise["max_snr_db"], p=noise["p"])
     else:
@@ -105,12 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", required=True)
     args = ap.parse_args(argv)
     params = P.load()
-    seed, sr = int(P.require(params, "base.seed")), int(P.require(params, "base.sample_rate"))
-    interim = Path(P.require(params, "data.interim"))
-    cfg = P.require(params, "augment")
-    copies = int(P.positive(cfg["copies"], key="augment.copies", allow_zero=True))
-    workers = int(P.positive(cfg.get("workers", 1), key="augment.workers"))
-    build_augmenter(cfg)  # validate before any work
+    base, cfg = P.section(params, "base"), P.section(params, "augment")
+    seed, sr = base["seed"], base["sample_rate"]
+    interim = Path(P.section(params, "data")["interim"])
+    copies, workers = cfg["copies"], cfg["workers"]
     out_dir = Path(cfg["out"]) / args.corpus
     if out_dir.exists():
         for old in out_dir.iterdir():

@@ -23,16 +23,14 @@ SPEC_KEYS = ("time_masks", "time_width", "feature_masks", "feature_width")
 
 
 def check_spec(spec: Mapping | None) -> dict[str, int]:
-    """``train.specaugment``: null (off) or a mapping of the four non-negative integers in :data:`SPEC_KEYS`."""
-    from pipeline.params import ParamsError
+    """``train.specaugment`` (:class:`pipeline.schema.SpecAugment`): null (off: every count 0)
+    or a mapping of the four non-negative integers in :data:`SPEC_KEYS`."""
+    from pipeline.params import check
+    from pipeline.schema import SpecAugment
 
     if spec is None:
         return dict.fromkeys(SPEC_KEYS, 0)
-    if not isinstance(spec, Mapping) or sorted(spec) != sorted(SPEC_KEYS) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in spec.values()):
-        raise ParamsError(f"params.yaml: train.specaugment={spec!r} must be null or a mapping of {list(SPEC_KEYS)} "
-                          "to integers >= 0 (0 masks: off)")
-    return {k: int(spec[k]) for k in SPEC_KEYS}
+    return check(SpecAugment, spec, key="train.specaugment")
 
 
 def mask(x: np.ndarray, *, rng: np.random.Generator, time_masks: int, time_width: int, feature_masks: int,

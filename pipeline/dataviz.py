@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder of the PNG files (dvc.yaml: plots/data)")
     args = ap.parse_args(argv)
     params = P.load()
-    interim = Path(P.require(params, "data.interim"))
-    features_dir = Path(P.require(params, "features.out"))
+    interim = Path(P.section(params, "data")["interim"])
+    features_dir = Path(P.section(params, "features")["out"])
     out = args.out
     manifest = pd.read_csv(interim / "manifest.csv", dtype={"source_label": str})
     rows = pd.read_csv(interim / "split.csv", dtype={"source_label": str})

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from pipeline import stage
 from pipeline.corpora import cremad, emodb, ravdess, savee, tess
-from pipeline.params import ParamsError, load, require
+from pipeline.params import ParamsError, check, load, require, section
+from pipeline.schema import Demo
 from pipeline.vocab import EMOTIONS
 
 CORPORA = ("ravdess", "tess", "savee", "cremad", "emodb")
@@ -231,17 +232,12 @@ def validate(demo: Mapping[str, Any]) -> dict[str, Any]:
 
     Raises :class:`ParamsError` naming the key, the value and the rule.
     """
-    for key in ("out", "duration_s", "speakers", "clips_per_emotion", "sample_rates"):
-        require({"demo": demo}, f"demo.{key}")
-    dur = demo["duration_s"]
-    if not (isinstance(dur, (list, tuple)) and len(dur) == 2 and all(isinstance(d, (int, float)) for d in dur)
-            and 0.8 <= dur[0] <= dur[1]):
-        raise ParamsError(f"params.yaml: demo.duration_s={dur!r} must be [min, max] seconds with 0.8 <= min <= max")
-    corpora = sorted(demo["speakers"] or {})
+    demo = check(Demo, demo, key="demo")   # keys and types; the tables' corpora and ranges below
+    corpora = sorted(demo["speakers"])
     if not corpora:
         raise ParamsError("params.yaml: demo.speakers is empty; give at least one corpus")
     for key in ("speakers", "clips_per_emotion", "sample_rates"):
-        table = sorted(demo[key] or {})
+        table = sorted(demo[key])
         if set(table) - set(CORPORA):
             raise ParamsError(f"params.yaml: demo.{key} names unknown corpus {sorted(set(table) - set(CORPORA))[0]!r}; "
                               f"use some of {list(CORPORA)}")
@@ -252,7 +248,7 @@ def validate(demo: Mapping[str, Any]) -> dict[str, Any]:
         for key, lo, hi in (("speakers", 1, MAX_SPEAKERS[corpus]), ("clips_per_emotion", 1, MAX_CLIPS[corpus]),
                             ("sample_rates", 8000, 192000)):
             v = demo[key][corpus]
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            if not lo <= v <= hi:
                 raise ParamsError(f"params.yaml: demo.{key}.{corpus}={v!r} must be an integer in [{lo}, {hi}]")
     return {**demo, "corpora": [c for c in CORPORA if c in corpora]}
 
@@ -292,10 +288,9 @@ def generate(*, out: str | Path, demo: Mapping[str, Any], seed: int, progress: b
 
 def main() -> None:
     params = load()
-    demo, seed = validate(require(params, "demo")), require(params, "base.seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ParamsError(f"params.yaml: base.seed={seed!r} must be an integer >= 0")
-    summary = generate(out=demo["out"], demo=demo, seed=seed)
+    raw, seed = require(params, "demo"), section(params, "base")["seed"]
+    demo = validate(raw)
+    summary = generate(out=demo["out"], demo=raw, seed=seed)
     print(f"demo: {summary['clips']} clips, {summary['minutes']:.1f} audio minutes in "
           f"{len(demo['corpora'])} corpora -> {demo['out']} ({summary['seconds']:.1f} s)")
 

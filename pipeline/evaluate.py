@@ -44,14 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", type=Path, required=True, help="folder of the plots (dvc.yaml: plots/<model>)")
     args = ap.parse_args(argv)
     params = P.load()
+    train, data, features, evaluate = (P.section(params, s) for s in ("train", "data", "features", "evaluate"))
     name = args.model
-    bundle = B.load(Path(P.require(params, "train.out")) / name)
-    rows = pd.read_csv(Path(P.require(params, "data.interim")) / "split.csv", dtype={"source_label": str})
+    bundle = B.load(Path(train["out"]) / name)
+    rows = pd.read_csv(Path(data["interim"]) / "split.csv", dtype={"source_label": str})
     test_rows = rows[rows.split == "test"]
     if test_rows.empty:
         raise P.ParamsError("split.csv has no test clips; check split.proportions / split.assign")
     check_unseen(test_rows.speaker.unique(), bundle.info["train_speakers"])
-    test, inputs = load_inputs(test_rows, features_dir=Path(P.require(params, "features.out")), kinds=bundle.input_kinds)
+    test, inputs = load_inputs(test_rows, features_dir=Path(features["out"]), kinds=bundle.input_kinds)
     proba = bundle.predict_inputs(inputs, speakers=test.rows.speaker)
     label_index = {c: i for i, c in enumerate(bundle.labels)}
     y_true = test.rows.label.map(label_index).to_numpy()
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     pd.DataFrame({"actual": test.rows.label, "predicted": pred_labels}).to_csv(plot_dir / "confusion.csv", index=False)
     pd.DataFrame({"label": bundle.labels, "f1": [metrics["per_class"][c]["f1"] for c in bundle.labels]}).to_csv(
         plot_dir / "per_class_f1.csv", index=False)
-    pred_out = Path(P.require(params, "evaluate.out"))
+    pred_out = Path(evaluate["out"])
     pred_out.mkdir(parents=True, exist_ok=True)
     prediction_table(test.rows, proba, labels=bundle.labels).to_csv(pred_out / f"{name}.csv", index=False)
     from pipeline.plots import confusion_heatmap

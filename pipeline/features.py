@@ -31,7 +31,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pipeline import params as P, stage
+from pipeline import stage
 from pipeline.sources import extraction_job, load_prepared
 from pipeline.extraction import FeatureConfig, extract
 
@@ -151,10 +151,9 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, dtype: str
 
 def main(argv: list[str] | None = None) -> int:
     job = extraction_job(argv, description=__doc__.splitlines()[0])
-    cfg = P.require(job.params, "features")
-    dtype = P.choice(cfg.get("dtype", "float32"), key="features.dtype", valid=("float16", "float32"))
+    cfg = job.features
     out_dir = Path(cfg["out"]) / job.source / job.corpus
-    s = run(job.table, out_dir, config=job.config, dtype=dtype, chunk_size=job.chunk_size, workers=job.workers,
+    s = run(job.table, out_dir, config=job.config, dtype=cfg["dtype"], chunk_size=cfg["chunk_size"], workers=cfg["workers"],
             desc=f"features {job.source}/{job.corpus}")
     print(f"features {job.source}/{job.corpus}: {s['clips']} clips, {s['hours']:.2f} h of audio, "
           f"{s['failed']} failed, {s['seconds']:.1f} s ({s['clips'] / max(s['seconds'], 1e-9):.0f} clips/s) -> {out_dir}")

@@ -27,7 +27,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pipeline import egemaps, params as P, stage
+from pipeline import egemaps, stage
 from pipeline.sources import extraction_job, load_prepared
 from pipeline.extraction import FeatureConfig
 
@@ -93,8 +93,8 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, chunk_size
 
 def main(argv: list[str] | None = None) -> int:
     job = extraction_job(argv, description=__doc__.splitlines()[0])
-    out_dir = folder(Path(P.require(job.params, "features.out")), job.source, job.corpus)
-    s = run(job.table, out_dir, config=job.config, chunk_size=job.chunk_size, workers=job.workers,
+    out_dir = folder(Path(job.features["out"]), job.source, job.corpus)
+    s = run(job.table, out_dir, config=job.config, chunk_size=job.features["chunk_size"], workers=job.features["workers"],
             desc=f"functionals {job.source}/{job.corpus}")
     print(f"functionals {job.source}/{job.corpus}: {s['clips']} clips, {s['failed']} failed, "
           f"{s['seconds']:.1f} s -> {out_dir}")

@@ -18,10 +18,8 @@ from pipeline import bundle as B, params as P, stage
 
 def main(argv: list[str] | None = None) -> int:
     params = P.load()
-    from pipeline.models import check_fusion
-
-    cfg = check_fusion(P.require(params, "models.fusion"))
-    out = Path(P.require(params, "train.out"))
+    cfg = P.section(params, "models")["fusion"]
+    out = Path(P.section(params, "train")["out"])
     members = {m: out / m for m in cfg["members"]}
     for name, folder in members.items():
         if not (folder / "bundle.json").is_file():

@@ -20,7 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import audio, params as P, stage
-from pipeline.corpora import LOADERS, Clip, Rejection, scan, unusable_entries
+from pipeline.corpora import Clip, Rejection, scan, unusable_entries
 
 COLUMNS = ["clip_id", "path", "corpus", "speaker", "gender", "emotion", "source_label",
            "duration_s", "sample_rate", "channels", "format", "md5", "extra"]
@@ -122,14 +122,10 @@ def _relative(path: Path, root: Path) -> str:
 
 def main() -> int:
     params = P.load()
-    corpora = [P.choice(c, key="corpora", valid=LOADERS) for c in P.require(params, "corpora")]
-    data_dir = Path(P.require(params, "data.dir"))
-    interim = Path(P.require(params, "data.interim"))
-    cfg = P.require(params, "ingest")
-    kwargs = dict(min_duration_s=P.positive(cfg["min_duration_s"], key="ingest.min_duration_s", allow_zero=True),
-                  max_duration_s=P.positive(cfg["max_duration_s"], key="ingest.max_duration_s"),
-                  silence_dbfs=float(cfg["silence_dbfs"]))
-    workers = int(P.positive(cfg.get("workers", 1), key="ingest.workers"))
+    corpora, data, cfg = P.section(params, "corpora"), P.section(params, "data"), P.section(params, "ingest")
+    data_dir, interim = Path(data["dir"]), Path(data["interim"])
+    kwargs = {k: cfg[k] for k in ("min_duration_s", "max_duration_s", "silence_dbfs")}
+    workers = cfg["workers"]
     if not data_dir.is_dir():
         raise P.ParamsError(f"data.dir={str(data_dir)!r} is not a folder; point it at a folder holding "
                             "ravdess/ tess/ savee/ cremad/ emodb/ (or run `dvc repro demo` for the demo)")

@@ -1,8 +1,9 @@
 """Loading and validating ``params.yaml``.
 
-Each stage calls :func:`load` once at the top of ``main`` and reads only its own section
-plus ``base``. Validation helpers raise :class:`ParamsError` naming the key, the rule and
-the fix before any work is done.
+Each stage calls :func:`load` once at the top of ``main``, then :func:`section` once per
+section it reads: that validates the section against its typed schema
+(:mod:`pipeline.schema`) and returns it as plain data, so a bad value fails before any work
+is done, with one error format: the key, the value, the rule (and the valid choices).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+from pydantic import ValidationError
 
 DEFAULT_PATH = Path("params.yaml")
 
@@ -28,6 +30,67 @@ def load(path: str | Path = DEFAULT_PATH) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     return params
+
+
+_RULES = {
+    "greater_than": "must be > {gt}", "greater_than_equal": "must be >= {ge}", "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}", "int_type": "must be an integer", "int_from_float": "must be an integer",
+    "float_type": "must be a number", "bool_type": "must be true or false", "string_type": "must be a string",
+    "list_type": "must be a list", "dict_type": "must be a mapping", "literal_error": "is not valid; choose {expected}",
+    "too_short": "must hold at least {min_length} item(s)", "too_long": "must hold at most {max_length} item(s)",
+}
+
+
+def explain(err: ValidationError, *, prefix: str) -> ParamsError:
+    """One :class:`ParamsError` from a pydantic error: ``params.yaml: <key>=<value> <rule>``
+    per problem (joined with ``; ``), the key in dotted form under ``prefix``."""
+    parts = []
+    for e in err.errors(include_url=False):
+        key = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"] if p != "[key]")
+        if e["type"] == "missing":
+            parts.append(f"params.yaml: missing key '{key}'; add it (see params.yaml)")
+            continue
+        if e["type"] == "value_error":
+            rule = e["msg"].removeprefix("Value error, ")
+        else:
+            ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in e.get("ctx", {}).items()}
+            rule = _RULES.get(e["type"], e["msg"]).format(**ctx)
+        if rule.startswith(("is missing", "has ")):      # a section's own keys: the value would be the whole section
+            parts.append(f"params.yaml: {key} {rule}")
+        else:
+            parts.append(f"params.yaml: {key}={e['input']!r} {rule}")
+    return ParamsError("; ".join(parts))
+
+
+def check(schema: type, value: Any, *, key: str) -> Any:
+    """Validate ``value`` (the params at dotted ``key``) against ``schema``, a model of
+    :mod:`pipeline.schema`, and return it as plain data; raise :class:`ParamsError`."""
+    try:
+        return schema.model_validate(value).model_dump()
+    except ValidationError as err:
+        raise explain(err, prefix=key) from None
+
+
+def section(params: dict[str, Any], name: str) -> Any:
+    """Validate section ``name`` of ``params`` (see :data:`pipeline.schema.SECTIONS`) and return
+    it as plain data (dicts and lists); raise :class:`ParamsError` for a missing section or a
+    value that breaks its rule."""
+    from pipeline.schema import SECTIONS   # pydantic's models are built on first use, not when a stage is imported
+
+    if name == "corpora":
+        return corpora(params)
+    return check(SECTIONS[name], require(params, name), key=name)
+
+
+def corpora(params: dict[str, Any]) -> list[str]:
+    """The ``corpora`` list: names of :data:`pipeline.schema.CORPORA`, each once."""
+    from pipeline.schema import CORPORA
+
+    value = require(params, "corpora")
+    if (not isinstance(value, list) or not value or len(set(map(str, value))) != len(value)
+            or any(c not in CORPORA for c in value)):
+        raise ParamsError(f"params.yaml: corpora={value!r} must list some of {list(CORPORA)}, each once")
+    return list(value)
 
 
 def require(params: dict[str, Any], dotted: str) -> Any:

@@ -31,20 +31,16 @@ import argparse
 import json
 import time
 from dataclasses import dataclass
-from functools import partial
-from numbers import Integral
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
-
 from pipeline import dataset, folds, params as P, stage
 from pipeline.metrics import prediction_table
+from pipeline.schema import PROTOCOLS
 from pipeline.speakers import LeakageError, check_unseen
 from pipeline.vocab import EMOTIONS
-
-PROTOCOLS = ("holdout", "speaker_kfold", "cross_corpus")
 
 
 @dataclass(frozen=True)
@@ -56,15 +52,10 @@ class Fold:
     labels: list[str]
 
 
-def check_seeds(value, *, base_seed: int) -> list[int]:
-    """``train.seeds``: null (``[base.seed]``) or a non-empty list of distinct integers."""
-    if value is None:
-        return [int(base_seed)]
-    if (not isinstance(value, list) or not value or len(set(value)) != len(value)
-            or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in value)):
-        raise P.ParamsError(f"params.yaml: train.seeds={value!r} must be null (base.seed only) or a list of "
-                            "distinct integers, e.g. [42, 43, 44]")
-    return [int(v) for v in value]
+def seeds_of(train: dict, *, base_seed: int) -> list[int]:
+    """The seeds every fold is trained with: ``train.seeds`` (validated by
+    :class:`pipeline.schema.Train`), or ``[base.seed]`` when it is null."""
+    return list(train["seeds"]) if train["seeds"] is not None else [base_seed]
 
 
 def plan(rows: pd.DataFrame, *, protocol: str, cfg: dict, classes: list[str], seed: int) -> list[Fold]:
@@ -199,30 +190,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", type=Path, required=True, help="folder of the plots (dvc.yaml: plots/<model>)")
     args = ap.parse_args(argv)
     params = P.load()
-    from pipeline.models import BUILDERS, FUSION, check_fusion, check_params
-    from pipeline.train import check_train_params
+    from pipeline.models import BUILDERS, FUSION
     name = P.choice(args.model, key="--model", valid=[*BUILDERS, FUSION])
-    model_params = (check_fusion if name == FUSION else partial(check_params, name))(P.require(params, f"models.{name}"))
-    base_seed = int(P.require(params, "base.seed"))
-    train_cfg = P.require(params, "train")
-    check_train_params(train_cfg)
-    seeds = check_seeds(train_cfg.get("seeds"), base_seed=base_seed)
-    cfg = P.require(params, "evaluate")
-    protocol = P.choice(P.require(params, "evaluate.protocol"), key="evaluate.protocol", valid=PROTOCOLS)
-    classes = list(P.require(params, "split.classes"))
-    rows = pd.read_csv(Path(P.require(params, "data.interim")) / "split.csv", dtype={"source_label": str})
+    model_params = P.section(params, "models")[name]
+    base_seed = P.section(params, "base")["seed"]
+    train_cfg, cfg = P.section(params, "train"), P.section(params, "evaluate")
+    seeds = seeds_of(train_cfg, base_seed=base_seed)
+    protocol, classes = cfg["protocol"], P.section(params, "split")["classes"]
+    rows = pd.read_csv(Path(P.section(params, "data")["interim"]) / "split.csv", dtype={"source_label": str})
     fold_list = plan(rows, protocol=protocol, cfg=cfg, classes=classes, seed=base_seed)
-    features_dir, augment_dir = Path(P.require(params, "features.out")), Path(P.require(params, "augment.out"))
-    predictions_csv = Path(P.require(params, "evaluate.out")) / f"{name}.csv"
+    features_dir = Path(P.section(params, "features")["out"])
+    augment_dir = Path(P.section(params, "augment")["out"])
+    predictions_csv = Path(cfg["out"]) / f"{name}.csv"
 
     tables, logs = [], []
     jobs = [(seed, fold) for seed in seeds for fold in fold_list]
     if name == FUSION:
         tables, logs = fused_runs(model_params["members"], model_params["weights"], seeds=seeds, fold_list=fold_list,
-                                  protocol_out=Path(P.require(params, "evaluate.protocol_out")))
+                                  protocol_out=Path(cfg["protocol_out"]))
         jobs = []
-    workers = int(cfg.get("workers") or 1)
-    P.positive(workers, key="evaluate.workers")
+    workers = cfg["workers"]
     bar = tqdm(jobs, desc=f"protocol {name} ({protocol})", unit="run", disable=not jobs)
     kwargs = dict(name=name, model_params=model_params, cfg=train_cfg, features_dir=features_dir,
                   augment_dir=augment_dir)
@@ -244,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     predictions = pd.concat(tables, ignore_index=True)
     summary = {"protocol": protocol, "seeds": seeds, **folds.summarise(predictions, labels=labels)}
 
-    out = Path(P.require(params, "evaluate.protocol_out")) / name
+    out = Path(cfg["protocol_out"]) / name
     out.mkdir(parents=True, exist_ok=True)
     cols = ["seed", "run", "clip_id", "corpus", "speaker", "label", "predicted", *(f"p_{c}" for c in labels)]
     predictions.reindex(columns=cols).to_csv(out / "predictions.csv", index=False)

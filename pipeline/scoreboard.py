@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", type=Path, required=True, help="folder of <model>_protocol.json (dvc.yaml: metrics)")
     args = ap.parse_args(argv)
     params = P.load()
-    out = Path(P.require(params, "evaluate.scoreboard"))
+    out = Path(P.section(params, "evaluate")["scoreboard"])
     summaries = {}
     for model in args.models:
         path = args.metrics / f"{model}_protocol.json"

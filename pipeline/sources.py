@@ -23,8 +23,8 @@ def source_clips(params: dict, *, corpus: str, source: str) -> pd.DataFrame:
     if source not in SOURCES:
         raise P.ParamsError(f"--source {source!r} is not valid; choose one of {list(SOURCES)}")
     if source == "original":
-        return pd.read_csv(Path(P.require(params, "data.interim")) / "manifests" / f"{corpus}.csv")
-    return pd.read_csv(Path(P.require(params, "augment.out")) / corpus / "augmented.csv")
+        return pd.read_csv(Path(P.section(params, "data")["interim"]) / "manifests" / f"{corpus}.csv")
+    return pd.read_csv(Path(P.section(params, "augment")["out"]) / corpus / "augmented.csv")
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,8 @@ class ExtractionJob:
 
     corpus: str
     source: str
-    params: dict
+    features: dict                # the validated ``features`` section
     config: FeatureConfig
-    chunk_size: int
-    workers: int
     table: pd.DataFrame           # the clips (:func:`source_clips`)
 
 
@@ -48,11 +46,9 @@ def extraction_job(argv: list[str] | None, *, description: str) -> ExtractionJob
     ap.add_argument("--source", choices=SOURCES, default="original")
     args = ap.parse_args(argv)
     params = P.load()
-    cfg = P.require(params, "features")
-    config = FeatureConfig.from_params(cfg, sr=int(P.require(params, "base.sample_rate")))
-    return ExtractionJob(corpus=args.corpus, source=args.source, params=params, config=config,
-                         chunk_size=int(P.positive(cfg["chunk_size"], key="features.chunk_size")),
-                         workers=int(P.positive(cfg["workers"], key="features.workers")),
+    features = P.section(params, "features")
+    config = FeatureConfig.from_params(features, sr=P.section(params, "base")["sample_rate"])
+    return ExtractionJob(corpus=args.corpus, source=args.source, features=features, config=config,
                          table=source_clips(params, corpus=args.corpus, source=args.source))
 
 

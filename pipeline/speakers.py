@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-PARTITIONS = ("train", "val", "test")
+from pipeline.schema import PARTITIONS
 
 
 class LeakageError(ValueError):

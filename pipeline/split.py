@@ -90,17 +90,11 @@ def report(manifest: pd.DataFrame, rows: pd.DataFrame, notes: Mapping[str, str],
 
 def main() -> int:
     params = P.load()
-    seed = int(P.require(params, "base.seed"))
-    corpora = list(P.require(params, "corpora"))
-    interim = Path(P.require(params, "data.interim"))
-    cfg = P.require(params, "split")
-    merge = dict(cfg.get("merge") or {})
+    seed, corpora = P.section(params, "base")["seed"], P.section(params, "corpora")
+    interim = Path(P.section(params, "data")["interim"])
+    cfg = P.section(params, "split")
+    merge, proportions, assign = cfg["merge"], cfg["proportions"], cfg["assign"]
     classes = check_selection(classes=cfg["classes"], merge=merge)
-    proportions = {p: float(P.positive(cfg["proportions"].get(p, 0), key=f"split.proportions.{p}", allow_zero=True))
-                   for p in PARTITIONS}
-    if proportions["train"] <= 0:
-        raise P.ParamsError("split.proportions.train must be > 0")
-    assign = dict(cfg.get("assign") or {})
 
     manifest = pd.read_csv(interim / "manifest.csv", dtype={"source_label": str})
     rows, notes = split(manifest, classes=classes, merge=merge, proportions=proportions, assign=assign, seed=seed)

@@ -51,7 +51,7 @@ def tiny_bundles(base: Path) -> dict[str, Path]:
     mean, std = B.fit_stats(x, feats["n_frames"])
     z = B.standardise(x, feats["n_frames"], mean=mean, std=std)
     y = np.arange(len(x)) % len(LABELS)
-    train = {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "class_weight": "none", "threads": 2}
+    train = {**PARAMS["train"], "epochs": 2, "batch_size": 8, "learning_rate": 0.01, "class_weight": "none", "threads": 2}
     out = {}
     for name, tiny in TINY.items():
         if name == "svm":

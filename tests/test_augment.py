@@ -31,7 +31,7 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "interim" / "splits").mkdir(parents=True)
     pd.DataFrame(rows).to_csv(tmp_path / "interim" / "splits" / "emodb.csv", index=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(
-        {"base": {"seed": 7, "sample_rate": SR}, "data": {"interim": "interim"}, "augment": CFG}))
+        {"base": {"seed": 7, "sample_rate": SR}, "data": {"dir": "data", "interim": "interim"}, "augment": CFG}))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -117,7 +117,11 @@ def test_coloured_noise(colour):
 
 @pytest.mark.parametrize("change,match", [
     ({"noise": {**CFG["noise"], "colour": "purple"}}, "augment.noise.colour='purple' is not valid"),
-    ({"pitch_shift": {**CFG["pitch_shift"], "p": 2}}, r"augment.pitch_shift.p=2 must be a probability"),
+    ({"pitch_shift": {**CFG["pitch_shift"], "p": 2}}, r"augment\.pitch_shift\.p=2 must be <= 1"),
+    ({"time_stretch": {**CFG["time_stretch"], "min_rate": 1.2}},
+     r"augment\.time_stretch has min_rate=1\.2 above max_rate=1\.1; swap them"),
+    ({"copies": -1}, r"augment\.copies=-1 must be >= 0"),
+    ({"nosie": {}}, r"augment has unknown key\(s\) \['nosie'\]; valid keys are \['out', "),
 ])
 def test_bad_params_are_refused(change, match):
     with pytest.raises(ParamsError, match=match):

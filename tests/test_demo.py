@@ -178,7 +178,7 @@ def test_bad_params_fail_before_any_work(tmp_path, change, match):
 
 
 def test_missing_key_is_named():
-    with pytest.raises(ParamsError, match=r"missing key 'demo\.sample_rates'"):
+    with pytest.raises(ParamsError, match=r"demo is missing \['sample_rates'\]; add"):
         demo.validate({k: v for k, v in TINY.items() if k != "sample_rates"})
 
 

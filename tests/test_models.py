@@ -137,15 +137,15 @@ def test_variable_frames():
 # --- bad params fail before building, naming key, rule and fix --------------------------
 
 @pytest.mark.parametrize("name, changes, match", [
-    ("cnn", {"input": "frames"}, r"models\.cnn\.input='frames'.*one of \['sequence', 'utterance'\]"),
-    ("cnn_lstm", {"pooling": "max"}, r"models\.cnn_lstm\.pooling='max'.*one of \['attention', 'mean', 'last'\]"),
-    ("cnn", {"filters": []}, r"models\.cnn\.filters=\[\] must be a non-empty list of integers > 0"),
-    ("cnn", {"filters": [64, 0]}, r"models\.cnn\.filters=\[64, 0\] must be .* integers > 0, e\.g\."),
+    ("cnn", {"input": "frames"}, r"models\.cnn\.input='frames' is not valid; choose 'sequence' or 'utterance'"),
+    ("cnn_lstm", {"pooling": "max"}, r"models\.cnn_lstm\.pooling='max' is not valid; choose 'attention', 'last' or 'mean'"),
+    ("cnn", {"filters": []}, r"models\.cnn\.filters=\[\] must hold at least 1 item"),
+    ("cnn", {"filters": [64, 0]}, r"models\.cnn\.filters\[1\]=0 must be > 0"),
     ("cnn", {"dense": 128}, r"models\.cnn\.dense=128 must be a list"),
-    ("cnn", {"kernel_size": 2.5}, r"models\.cnn\.kernel_size=2\.5 must be an integer >= 1"),
-    ("cnn", {"pool_size": 0}, r"models\.cnn\.pool_size=0 must be an integer >= 1"),
-    ("cnn", {"dropout": 1.0}, r"models\.cnn\.dropout=1\.0 must be a dropout rate in \[0, 1\); 0 turns it off"),
-    ("cnn_lstm", {"lstm_layers": 0}, r"models\.cnn_lstm\.lstm_layers=0 must be an integer >= 1"),
+    ("cnn", {"kernel_size": 2.5}, r"models\.cnn\.kernel_size=2\.5 must be an integer"),
+    ("cnn", {"pool_size": 0}, r"models\.cnn\.pool_size=0 must be > 0"),
+    ("cnn", {"dropout": 1.0}, r"models\.cnn\.dropout=1\.0 must be < 1"),
+    ("cnn_lstm", {"lstm_layers": 0}, r"models\.cnn_lstm\.lstm_layers=0 must be > 0"),
     ("cnn_lstm", {"lstm_units": True}, r"models\.cnn_lstm\.lstm_units=True must be an integer"),
     ("cnn_lstm", {"bidirectional": "yes"}, r"models\.cnn_lstm\.bidirectional='yes' must be true or false"),
     ("cnn", {"dropuot": 0.3}, r"models\.cnn has unknown key\(s\) \['dropuot'\]; valid keys are \["),
@@ -245,8 +245,8 @@ def test_seeded_fit_is_deterministic(name, params):
     ({"members": ["cnn"], "weights": [1]}, r"members=\['cnn'\] must list 2 or more distinct models"),
     ({"members": ["cnn", "gru"], "weights": [1, 1]}, r"must list 2 or more distinct models"),
     ({"members": ["cnn", "svm"], "weights": [1]}, r"weights=\[1\] must hold one number > 0 per member \(2\)"),
-    ({"members": ["cnn", "svm"], "weights": [1, 0]}, r"must hold one number > 0 per member"),
-    ({"members": ["cnn", "svm"]}, r"must be a mapping with exactly members and weights"),
+    ({"members": ["cnn", "svm"], "weights": [1, 0]}, r"models\.fusion\.weights\[1\]=0 must be > 0"),
+    ({"members": ["cnn", "svm"]}, r"models\.fusion is missing \['weights'\]"),
 ])
 def test_fusion_params_are_checked(params, match):
     with pytest.raises(ParamsError, match=match):

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import protocol
+from fakes import PARAMS
+from pipeline import params as P, protocol
 from pipeline.metrics import prediction_table
 from pipeline.params import ParamsError
 
@@ -67,12 +68,20 @@ def test_bad_protocol_params_are_refused_naming_the_key(name, cfg, match):
         protocol.plan(split_rows(), protocol=name, cfg=cfg, classes=CLASSES, seed=0)
 
 
-def test_seeds_default_to_base_seed_and_must_be_distinct_integers():
-    assert protocol.check_seeds(None, base_seed=42) == [42]
-    assert protocol.check_seeds([1, 2, 3], base_seed=42) == [1, 2, 3]
-    for bad in ([], [1, 1], [1.5], "42", [True]):
-        with pytest.raises(ParamsError, match="train.seeds=.* must be null"):
-            protocol.check_seeds(bad, base_seed=42)
+@pytest.mark.parametrize("bad, rule", [
+    ([], "must hold at least 1 item"), ([1, 1], "must be null .* or a list of distinct integers"),
+    ([1.5], "must be an integer"), ("42", "must be a list"), ([True], "must be an integer"),
+])
+def test_seeds_must_be_null_or_distinct_integers(bad, rule):
+    with pytest.raises(ParamsError, match=rf"params\.yaml: train\.seeds(\[0\])?=.* {rule}"):
+        P.section({"train": {**PARAMS["train"], "seeds": bad}}, "train")
+
+
+def test_seeds_default_to_base_seed():
+    train = P.section({"train": {**PARAMS["train"], "seeds": None}}, "train")
+    assert protocol.seeds_of(train, base_seed=42) == [42]
+    train = P.section({"train": {**PARAMS["train"], "seeds": [1, 2, 3]}}, "train")
+    assert protocol.seeds_of(train, base_seed=42) == [1, 2, 3]
 
 
 def test_holdout_reuse_refuses_predictions_of_another_split(tmp_path):

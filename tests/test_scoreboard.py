@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
+from fakes import PARAMS
 from pipeline import folds, scoreboard
 from pipeline.params import ParamsError
 from test_folds import predictions_table
@@ -29,7 +31,7 @@ def test_render_lists_every_model_corpus_and_class_with_mean_std_and_the_lowest_
 
 def test_the_stage_refuses_missing_results_and_mixed_protocols(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("evaluate: {scoreboard: metrics/scoreboard.md}\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": PARAMS["evaluate"]}))
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "cnn_protocol.json").write_text(json.dumps(summary()))
     with pytest.raises(ParamsError, match=r"no protocol results for 'svm'"):

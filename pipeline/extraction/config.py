@@ -10,9 +10,8 @@ import numpy as np
 
 from pipeline.audio import LOUDNESS_MODES
 from pipeline.params import ParamsError
+from pipeline.schema import CROPS, SEQUENCE_FEATURES
 
-SEQUENCE_FEATURES = ("logmel", "mfcc", "zcr", "rms")
-CROPS = ("centre", "start")
 DELTA_WIDTH = 9            # frames of the MFCC delta window (librosa.feature.delta default)
 
 

@@ -11,7 +11,6 @@ and :func:`build`. Importing this package registers the custom layers of :mod:`p
 """
 from __future__ import annotations
 
-from functools import partial
 from numbers import Integral
 from typing import Any, Callable, Mapping
 
@@ -21,11 +20,12 @@ preload()  # openSMILE before TensorFlow: the other order aborts the process (se
 
 import keras  # noqa: E402
 
-from pipeline.models.cnn import INPUTS, POOLINGS as CNN_POOLINGS, build_cnn  # noqa: E402
-from pipeline.models.cnn_lstm import POOLINGS, build_cnn_lstm
+from pipeline.models.cnn import build_cnn  # noqa: E402
+from pipeline.models.cnn_lstm import build_cnn_lstm
 from pipeline.models.layers import AttentionPooling, FrameMask, MaskedMeanPooling, StatsPooling
-from pipeline.models.svm import INPUTS as SVM_INPUTS, SVMClassifier, build_svm
-from pipeline.params import ParamsError, choice
+from pipeline.models.svm import SVMClassifier, build_svm
+from pipeline.params import ParamsError, check
+from pipeline.schema import MODEL_SECTIONS
 
 __all__ = ["BUILDERS", "FUSION", "AttentionPooling", "FrameMask", "MaskedMeanPooling", "StatsPooling", "check_fusion", "SVMClassifier", "build", "build_cnn", "build_cnn_lstm", "build_svm",
            "check_params", "input_kind", "is_keras"]
@@ -45,118 +45,27 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)   # numpy ints too
 
 
-def _widths(value: Any, *, key: str, allow_empty: bool) -> list[int]:
-    if not (isinstance(value, (list, tuple)) and all(_is_int(v) and v > 0 for v in value)
-            and (value or allow_empty)):
-        what = "a list" if allow_empty else "a non-empty list"
-        raise ParamsError(f"params.yaml: {key}={value!r} must be {what} of integers > 0, e.g. [64, 128]")
-    return list(value)
-
-
-def _count(value: Any, *, key: str) -> int:
-    if not _is_int(value) or value < 1:
-        raise ParamsError(f"params.yaml: {key}={value!r} must be an integer >= 1")
-    return value
-
-
-def _rate(value: Any, *, key: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-        raise ParamsError(f"params.yaml: {key}={value!r} must be a dropout rate in [0, 1); 0 turns it off")
-    return float(value)
-
-
-def _positive(value: Any, *, key: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ParamsError(f"params.yaml: {key}={value!r} must be a number > 0")
-    return float(value)
-
-
-def _gamma(value: Any, *, key: str) -> str | float:
-    if value in ("scale", "auto"):
-        return value
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ParamsError(f"params.yaml: {key}={value!r} must be 'scale', 'auto' or a number > 0")
-    return float(value)
-
-
-def _flag(value: Any, *, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ParamsError(f"params.yaml: {key}={value!r} must be true or false")
-    return value
-
-
-_SCHEMAS: dict[str, dict[str, Callable[..., Any]]] = {
-    "cnn": {
-        "input": partial(choice, valid=INPUTS),
-        "pooling": partial(choice, valid=CNN_POOLINGS),
-        "filters": partial(_widths, allow_empty=False),
-        "kernel_size": _count,
-        "pool_size": _count,
-        "dropout": _rate,
-        "dense": partial(_widths, allow_empty=True),
-        "mask_padding": _flag,
-    },
-    "cnn_lstm": {
-        "filters": partial(_widths, allow_empty=True),
-        "kernel_size": _count,
-        "pool_size": _count,
-        "conv_dropout": _rate,
-        "lstm_units": _count,
-        "lstm_layers": _count,
-        "bidirectional": _flag,
-        "pooling": partial(choice, valid=POOLINGS),
-        "dense": partial(_widths, allow_empty=True),
-        "dropout": _rate,
-        "mask_padding": _flag,
-    },
-    "svm": {
-        "input": partial(choice, valid=SVM_INPUTS),
-        "C": _positive,
-        "gamma": _gamma,
-    },
-}
-
-
 FUSION = "fusion"
 """The late fusion of trained models (:class:`pipeline.bundle.FusionBundle`): ``models.fusion``
 names its ``members`` (models of :data:`BUILDERS`) and their ``weights``."""
 
 
 def check_fusion(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate ``models.fusion``: ``members`` (>= 2 distinct names of :data:`BUILDERS`) and
-    ``weights`` (one number > 0 per member)."""
-    if not isinstance(params, Mapping) or sorted(params) != ["members", "weights"]:
-        raise ParamsError(f"params.yaml: models.fusion={params!r} must be a mapping with exactly members and weights")
-    members, weights = params["members"], params["weights"]
-    if (not isinstance(members, list) or len(members) < 2 or len(set(members)) != len(members)
-            or any(m not in BUILDERS for m in members)):
-        raise ParamsError(f"params.yaml: models.fusion.members={members!r} must list 2 or more distinct models "
-                          f"of {sorted(BUILDERS)}")
-    if (not isinstance(weights, list) or len(weights) != len(members)
-            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0 for w in weights)):
-        raise ParamsError(f"params.yaml: models.fusion.weights={weights!r} must hold one number > 0 per member "
-                          f"({len(members)})")
-    return {"members": list(members), "weights": [float(w) for w in weights]}
+    """Validate ``models.fusion`` (:class:`pipeline.schema.Fusion`): ``members`` (>= 2 distinct
+    names of :data:`BUILDERS`) and ``weights`` (one number > 0 per member)."""
+    return check(MODEL_SECTIONS[FUSION], params, key=f"models.{FUSION}")
 
 
 def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate ``models.<name>`` and return it as keyword arguments for the builder.
+    """Validate ``models.<name>`` against its schema (:data:`pipeline.schema.MODEL_SECTIONS`)
+    and return it as keyword arguments for the builder.
 
     Raises :class:`ParamsError` for an unknown model name (listing the valid ones), a
-    missing or unknown key, or a value that breaks its rule (naming the key and the fix).
+    missing or unknown key, or a value that breaks its rule (naming the key and the rule).
     """
     if name not in BUILDERS:
         raise ParamsError(f"params.yaml: unknown model {name!r}; choose one of {sorted(BUILDERS)}")
-    schema = _SCHEMAS[name]
-    if not isinstance(params, Mapping):
-        raise ParamsError(f"params.yaml: models.{name} must be a mapping of {sorted(schema)}")
-    missing = sorted(set(schema) - set(params))
-    if missing:
-        raise ParamsError(f"params.yaml: models.{name} is missing {missing}; add them (see the models section)")
-    unknown = sorted(set(params) - set(schema))
-    if unknown:
-        raise ParamsError(f"params.yaml: models.{name} has unknown key(s) {unknown}; valid keys are {sorted(schema)}")
-    return {key: check(params[key], key=f"models.{name}.{key}") for key, check in schema.items()}
+    return check(MODEL_SECTIONS[name], params, key=f"models.{name}")
 
 
 def input_kind(name: str, params: Mapping[str, Any]) -> str:

@@ -8,9 +8,7 @@ from keras import layers
 
 from pipeline.models.layers import FrameMask, MaskedMeanPooling, StatsPooling, classifier_head, conv_blocks
 from pipeline.params import ParamsError
-
-INPUTS: tuple[str, ...] = ("sequence", "utterance")
-POOLINGS: tuple[str, ...] = ("mean", "stats")
+from pipeline.schema import CNN_INPUTS as INPUTS, CNN_POOLINGS as POOLINGS
 
 
 def build_cnn(input_shape: tuple[int | None, ...], num_classes: int, *, filters: Sequence[int],

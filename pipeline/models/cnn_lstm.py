@@ -8,8 +8,7 @@ from keras import layers
 
 from pipeline.models.layers import AttentionPooling, FrameMask, MaskedMeanPooling, classifier_head, conv_blocks
 from pipeline.params import ParamsError
-
-POOLINGS: tuple[str, ...] = ("attention", "mean", "last")
+from pipeline.schema import CNN_LSTM_POOLINGS as POOLINGS
 
 
 def build_cnn_lstm(input_shape: tuple[int | None, int], num_classes: int, *, filters: Sequence[int],

@@ -12,7 +12,8 @@ from typing import Mapping
 
 import numpy as np
 
-INPUTS: tuple[str, ...] = ("functionals", "utterance")
+from pipeline.schema import SVM_INPUTS as INPUTS
+
 CALIBRATION_FOLDS = 5
 
 

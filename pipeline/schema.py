@@ -1,0 +1,350 @@
+"""The typed schema of ``params.yaml``: one pydantic model per section.
+
+:func:`pipeline.params.section` validates a section against its model here and returns it
+as plain data; a stage calls it once per section it reads, at the top of ``main``. Every
+value is required (the defaults live in ``params.yaml`` only), unknown keys are errors, and
+types are strict (``true`` is not a number, ``"3"`` is not an integer, an integer is a
+number). Rules that need the data (a speaker ``split.assign`` must place, a corpus the
+split must hold) stay with the code that has the data.
+
+The choices offered for a setting live here too, and the modules that act on them import
+them from here (this module imports no stage, no TensorFlow and no librosa).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+CORPORA = ("ravdess", "tess", "savee", "cremad", "emodb")
+PARTITIONS = ("train", "val", "test")
+NOISE_COLOURS = ("white", "pink", "brown")
+CROPS = ("centre", "start")
+LOUDNESS_MODES = ("none", "peak", "rms")
+SEQUENCE_FEATURES = ("logmel", "mfcc", "zcr", "rms")
+DTYPES = ("float16", "float32")
+CLASS_WEIGHTS = ("balanced", "none")
+PROTOCOLS = ("holdout", "speaker_kfold", "cross_corpus")
+CNN_INPUTS = ("sequence", "utterance")
+CNN_POOLINGS = ("mean", "stats")
+CNN_LSTM_POOLINGS = ("attention", "last", "mean")
+SVM_INPUTS = ("functionals", "utterance")
+MODELS = ("cnn", "cnn_lstm", "svm")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Rate = Annotated[float, Field(ge=0, lt=1)]            # a dropout rate; 0 turns it off
+Share = Annotated[float, Field(gt=0, lt=1)]
+Widths = list[PositiveInt]
+
+
+class Section(BaseModel):
+    """A mapping of exactly its fields: a missing or unknown key is an error naming them all."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    optional: ClassVar[tuple[str, ...]] = ()   # keys that may be left out (they have a default of None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact_keys(cls, data: Any) -> Any:
+        fields = list(cls.model_fields)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"must be a mapping of {fields}")
+        if missing := [k for k in fields if k not in data and k not in cls.optional]:
+            raise ValueError(f"is missing {missing}; add them (see params.yaml)")
+        if unknown := sorted(set(map(str, data)) - set(fields)):
+            raise ValueError(f"has unknown key(s) {unknown}; valid keys are {fields}")
+        return data
+
+
+class Base(Section):
+    seed: NonNegativeInt
+    sample_rate: PositiveInt
+
+
+class Data(Section):
+    dir: str
+    interim: str
+
+
+class Demo(Section):
+    out: str
+    duration_s: Annotated[list[float], Field(min_length=2, max_length=2)]
+    speakers: dict[str, int]
+    clips_per_emotion: dict[str, int]
+    sample_rates: dict[str, int]
+
+    @field_validator("duration_s")
+    @classmethod
+    def _ordered(cls, value: list[float]) -> list[float]:
+        if not 0.8 <= value[0] <= value[1]:
+            raise ValueError("must be [min, max] seconds with 0.8 <= min <= max")
+        return value
+
+
+class Ingest(Section):
+    min_duration_s: NonNegativeFloat
+    max_duration_s: PositiveFloat
+    silence_dbfs: float
+    workers: PositiveInt
+    # Per-corpus loader options (checked by the corpus's loader, which knows them); optional.
+    ravdess: Optional[dict[str, Any]] = None
+    tess: Optional[dict[str, Any]] = None
+    savee: Optional[dict[str, Any]] = None
+    cremad: Optional[dict[str, Any]] = None
+    emodb: Optional[dict[str, Any]] = None
+    optional: ClassVar[tuple[str, ...]] = CORPORA
+
+
+class Proportions(Section):
+    train: PositiveFloat
+    val: NonNegativeFloat
+    test: NonNegativeFloat
+
+
+class Split(Section):
+    classes: list[str]
+    merge: dict[str, str]
+    proportions: Proportions
+    assign: dict[str, dict[Literal[PARTITIONS], list[Any]]]
+
+    @field_validator("assign")
+    @classmethod
+    def _names(cls, value: dict[str, dict[str, list[Any]]]) -> dict[str, dict[str, list[Any]]]:
+        for corpus, parts in value.items():
+            for part, names in parts.items():
+                if bad := [n for n in names if isinstance(n, bool) or not isinstance(n, (str, int))]:
+                    raise ValueError(f"lists {bad[0]!r} in {corpus}.{part}; a speaker is a name or a number")
+        return value
+
+
+class _Range(Section):
+    """A section with a ``min_<x>`` <= ``max_<x>`` pair."""
+    bounds: ClassVar[tuple[str, str]] = ("", "")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        lo, hi = self.bounds
+        if getattr(self, lo) > getattr(self, hi):
+            raise ValueError(f"has {lo}={getattr(self, lo)!r} above {hi}={getattr(self, hi)!r}; swap them")
+        return self
+
+
+class Noise(_Range):
+    bounds: ClassVar[tuple[str, str]] = ("min_snr_db", "max_snr_db")
+    p: Probability
+    min_snr_db: float
+    max_snr_db: float
+    colour: Literal[NOISE_COLOURS]
+
+
+class TimeStretch(_Range):
+    bounds: ClassVar[tuple[str, str]] = ("min_rate", "max_rate")
+    p: Probability
+    min_rate: PositiveFloat
+    max_rate: PositiveFloat
+
+
+class PitchShift(_Range):
+    bounds: ClassVar[tuple[str, str]] = ("min_semitones", "max_semitones")
+    p: Probability
+    min_semitones: float
+    max_semitones: float
+
+
+class TimeShift(Section):
+    p: Probability
+    max_fraction: Rate
+
+
+class Augment(Section):
+    out: str
+    copies: NonNegativeInt
+    noise: Noise
+    time_stretch: TimeStretch
+    pitch_shift: PitchShift
+    time_shift: TimeShift
+    workers: PositiveInt
+
+
+
+class Utterance(Section):
+    n_mfcc: PositiveInt
+    n_chroma: PositiveInt
+    n_mels: PositiveInt
+    std: bool
+
+
+class Features(Section):
+    out: str
+    seconds: PositiveFloat
+    crop: Literal[CROPS]
+    trim_db: Optional[PositiveFloat]
+    loudness: Literal[LOUDNESS_MODES]
+    target_dbfs: float
+    n_fft: PositiveInt
+    win_length: PositiveInt
+    hop_length: PositiveInt
+    sequence: Annotated[list[Literal[SEQUENCE_FEATURES]], Field(min_length=1)]
+    n_mels: PositiveInt
+    n_mfcc: PositiveInt
+    mfcc_deltas: bool
+    utterance: Utterance
+    dtype: Literal[DTYPES]
+    chunk_size: PositiveInt
+    workers: PositiveInt
+
+
+class Cnn(Section):
+    input: Literal[CNN_INPUTS]
+    pooling: Literal[CNN_POOLINGS]
+    filters: Annotated[Widths, Field(min_length=1)]
+    kernel_size: PositiveInt
+    pool_size: PositiveInt
+    dropout: Rate
+    dense: Widths
+    mask_padding: bool
+
+
+class CnnLstm(Section):
+    filters: Widths
+    kernel_size: PositiveInt
+    pool_size: PositiveInt
+    conv_dropout: Rate
+    lstm_units: PositiveInt
+    lstm_layers: PositiveInt
+    bidirectional: bool
+    pooling: Literal[CNN_LSTM_POOLINGS]
+    dense: Widths
+    dropout: Rate
+    mask_padding: bool
+
+
+class Svm(Section):
+    input: Literal[SVM_INPUTS]
+    C: PositiveFloat
+    gamma: Union[Literal["scale", "auto"], PositiveFloat]
+
+    @field_validator("gamma", mode="before")
+    @classmethod
+    def _gamma(cls, value: Any) -> Any:
+        if value in ("scale", "auto") or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            return value
+        raise ValueError("must be 'scale', 'auto' or a number > 0")
+
+
+class Fusion(Section):
+    members: list[str]
+    weights: list[PositiveFloat]
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, m: list[str]) -> list[str]:
+        if len(m) < 2 or len(set(m)) != len(m) or any(x not in MODELS for x in m):
+            raise ValueError(f"must list 2 or more distinct models of {list(MODELS)}")
+        return m
+
+    @field_validator("weights")
+    @classmethod
+    def _one_per_member(cls, w: list[float], info: ValidationInfo) -> list[float]:
+        members = info.data.get("members")
+        if members is not None and len(w) != len(members):
+            raise ValueError(f"must hold one number > 0 per member ({len(members)})")
+        return w
+
+
+MODEL_SECTIONS: dict[str, type[Section]] = {"cnn": Cnn, "cnn_lstm": CnnLstm, "svm": Svm, "fusion": Fusion}
+
+
+class Models(Section):
+    cnn: Cnn
+    cnn_lstm: CnnLstm
+    svm: Svm
+    fusion: Fusion
+
+
+class SpecAugment(Section):
+    time_masks: NonNegativeInt
+    time_width: NonNegativeInt
+    feature_masks: NonNegativeInt
+    feature_width: NonNegativeInt
+
+
+class Train(Section):
+    out: str
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: PositiveFloat
+    class_weight: Literal[CLASS_WEIGHTS]
+    speaker_norm: bool
+    early_stopping_patience: NonNegativeInt
+    reduce_lr_patience: NonNegativeInt
+    reduce_lr_factor: Share
+    threads: PositiveInt
+    mixup_alpha: NonNegativeFloat
+    specaugment: Optional[SpecAugment]
+    seeds: Optional[Annotated[list[int], Field(min_length=1)]]
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, value: Optional[list[int]]) -> Optional[list[int]]:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("must be null (base.seed only) or a list of distinct integers, e.g. [42, 43, 44]")
+        return value
+
+
+class SpeakerKfold(Section):
+    k: Union[int, str]
+    val_share: Share
+    train_only: list[str]
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k(cls, value: Any) -> Any:
+        if value == "loso" or (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
+            return value
+        raise ValueError("must be an integer >= 2 or 'loso' (one fold per speaker)")
+
+
+class CrossCorpus(Section):
+    train: Union[str, list[str]]
+    test: Union[str, list[str]]
+    val_share: Share
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _train(cls, value: Any) -> Any:
+        if value == "all" or (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            return value
+        raise ValueError("must be 'all' (every corpus but the test one) or a non-empty list of corpora")
+
+    @field_validator("test", mode="before")
+    @classmethod
+    def _test(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return value
+        raise ValueError("must name a corpus or a non-empty list of corpora")
+
+
+class Evaluate(Section):
+    out: str
+    protocol: Literal[PROTOCOLS]
+    protocol_out: str
+    workers: PositiveInt
+    scoreboard: str
+    speaker_kfold: SpeakerKfold
+    cross_corpus: CrossCorpus
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "base": Base, "data": Data, "demo": Demo, "ingest": Ingest, "split": Split, "augment": Augment,
+    "features": Features, "models": Models, "train": Train, "evaluate": Evaluate,
+}
+"""Every mapping section of params.yaml but ``infer`` (:class:`pipeline.infer.InferSettings`,
+which the command line and web app also build without a params file) and the ``corpora``
+list (checked by :func:`pipeline.params.corpora`)."""
