@@ -25,10 +25,9 @@ from tqdm import tqdm
 from pipeline import stage
 from pipeline.corpora import cremad, emodb, ravdess, savee, tess
 from pipeline.params import ParamsError, check, load, require, section
-from pipeline.schema import Demo
+from pipeline.schema import CORPORA, Demo   # the demo stands in for every built-in corpus
 from pipeline.vocab import EMOTIONS
 
-CORPORA = ("ravdess", "tess", "savee", "cremad", "emodb")
 LABELS: dict[str, dict[str, str]] = {m.CORPUS: m.EMOTIONS for m in (ravdess, tess, savee, cremad, emodb)}
 """Each corpus's own emotion code -> canonical emotion: the loaders' tables, so a demo file parses."""
 TESS_WORDS = ("back bar base bath bean beg bite boat bone book bought burn cab calm came cause "

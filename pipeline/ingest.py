@@ -20,7 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import audio, params as P, stage
-from pipeline.corpora import Clip, Rejection, scan, unusable_entries
+from pipeline.corpora import Clip, Rejection, custom as custom_corpus, scan, unusable_entries
 
 COLUMNS = ["clip_id", "path", "corpus", "speaker", "gender", "emotion", "source_label",
            "duration_s", "sample_rate", "channels", "format", "md5", "extra"]
@@ -71,14 +71,19 @@ def _validate_star(args):
     return validate(clip, **kwargs)
 
 
-def scan_all(data_dir: Path, corpora: list[str], options: Mapping) -> tuple[list[Clip], list[Rejection], dict]:
-    """Run each corpus's loader; returns clips, rejections and {corpus: folder or None}."""
+def scan_all(data_dir: Path, corpora: list[str], options: Mapping,
+             custom: Mapping | None = None) -> tuple[list[Clip], list[Rejection], dict]:
+    """Run each corpus's loader (``options``: the ``ingest`` section; ``custom``: the ``custom``
+    section, corpora of your own); returns clips, rejections and {corpus: folder or None}."""
     clips, rejections, found = [], [], {}
     for corpus in corpora:
         folder = find_corpus_dir(data_dir, corpus)
         found[corpus] = folder
         if folder is not None:
-            c, r = scan(corpus, folder, options=options.get(corpus) or {})
+            if corpus in (custom or {}):
+                c, r = custom_corpus.scan(corpus, folder, **custom[corpus])
+            else:
+                c, r = scan(corpus, folder, options=options.get(corpus) or {})
             clips += c
             rejections += r + unusable_entries(folder, corpus=corpus)
     return clips, rejections, found
@@ -101,6 +106,9 @@ def report(manifest: pd.DataFrame, rejections: list[Rejection], found: dict, dat
         speaker = (m.speaker.str.split(":").str[1] + " (" + m.gender.str[0] + ")").rename("speaker (sex)")
         table = pd.crosstab(speaker, m.emotion, margins=True, margins_name="total")
         lines += [f"\n## {corpus}: clips per speaker x emotion\n", table.to_markdown()]
+        if len(unknown := sorted(m[m.gender == "unknown"].speaker.str.split(":").str[1].unique())):
+            lines.append(f"\nSpeakers without sex ({len(unknown)}; kept, and the split interleaves them as their "
+                         f"own group): {', '.join(unknown)}")
         rates = m.sample_rate.value_counts().sort_index()
         lines.append("\nSample rates: " + ", ".join(f"{r} Hz x {n}" for r, n in rates.items())
                      + "; channels: " + ", ".join(f"{c} x {n}" for c, n in m.channels.value_counts().sort_index().items())
@@ -131,7 +139,7 @@ def main() -> int:
                             "ravdess/ tess/ savee/ cremad/ emodb/ (or run `dvc repro demo` for the demo)")
 
     t0 = time.perf_counter()
-    clips, rejections, found = scan_all(data_dir, corpora, cfg)
+    clips, rejections, found = scan_all(data_dir, corpora, cfg, custom=P.section(params, "custom"))
     jobs = [(c, kwargs) for c in clips]
     with Pool(workers) as pool:
         results = list(tqdm(pool.imap(_validate_star, jobs, chunksize=16), total=len(jobs), desc="ingest", unit="file"))

@@ -83,13 +83,18 @@ def section(params: dict[str, Any], name: str) -> Any:
 
 
 def corpora(params: dict[str, Any]) -> list[str]:
-    """The ``corpora`` list: names of :data:`pipeline.schema.CORPORA`, each once."""
+    """The ``corpora`` list: built-in corpora (:data:`pipeline.schema.CORPORA`) or corpora of
+    your own (keys of the ``custom`` section), each once."""
     from pipeline.schema import CORPORA
 
     value = require(params, "corpora")
+    known = [*CORPORA]
+    if isinstance(value, list) and any(c not in CORPORA for c in value):
+        known += list(section(params, "custom") if "custom" in params else {})   # a name of your own: custom
     if (not isinstance(value, list) or not value or len(set(map(str, value))) != len(value)
-            or any(c not in CORPORA for c in value)):
-        raise ParamsError(f"params.yaml: corpora={value!r} must list some of {list(CORPORA)}, each once")
+            or any(c not in known for c in value)):
+        raise ParamsError(f"params.yaml: corpora={value!r} must list some of {known}, each once "
+                          "(a corpus of your own needs its entry under custom)")
     return list(value)
 
 

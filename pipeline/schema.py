@@ -12,9 +12,12 @@ them from here (this module imports no stage, no TensorFlow and no librosa).
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator, model_validator
+
+from pipeline.vocab import EMOTIONS
 
 CORPORA = ("ravdess", "tess", "savee", "cremad", "emodb")
 PARTITIONS = ("train", "val", "test")
@@ -97,6 +100,26 @@ class Ingest(Section):
     cremad: Optional[dict[str, Any]] = None
     emodb: Optional[dict[str, Any]] = None
     optional: ClassVar[tuple[str, ...]] = CORPORA
+
+
+class CustomCorpus(Section):
+    """One corpus of your own (:mod:`pipeline.corpora.custom`): its label table and label map."""
+    table: str
+    labels: dict[str, Literal[EMOTIONS]]
+
+
+class Custom(RootModel[dict[str, CustomCorpus]]):
+    """``custom``: your own corpora by name (list each in ``corpora`` too); ``{}`` for none."""
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    @field_validator("root")
+    @classmethod
+    def _names(cls, value: dict[str, CustomCorpus]) -> dict[str, CustomCorpus]:
+        for name in value:
+            if name in CORPORA or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"names corpus {name!r}: a custom corpus needs a name of lower-case letters, digits "
+                                 f"and _ that is not a built-in corpus ({', '.join(CORPORA)})")
+        return value
 
 
 class Proportions(Section):
@@ -342,7 +365,7 @@ class Evaluate(Section):
 
 
 SECTIONS: dict[str, type[Section]] = {
-    "base": Base, "data": Data, "demo": Demo, "ingest": Ingest, "split": Split, "augment": Augment,
+    "base": Base, "data": Data, "custom": Custom, "demo": Demo, "ingest": Ingest, "split": Split, "augment": Augment,
     "features": Features, "models": Models, "train": Train, "evaluate": Evaluate,
 }
 """Every mapping section of params.yaml but ``infer`` (:class:`pipeline.infer.InferSettings`,

@@ -21,7 +21,7 @@ def tone(seconds=1.0, sr=SR, channels=1, amp=0.3):
 
 
 def write_params(root: Path, data_dir: Path) -> None:
-    params = {"corpora": ["ravdess", "tess", "savee", "cremad", "emodb"],
+    params = {"corpora": ["ravdess", "tess", "savee", "cremad", "emodb"], "custom": {},
               "data": {"dir": str(data_dir), "interim": str(root / "interim")},
               "ingest": {"min_duration_s": 0.25, "max_duration_s": 600.0, "silence_dbfs": -60.0, "ravdess": {"include_song": False}, "workers": 1}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))

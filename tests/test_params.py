@@ -91,3 +91,14 @@ def test_a_missing_section_or_a_bad_corpora_list_is_named():
         P.section({}, "train")
     with pytest.raises(P.ParamsError, match=r"corpora=\['ravdess', 'iemocap'\] must list some of"):
         P.section({"corpora": ["ravdess", "iemocap"]}, "corpora")
+
+
+def test_a_corpus_of_your_own_is_named_in_custom_and_maps_to_the_vocabulary():
+    mine = {"table": "labels.csv", "labels": {"ang": "angry"}}
+    assert P.section({"corpora": ["emodb", "mine"], "custom": {"mine": mine}}, "corpora") == ["emodb", "mine"]
+    with pytest.raises(P.ParamsError, match=r"corpora=\['emodb', 'mine'\] must list some of .* needs its entry"):
+        P.section({"corpora": ["emodb", "mine"], "custom": {}}, "corpora")
+    with pytest.raises(P.ParamsError, match=r"custom=.* names corpus 'emodb': a custom corpus needs a name"):
+        P.section({"custom": {"emodb": mine}}, "custom")
+    with pytest.raises(P.ParamsError, match=r"custom\.mine\.labels\.ang='rage' is not valid; choose 'neutral', "):
+        P.section({"custom": {"mine": {**mine, "labels": {"ang": "rage"}}}}, "custom")
