@@ -27,6 +27,7 @@ LOUDNESS_MODES = ("none", "peak", "rms")
 SEQUENCE_FEATURES = ("logmel", "mfcc", "zcr", "rms")
 DTYPES = ("float16", "float32")
 CLASS_WEIGHTS = ("balanced", "none")
+DISTRIBUTE = ("auto", "off", "mirrored")
 PROTOCOLS = ("holdout", "speaker_kfold", "cross_corpus")
 CNN_INPUTS = ("sequence", "utterance")
 CNN_POOLINGS = ("mean", "stats")
@@ -307,6 +308,7 @@ class Train(Section):
     reduce_lr_patience: NonNegativeInt
     reduce_lr_factor: Share
     threads: PositiveInt
+    distribute: Literal[DISTRIBUTE]
     mixup_alpha: NonNegativeFloat
     specaugment: Optional[SpecAugment]
     seeds: Optional[Annotated[list[int], Field(min_length=1)]]

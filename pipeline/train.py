@@ -86,6 +86,22 @@ def configure_determinism(seed: int, *, threads: int) -> None:
         pass
 
 
+def distribution(mode: str):
+    """The ``tf.distribute`` strategy for ``train.distribute``: ``auto`` mirrors the model over
+    every visible GPU when there are two or more and else uses one device; ``off`` always one
+    device; ``mirrored`` always mirrors, over the GPUs or, without any, over the logical CPU
+    devices (how the tests run it). The batch size stays global (split across replicas)."""
+    import tensorflow as tf
+
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if mode == "off" or (mode == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy()       # the default strategy: one device, as without any
+    if gpus:
+        return tf.distribute.MirroredStrategy(devices=gpus)
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
 def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_train, y_train, x_val, y_val,
         labels: list[str], live=None, verbose: int = 2):
     """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state.
@@ -112,7 +128,9 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
 
     keras.backend.clear_session()  # fresh layer/optimizer name counters: the same fit saves the same config
     configure_determinism(seed, threads=int(train_cfg["threads"]))
-    model = build(model_name, input_shape=x_train.shape[1:], num_classes=len(labels), params=model_params)
+    strategy = distribution(train_cfg["distribute"])
+    with strategy.scope():
+        model = build(model_name, input_shape=x_train.shape[1:], num_classes=len(labels), params=model_params)
     spec = check_spec(train_cfg["specaugment"])
     mixup_alpha = float(train_cfg["mixup_alpha"])
     batched = mixup_alpha > 0 or any(spec[k] for k in ("time_masks", "feature_masks"))
@@ -120,9 +138,10 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
         data = make_sequence(x_train, y_train, num_classes=len(labels), class_weight=weights,
                              batch_size=int(train_cfg["batch_size"]), seed=seed, mixup_alpha=mixup_alpha, spec=spec)
         y_val_fit = None if not has_val else np.eye(len(labels), dtype=np.float32)[y_val]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
-                  loss="categorical_crossentropy" if batched else "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    with strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
+                      loss="categorical_crossentropy" if batched else "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
 
     class ValUAR(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

@@ -1,0 +1,41 @@
+"""train.distribute: MirroredStrategy over every device when asked (here two logical CPUs,
+configured before TensorFlow starts, so in a fresh process), one device otherwise."""
+import json
+import subprocess
+import sys
+
+from fakes import ROOT
+
+SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, "tests")
+from fakes import PARAMS
+from pipeline.train import distribution, fit
+rng = np.random.default_rng(0)
+y = np.repeat(np.arange(3), 40)
+x = rng.normal(size=(120, 20, 6)).astype(np.float32)
+x[np.arange(120), :, y] += 3.0          # class c lifts feature c
+out = {"auto": distribution("auto").num_replicas_in_sync, "off": distribution("off").num_replicas_in_sync,
+       "mirrored": distribution("mirrored").num_replicas_in_sync}
+cnn = {**PARAMS["models"]["cnn"], "filters": [8], "dense": [8], "dropout": 0.0}
+for mode in ("mirrored", "off"):
+    train = {**PARAMS["train"], "distribute": mode, "epochs": 6, "batch_size": 16, "learning_rate": 0.01, "threads": 1}
+    model, history = fit(model_name="cnn", model_params=cnn, train_cfg=train, seed=1, x_train=x, y_train=y,
+                         x_val=x, y_val=y, labels=["a", "b", "c"], verbose=0)
+    out[mode + "_replicas"] = int(model.distribute_strategy.num_replicas_in_sync)
+    out[mode + "_val_uar"] = float(max(history["val_uar"]))
+print(json.dumps(out))
+"""
+
+
+def test_mirrored_training_runs_on_two_logical_devices_and_auto_keeps_one_without_gpus():
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (out["auto"], out["off"], out["mirrored"]) == (1, 1, 2)     # no GPU here: auto is one device
+    assert out["mirrored_replicas"] == 2 and out["off_replicas"] == 1
+    assert out["mirrored_val_uar"] > 0.8 and out["off_val_uar"] > 0.8   # both learn the separable toy task
