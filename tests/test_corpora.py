@@ -327,3 +327,42 @@ def test_bad_names_are_rejected_with_the_reason(tmp_path: Path, corpus: str, nam
 
 def test_the_bad_name_table_covers_every_corpus() -> None:
     assert {c for c, _, _ in BAD_NAMES} == set(LOADERS)
+
+
+def test_a_custom_corpus_is_labelled_from_its_table_and_every_bad_row_is_a_rejection(tmp_path):
+    from pipeline.corpora import custom
+
+    root = tmp_path / "mine"
+    for rel in ("a/x.wav", "a/y.wav", "b/z.flac", "b/extra.wav", "b/nolabel.wav", "b/nospk.wav"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"RIFF")        # the loader never opens the audio
+    (root / "labels.csv").write_text("path,speaker,emotion,sex\n"
+                                     "a/x.wav,s1,ang,f\n"
+                                     "a/y.wav,s1,happy,F\n"
+                                     "b/z.flac,s2,neu,\n"
+                                     "a/x.wav,s1,ang,f\n"
+                                     "b/gone.wav,s2,ang,m\n"
+                                     "b/nolabel.wav,s2,meh,m\n"
+                                     "b/nospk.wav,,ang,m\n")
+    clips, rejections = custom.scan("mine", root, table="labels.csv", labels={"ang": "angry", "neu": "neutral"})
+    assert [(c.clip_id, c.speaker, c.gender, c.emotion, c.source_label) for c in clips] == [
+        ("mine:a__x", "mine:s1", "female", "angry", "ang"), ("mine:a__y", "mine:s1", "female", "happy", "happy"),
+        ("mine:b__z", "mine:s2", "unknown", "neutral", "neu")]
+    reasons = sorted((r.kind, r.reason.split(": ", 1)[1]) for r in rejections)
+    assert reasons == [
+        ("excluded", "not listed in labels.csv; add a row to label it"),
+        ("rejected", "labels.csv row 5: lists 'a/x.wav' again (first on row 2); list each clip once"),
+        ("rejected", "labels.csv row 6: file 'b/gone.wav' does not exist; fix the path or remove the row"),
+        ("rejected", "labels.csv row 7: emotion 'meh' is not mapped; add it to custom.mine.labels (to one of "
+                     "['neutral', 'calm', 'happy', 'sad', 'angry', 'fearful', 'disgust', 'surprised', 'boredom'])"),
+        ("rejected", "labels.csv row 8: has no speaker; every clip needs one (the split is by speaker)")]
+
+
+def test_a_custom_table_without_its_columns_is_refused_naming_the_file(tmp_path):
+    from pipeline.corpora import custom
+
+    (tmp_path / "labels.csv").write_text("file,who,label\nx.wav,s1,ang\n")
+    with pytest.raises(ParamsError, match=r"labels\.csv: the label table has no column\(s\) \['path', 'speaker', "):
+        custom.scan("mine", tmp_path, table="labels.csv", labels={})
+    with pytest.raises(ParamsError, match=r"nope\.csv: custom\.mine\.table is not a file"):
+        custom.scan("mine", tmp_path, table="nope.csv", labels={})
