@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from pipeline import audio, params as P, stage
 from pipeline.corpora import Clip, Rejection, custom as custom_corpus, scan, unusable_entries
+from pipeline.schema import folder_key
 
 COLUMNS = ["clip_id", "path", "corpus", "speaker", "gender", "emotion", "source_label",
            "duration_s", "sample_rate", "channels", "format", "md5", "extra"]
@@ -31,11 +32,11 @@ def find_corpus_dir(data_dir: Path, corpus: str) -> Path | None:
     (``CREMA-D``, ``emo_db`` and ``RAVDESS`` are found). None when there is none."""
     if not data_dir.is_dir():
         return None
-    wanted = corpus.replace("-", "").replace("_", "").lower()
-    for child in sorted(data_dir.iterdir()):
-        if child.is_dir() and child.name.replace("-", "").replace("_", "").lower() == wanted:
-            return child
-    return None
+    folders = [c for c in sorted(data_dir.iterdir()) if c.is_dir() and folder_key(c.name) == folder_key(corpus)]
+    if len(folders) > 1 and not any(c.name == corpus for c in folders):
+        raise P.ParamsError(f"data.dir={str(data_dir)!r} holds {len(folders)} folders for corpus {corpus!r} "
+                            f"({', '.join(c.name for c in folders)}); keep one, or name one exactly {corpus!r}")
+    return next((c for c in folders if c.name == corpus), folders[0] if folders else None)
 
 
 def validate(clip: Clip, *, min_duration_s: float, silence_dbfs: float,
@@ -103,10 +104,10 @@ def report(manifest: pd.DataFrame, rejections: list[Rejection], found: dict, dat
         m = manifest[manifest.corpus == corpus]
         if m.empty:
             continue
-        speaker = (m.speaker.str.split(":").str[1] + " (" + m.gender.str[0] + ")").rename("speaker (sex)")
+        speaker = (m.speaker.str.split(":", n=1).str[1] + " (" + m.gender.str[0] + ")").rename("speaker (sex)")
         table = pd.crosstab(speaker, m.emotion, margins=True, margins_name="total")
         lines += [f"\n## {corpus}: clips per speaker x emotion\n", table.to_markdown()]
-        if len(unknown := sorted(m[m.gender == "unknown"].speaker.str.split(":").str[1].unique())):
+        if len(unknown := sorted(m[m.gender == "unknown"].speaker.str.split(":", n=1).str[1].unique())):
             lines.append(f"\nSpeakers without sex ({len(unknown)}; kept, and the split interleaves them as their "
                          f"own group): {', '.join(unknown)}")
         rates = m.sample_rate.value_counts().sort_index()

@@ -46,7 +46,11 @@ def explain(err: ValidationError, *, prefix: str) -> ParamsError:
     per problem (joined with ``; ``), the key in dotted form under ``prefix``."""
     parts = []
     for e in err.errors(include_url=False):
-        key = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"] if p != "[key]")
+        loc = list(e["loc"])
+        is_key = bool(loc) and loc[-1] == "[key]"          # the problem is a mapping's key, not its value
+        if is_key:
+            loc = loc[:-2]
+        key = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
         if e["type"] == "missing":
             parts.append(f"params.yaml: missing key '{key}'; add it (see params.yaml)")
             continue
@@ -55,7 +59,10 @@ def explain(err: ValidationError, *, prefix: str) -> ParamsError:
         else:
             ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in e.get("ctx", {}).items()}
             rule = _RULES.get(e["type"], e["msg"]).format(**ctx)
-        if rule.startswith(("is missing", "has ")):      # a section's own keys: the value would be the whole section
+        if is_key:
+            hint = f" (quote it: '{e['input']}')" if e["type"] == "string_type" else ""
+            parts.append(f"params.yaml: {key} has key {e['input']!r}, which {rule}{hint}")
+        elif rule.startswith(("is missing", "has ")):      # a section's own keys: the value would be the whole section
             parts.append(f"params.yaml: {key} {rule}")
         else:
             parts.append(f"params.yaml: {key}={e['input']!r} {rule}")

@@ -35,6 +35,12 @@ CNN_LSTM_POOLINGS = ("attention", "last", "mean")
 SVM_INPUTS = ("functionals", "utterance")
 MODELS = ("cnn", "cnn_lstm", "svm")
 
+def folder_key(corpus: str) -> str:
+    """How a corpus's folder is matched under ``data.dir``: case, '-' and '_' ignored
+    (``CREMA-D`` and ``emo_db`` are found for ``cremad`` and ``emodb``)."""
+    return corpus.replace("-", "").replace("_", "").lower()
+
+
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -57,9 +63,13 @@ class Section(BaseModel):
         fields = list(cls.model_fields)
         if not isinstance(data, Mapping):
             raise ValueError(f"must be a mapping of {fields}")
-        if missing := [k for k in fields if k not in data and k not in cls.optional]:
+        missing = [k for k in fields if k not in data and k not in cls.optional]
+        unknown = sorted(set(map(str, data)) - set(fields))
+        if missing and unknown:   # most often a misspelt key: name both
+            raise ValueError(f"is missing {missing} and has unknown key(s) {unknown}; valid keys are {fields}")
+        if missing:
             raise ValueError(f"is missing {missing}; add them (see params.yaml)")
-        if unknown := sorted(set(map(str, data)) - set(fields)):
+        if unknown:
             raise ValueError(f"has unknown key(s) {unknown}; valid keys are {fields}")
         return data
 
@@ -116,10 +126,13 @@ class Custom(RootModel[dict[str, CustomCorpus]]):
     @field_validator("root")
     @classmethod
     def _names(cls, value: dict[str, CustomCorpus]) -> dict[str, CustomCorpus]:
+        seen = {folder_key(c): c for c in CORPORA}
         for name in value:
-            if name in CORPORA or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or folder_key(name) in seen:
                 raise ValueError(f"names corpus {name!r}: a custom corpus needs a name of lower-case letters, digits "
-                                 f"and _ that is not a built-in corpus ({', '.join(CORPORA)})")
+                                 f"and _ whose folder is no other corpus's ({', '.join(seen.values())}; folder names "
+                                 "are matched ignoring case, '-' and '_')")
+            seen[folder_key(name)] = name
         return value
 
 

@@ -358,9 +358,30 @@ def test_a_custom_corpus_is_labelled_from_its_table_and_every_bad_row_is_a_rejec
         ("rejected", "labels.csv row 8: has no speaker; every clip needs one (the split is by speaker)")]
 
 
+def test_a_custom_table_s_windows_paths_links_and_unlisted_files(tmp_path):
+    from pipeline.corpora import custom
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.wav").write_bytes(b"RIFF")
+    os.symlink(tmp_path / "a" / "x.wav", tmp_path / "a" / "alias.wav")
+    os.symlink(tmp_path / "a" / "x.wav", tmp_path / "a" / "unlisted.wav")
+    (tmp_path / "labels.csv").write_text("path,speaker,emotion\na\\x.wav,s1,angry\na/alias.wav,s2,angry\n")
+    clips, rejections = custom.scan("mine", tmp_path, table="labels.csv", labels={})
+    assert [c.clip_id for c in clips] == ["mine:a__x"]                      # a\x.wav read as a/x.wav
+    assert sorted((r.kind, r.reason.split(": ", 1)[1]) for r in rejections) == [
+        ("excluded", "not listed in labels.csv; add a row to label it"),    # the unlisted link
+        ("rejected", "labels.csv row 3: 'a/alias.wav' is the same file as row 2 (a link); list each recording once")]
+
+
 def test_a_custom_table_without_its_columns_is_refused_naming_the_file(tmp_path):
     from pipeline.corpora import custom
 
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ParamsError, match=r"empty\.csv: the label table is empty"):
+        custom.scan("mine", tmp_path, table="empty.csv", labels={})
+    (tmp_path / "twice.csv").write_text("path,Path,speaker,emotion\nx.wav,y.wav,s1,ang\n")
+    with pytest.raises(ParamsError, match=r"twice\.csv: the label table has column\(s\) \['path'\] more than once"):
+        custom.scan("mine", tmp_path, table="twice.csv", labels={})
     (tmp_path / "labels.csv").write_text("file,who,label\nx.wav,s1,ang\n")
     with pytest.raises(ParamsError, match=r"labels\.csv: the label table has no column\(s\) \['path', 'speaker', "):
         custom.scan("mine", tmp_path, table="labels.csv", labels={})

@@ -145,3 +145,17 @@ def test_readme_lists_every_bad_input():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme[readme.index("## Bad input"):]
     assert all(f"| `{case.id}` |" in table for case in CASES), [c.id for c in CASES if f"| `{c.id}` |" not in table]
+
+
+def test_a_corpus_folder_is_found_by_name_ignoring_case_and_separators_and_never_guessed(tmp_path):
+    from pipeline.ingest import find_corpus_dir
+    from pipeline.params import ParamsError
+
+    (tmp_path / "EMO-DB").mkdir()
+    assert find_corpus_dir(tmp_path, "emodb") == tmp_path / "EMO-DB"
+    (tmp_path / "emo_db").mkdir()
+    with pytest.raises(ParamsError, match=r"holds 2 folders for corpus 'emodb' \(EMO-DB, emo_db\); keep one"):
+        find_corpus_dir(tmp_path, "emodb")
+    (tmp_path / "emodb").mkdir()               # an exact name decides
+    assert find_corpus_dir(tmp_path, "emodb") == tmp_path / "emodb"
+    assert find_corpus_dir(tmp_path, "tess") is None

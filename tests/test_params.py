@@ -64,7 +64,8 @@ def test_the_schemas_choices_are_the_codes():
     ("augment", "noise.min_snr_db", 40.0, r"augment\.noise has min_snr_db=40\.0 above max_snr_db=30\.0; swap them$"),
     ("augment", "noise.colour", "red", r"augment\.noise\.colour='red' is not valid; choose 'white', 'pink' or"),
     ("split", "proportions.train", 0, r"split\.proportions\.train=0 must be > 0$"),
-    ("split", "assign", {"tess": {"trian": ["OAF"]}}, r"split\.assign\.tess\.trian='trian' is not valid; choose"),
+    ("split", "assign", {"tess": {"trian": ["OAF"]}}, r"split\.assign\.tess has key 'trian', which is not valid; "),
+    ("models", "cnn.dropout", KeyError, r"models\.cnn is missing \['dropout'\]; add them"),
     ("evaluate", "speaker_kfold.k", 1, r"evaluate\.speaker_kfold\.k=1 must be an integer >= 2 or 'loso'"),
     ("evaluate", "protocol", "kfold", r"evaluate\.protocol='kfold' is not valid; choose 'holdout', "),
     ("evaluate", "workers", 0, r"evaluate\.workers=0 must be > 0$"),
@@ -102,3 +103,18 @@ def test_a_corpus_of_your_own_is_named_in_custom_and_maps_to_the_vocabulary():
         P.section({"custom": {"emodb": mine}}, "custom")
     with pytest.raises(P.ParamsError, match=r"custom\.mine\.labels\.ang='rage' is not valid; choose 'neutral', "):
         P.section({"custom": {"mine": {**mine, "labels": {"ang": "rage"}}}}, "custom")
+    with pytest.raises(P.ParamsError, match=r"custom\.mine\.labels has key 1, which must be a string \(quote it: '1'\)"):
+        P.section({"custom": {"mine": {**mine, "labels": {1: "angry"}}}}, "custom")
+    for clash in ("emo_db", "tess_"):       # their folders would be the built-in corpora's
+        with pytest.raises(P.ParamsError, match=rf"names corpus '{clash}': .* whose folder is no other corpus's"):
+            P.section({"custom": {clash: mine}}, "custom")
+    with pytest.raises(P.ParamsError, match=r"names corpus 'my_data'"):
+        P.section({"custom": {"mydata": mine, "my_data": mine}}, "custom")
+
+
+def test_a_misspelt_key_is_named_with_the_key_it_replaces():
+    params = with_change("models", "cnn.dropout", KeyError)
+    params["models"]["cnn"]["dropuot"] = 0.3
+    with pytest.raises(P.ParamsError, match=r"^params\.yaml: models\.cnn is missing \['dropout'\] and has unknown "
+                                            r"key\(s\) \['dropuot'\]; valid keys are \["):
+        P.section(params, "models")

@@ -14,6 +14,7 @@ folder that the table does not list is reported as excluded. The clip id is
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 from typing import Mapping
 
@@ -36,9 +37,16 @@ def read_table(corpus: str, root: Path, table: str) -> pd.DataFrame:
                           f"{list(REQUIRED)} and optional sex) in the corpus folder")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ParamsError(f"{path}: the label table is empty; it needs a header {list(REQUIRED)} and one row "
+                          "per clip") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise ParamsError(f"{path}: not a readable CSV table ({err}); save it as UTF-8 CSV") from None
-    frame.columns = [c.strip().lower() for c in frame.columns]
+    columns = [c.strip().lower() for c in frame.columns]
+    if twice := sorted({c for c in columns if columns.count(c) > 1}):
+        raise ParamsError(f"{path}: the label table has column(s) {twice} more than once (names ignore case and "
+                          "spaces); keep one of each")
+    frame.columns = columns
     if missing := [c for c in REQUIRED if c not in frame.columns]:
         raise ParamsError(f"{path}: the label table has no column(s) {missing}; it needs {list(REQUIRED)} "
                           "(and optionally sex)")
@@ -57,9 +65,10 @@ def scan(corpus: str, root: Path, *, table: str, labels: Mapping[str, str]) -> t
     rejections: list[Rejection] = []
     first: dict[str, int] = {}           # path -> row
     ids: dict[str, int] = {}             # clip id -> row
-    listed: set[Path] = set()
+    listed: dict[Path, int] = {}         # resolved file -> row
+    named: set[str] = set()              # every path the table names (normalised)
     for i, row in enumerate(frame.to_dict("records"), start=2):     # row 1 is the header
-        rel = row["path"].strip()
+        rel = row["path"].strip().replace("\\", "/")      # a table written on Windows
         path = root / rel
         label, speaker = row["emotion"].strip(), row["speaker"].strip()
         sex = row.get("sex", "").strip().lower()
@@ -70,15 +79,19 @@ def scan(corpus: str, root: Path, *, table: str, labels: Mapping[str, str]) -> t
         if not rel or PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
             reject(f"path {rel!r} must be a file path relative to the corpus folder")
             continue
-        key = str(PurePosixPath(rel))
+        key = os.path.normpath(rel)
+        named.add(key)
         if key in first:
             reject(f"lists {rel!r} again (first on row {first[key]}); list each clip once")
             continue
         first[key] = i
-        listed.add(path.resolve())
         if not path.is_file():
             reject(f"file {rel!r} does not exist; fix the path or remove the row")
             continue
+        if (same := listed.get(path.resolve())) is not None:   # two names (links) of one recording
+            reject(f"{rel!r} is the same file as row {same} (a link); list each recording once")
+            continue
+        listed[path.resolve()] = i
         if not speaker:
             reject("has no speaker; every clip needs one (the split is by speaker)")
             continue
@@ -96,9 +109,8 @@ def scan(corpus: str, root: Path, *, table: str, labels: Mapping[str, str]) -> t
         ids[clip_id] = i
         clips.append(Clip(path=path, corpus=corpus, clip_id=clip_id,
                           speaker=f"{corpus}:{speaker}", gender=SEXES[sex], emotion=emotion, source_label=label))
-    table_path = (root / table).resolve()
     for path in audio_files(root):
-        if path.resolve() not in listed and path.resolve() != table_path:
+        if os.path.normpath(path.relative_to(root)) not in named:
             rejections.append(Rejection(path=path, corpus=corpus, kind="excluded",
                                         reason=f"{path}: not listed in {table}; add a row to label it"))
     return clips, rejections
