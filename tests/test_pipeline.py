@@ -1,6 +1,7 @@
 """End to end, in a temporary copy of the repo: `dvc repro` on a tiny demo, caching that
-follows how users work, `dvc exp run -S ...`, `dvc metrics diff`, a DVC remote round trip,
-the fold protocols as experiments, and a sweep through the experiment queue. The tests share
+follows how users work, `dvc exp run -S ...`, `dvc metrics diff`, a DVC remote round trip and
+stages killed mid-work (the fold protocols and the sweep: tests/test_pipeline_experiments.py,
+in a copy of its own, so the two files run side by side). The tests share
 one repo and run in file order."""
 import json
 import os
@@ -189,72 +190,3 @@ def test_push_to_a_remote_then_a_fresh_clone_pulls_and_repro_is_a_no_op(repo, tm
     assert (clone / "data" / "features" / "original" / "emodb" / "sequence.npy").is_file()
     assert "Data and pipelines are up to date" in sh(sys.executable, "-m", "dvc", "repro", cwd=clone, env=env).stdout
     assert sh("git", "status", "--porcelain", cwd=clone, env=env).stdout == ""
-
-
-def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(repo):
-    from pipeline.folds import speaker_folds
-    dst, env = repo
-    restore_head(repo)
-    out = dvc(repo, "exp", "run", "-S", "evaluate.protocol=speaker_kfold", "-S", "evaluate.speaker_kfold.k=2",
-              "-S", "train.seeds=[1, 2]", "-S", "evaluate.workers=2").stdout
-    assert all(f"Running stage 'protocol@{model}'" in out for model in ("cnn", "cnn_lstm", "svm"))
-    assert "Running stage 'scoreboard'" in out
-    assert "Running stage 'train@" not in out and "Running stage 'augment" not in out  # the bundles stay
-    rows = pd.read_csv(dst / "data" / "interim" / "split.csv")
-    expected = {f"fold{i}": set(f.speaker[f.split == "test"]) for i, f in enumerate(speaker_folds(rows, k=2, seed=42, val_share=0.15))}
-    for model in ("cnn", "cnn_lstm", "svm"):
-        m = json.loads((dst / "metrics" / f"{model}_protocol.json").read_text())
-        assert m["protocol"] == "speaker_kfold" and m["n_folds"] == 2 and m["n_seeds"] == 2 and m["seeds"] == [1, 2]
-        assert {"uar_mean", "uar_std", "uar_pooled", "uar_pooled_seed_std", "per_corpus", "per_fold"} <= set(m)
-        assert set(m["per_corpus"]) == set(rows.corpus)
-        pred = pd.read_csv(dst / "data" / "protocol" / model / "predictions.csv")
-        for seed, g in pred.groupby("seed"):  # every clip of every speaker tested exactly once per seed
-            assert sorted(g.clip_id) == sorted(rows.clip_id)
-            assert {run: set(s.speaker) for run, s in g.groupby("run")} == expected
-        runs = pd.read_csv(dst / "data" / "protocol" / model / "runs.csv")
-        assert len(runs) == 4 and (runs.epochs >= 1).all()
-    # the fusion averages its members' fold predictions
-    fused = pd.read_csv(dst / "data" / "protocol" / "fusion" / "predictions.csv")
-    assert len(fused) == len(pd.read_csv(dst / "data" / "protocol" / "cnn" / "predictions.csv"))
-
-    # Two worker processes give what one process gives.
-    parallel = pd.read_csv(dst / "data" / "protocol" / "cnn" / "predictions.csv")
-    params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["evaluate"]["workers"] = 1
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(sys.executable, "-m", "pipeline.protocol", "--model", "cnn", "--metrics", "metrics/cnn_protocol.json", "--plots",
-       "plots/cnn", cwd=dst, env=env)
-    pd.testing.assert_frame_equal(pd.read_csv(dst / "data" / "protocol" / "cnn" / "predictions.csv"), parallel)
-    restore_head(repo)
-
-    dvc(repo, "exp", "run", "-S", "evaluate.protocol=cross_corpus", "-S", "evaluate.cross_corpus.test=[emodb]",
-        "-S", "train.seeds=null")
-    shared = sorted(set(rows.label[rows.corpus == "emodb"]) & set(rows.label[rows.corpus != "emodb"]))
-    for model in ("cnn", "cnn_lstm"):
-        m = json.loads((dst / "metrics" / f"{model}_protocol.json").read_text())
-        assert m["protocol"] == "cross_corpus" and list(m["per_corpus"]) == ["emodb"]
-        pred = pd.read_csv(dst / "data" / "protocol" / model / "predictions.csv")
-        assert set(pred.corpus) == {"emodb"} and len(pred) == int(rows.label[rows.corpus == "emodb"].isin(shared).sum())
-        assert set(pred.label) <= set(shared) and set(pred.predicted) <= set(shared)
-        assert m["per_corpus"]["emodb"]["n_classes"] == len(set(pred.label))
-
-
-def test_a_sweep_of_two_experiments_goes_through_the_queue_and_is_ranked(repo, tmp_path):
-    dst, env = repo
-    restore_head(repo)
-    space = tmp_path / "tiny.yaml"
-    space.write_text(yaml.safe_dump({"name": "tiny", "method": "grid", "metric": "dvclive/cnn/metrics.json:best.val_uar",
-                                     "report": "metrics/cnn.json:uar",
-                                     "params": {"models.cnn.dense": [[4], [16]]}}))
-    out = sh(sys.executable, "-m", "pipeline.cli", "sweep", str(space), "--poll", "1", "--apply", cwd=dst, env=env).stdout
-    assert "sweep: queued 2 experiments" in out
-    ranked = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
-    assert [r[0] for r in ranked] == ["1", "2"] and float(ranked[0][2]) >= float(ranked[1][2]), out
-    names = {r[1] for r in ranked}
-    assert len(names) == 2 and all(n.startswith("tiny-") for n in names)
-    shown = {name for name, _ in named_experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout))}
-    assert names <= shown
-    best = next(json.loads(line) for line in out.splitlines() if line.startswith('{"best"'))["best"]
-    assert best == ranked[0][1]
-    applied = yaml.safe_load((dst / "params.yaml").read_text())["models"]["cnn"]["dense"]
-    assert applied == {"1": [4], "2": [16]}[best.rsplit("-", 1)[1]]  # grid order: trial 1 is [4]
