@@ -9,14 +9,15 @@ import pytest
 import yaml
 
 from test_pipeline import dvc, named_experiments, restore_head, sh
-from test_pipeline import repo as copied_repo  # noqa: F401  (registers the module-scoped fixture "repo" here)
+from test_pipeline import repo as copied_repo  # noqa: F401  (the module-scoped fixture, under this name here)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def built(repo):
+def built(copied_repo):
     """The copy after one `dvc repro`, committed (what restore_head returns to)."""
+    repo = copied_repo
     dst, env = repo
     dvc(repo, "repro")
     sh("git", "add", "-A", cwd=dst, env=env)
