@@ -2,9 +2,6 @@
 ingest (every bad row reported, nothing guessed) -> split by speaker (``split.assign``) ->
 augment -> features -> train -> evaluate -> ``ser predict`` on one of its files."""
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import soundfile as sf
 import yaml
 
 from fakes import SR, speech
-from test_pipeline import ROOT, TINY, deep_update, sh
+from test_pipeline import TINY, copy_repo, deep_update, sh
 
 pytestmark = pytest.mark.slow
 LABELS = {"ang": "angry", "hap": "happy", "neu": "neutral", "sad": "sad"}
@@ -46,18 +43,8 @@ def write_corpus(folder: Path) -> int:
     return good
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
-    dst = tmp_path_factory.mktemp("custom") / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file() and not f.startswith(("metrics/", "plots/", "dvclive/")) and f != "dvc.lock":
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
-    good = write_corpus(dst / "mydata" / "mine")
+def prepare(dst: Path) -> None:
+    """The corpus in ``mydata/mine`` and params that ingest only it."""
     params = deep_update(yaml.safe_load((dst / "params.yaml").read_text()), {
         k: v for k, v in TINY.items() if k != "demo"})
     params.update(corpora=["mine"], custom={"mine": {"table": "labels.csv", "labels": LABELS}})
@@ -65,12 +52,13 @@ def project(tmp_path_factory):
     params["split"].update(classes=["neutral", "happy", "sad", "angry"],
                            assign={"mine": {"train": ["s0", "s1", "s2", "s5"], "val": ["s3"], "test": ["s4"]}})
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-           "DVC_NO_ANALYTICS": "1"}
-    sh("git", "init", "-q", "-b", "main", cwd=dst, env=env)
-    sh("git", "add", "-A", cwd=dst, env=env)
-    sh("git", "commit", "-qm", "custom corpus", cwd=dst, env=env)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    dst = tmp_path_factory.mktemp("custom") / "repo"
+    good = write_corpus(dst / "mydata" / "mine")
+    env = copy_repo(dst, prepare=prepare, message="custom corpus")
     sh(sys.executable, "-m", "dvc", "repro", "evaluate@cnn", cwd=dst, env=env)
     return dst, env, good
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -42,26 +43,37 @@ def sh(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def copy_repo(dst: Path, *, prepare: Callable[[Path], None], message: str) -> dict:
+    """Copy the project (tracked and unignored files, without metrics/, plots/, dvclive/ and
+    dvc.lock) to ``dst``, let ``prepare(dst)`` change it, commit it as a fresh git repo, and
+    return the environment to run git, dvc and the stages there with."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    dst = tmp_path_factory.mktemp("e2e") / "repo"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
     for f in files:
         if (ROOT / f).is_file() and not f.startswith(("metrics/", "plots/", "dvclive/")) and f != "dvc.lock":
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
-    params = yaml.safe_load((dst / "params.yaml").read_text())
-    (dst / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY), sort_keys=False))
+    prepare(dst)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
            "DVC_NO_ANALYTICS": "1"}
     sh("git", "init", "-q", "-b", "main", cwd=dst, env=env)
     sh("git", "add", "-A", cwd=dst, env=env)
-    sh("git", "commit", "-qm", "tiny", cwd=dst, env=env)
-    return dst, env
+    sh("git", "commit", "-qm", message, cwd=dst, env=env)
+    return env
+
+
+def tiny_params(dst: Path) -> None:
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    (dst / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY), sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    dst = tmp_path_factory.mktemp("e2e") / "repo"
+    return dst, copy_repo(dst, prepare=tiny_params, message="tiny")
 
 
 def named_experiments(node):
