@@ -62,10 +62,15 @@ def mixup(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, rng: np.random.Generat
             lam * w + (1 - lam) * w[perm])
 
 
-def make_sequence(x: np.ndarray, y: np.ndarray, *, num_classes: int, class_weight: Mapping[int, float] | None,
+def make_sequence(x, y: np.ndarray, *, num_classes: int, class_weight: Mapping[int, float] | None,
                   batch_size: int, seed: int, mixup_alpha: float, spec: Mapping[str, int]):
-    """A ``keras.utils.PyDataset`` of shuffled ``(x, one-hot y, sample weight)`` batches."""
+    """A ``keras.utils.PyDataset`` of shuffled ``(x, one-hot y, sample weight)`` batches; ``x`` is
+    an array or a :class:`pipeline.feed.Feed` (read batch by batch)."""
     import keras
+
+    from pipeline.feed import Feed
+
+    x = Feed.of(x)
 
     weights = np.ones(num_classes, np.float32)
     for c, v in (class_weight or {}).items():
@@ -85,7 +90,7 @@ def make_sequence(x: np.ndarray, y: np.ndarray, *, num_classes: int, class_weigh
         def __getitem__(self, i: int):
             idx = np.sort(self._order()[i * batch_size:(i + 1) * batch_size])
             rng = np.random.default_rng([seed, self.epoch, i])
-            xb = mask(x[idx], rng=rng, **spec)
+            xb = mask(x.read(idx), rng=rng, **spec)
             yb = np.eye(num_classes, dtype=np.float32)[y[idx]]
             wb = weights[y[idx]]
             if mixup_alpha > 0:

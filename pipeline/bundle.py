@@ -12,7 +12,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,34 +27,80 @@ def valid_mask(x: np.ndarray, n_frames: np.ndarray) -> np.ndarray | None:
     return np.arange(x.shape[1])[None, :] < np.asarray(n_frames)[:, None]
 
 
-def fit_stats(x: np.ndarray, n_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std (float64, (features,)) over real-audio frames / clips."""
+def _frames(x: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+    """The rows the statistics run over: real-audio frames of sequences, or whole vectors."""
     mask = valid_mask(x, n_frames)
-    flat = x[mask] if mask is not None else x.reshape(len(x), -1)
-    if len(flat) == 0:
+    return x[mask] if mask is not None else x.reshape(len(x), -1)
+
+
+def _running_sum(total: np.ndarray | None, rows: np.ndarray, step: int = 16384) -> np.ndarray | None:
+    """``total`` plus the rows of ``rows``, added one row after another in float64: the order
+    in which NumPy reduces a C-ordered array over axis 0, so any split into blocks gives the
+    one-shot sum bit for bit."""
+    for i in range(0, len(rows), step):
+        block = rows[i:i + step].astype(np.float64)
+        total = np.add.reduce(block if total is None else np.concatenate([total[None], block]), axis=0)
+    return total
+
+
+def fit_stats_blocks(blocks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (float64) over the (x, n_frames) blocks that ``blocks()``
+    yields; called twice (the mean, then the spread around it), so the data never has to
+    be in memory at once. Equal bit for bit to NumPy's ``mean``/``std`` of all blocks joined."""
+    total, count = None, 0
+    for x, n in blocks():
+        rows = _frames(x, n)
+        total, count = _running_sum(total, rows), count + len(rows)
+    if count == 0:
         raise ValueError("cannot fit standardisation on zero frames")
-    mean = flat.mean(axis=0, dtype=np.float64)
-    std = flat.std(axis=0, dtype=np.float64)
+    mean = total / count
+    spread = None
+    for x, n in blocks():
+        rows = _frames(x, n)
+        for i in range(0, len(rows), 16384):
+            d = rows[i:i + 16384] - mean
+            spread = _running_sum(spread, d * d)
+    std = np.sqrt(spread / count)
     return mean, np.where(std < 1e-6, 1.0, std)
 
 
-def speaker_normalise(x: np.ndarray, n_frames: np.ndarray, speakers: Sequence[str]) -> np.ndarray:
-    """Standardise each speaker's clips with that speaker's own statistics (labels unused)."""
+def fit_stats(x: np.ndarray, n_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (float64, (features,)) over real-audio frames / clips."""
+    return fit_stats_blocks(lambda: [(x, n_frames)])
+
+
+SpeakerStats = Mapping[str, tuple[np.ndarray, np.ndarray]]
+
+
+def speaker_stats(x: np.ndarray, n_frames: np.ndarray, speakers: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each speaker's own (mean, std) over that speaker's clips (labels unused)."""
+    speakers = np.asarray(speakers)
+    return {spk: fit_stats(x[speakers == spk], np.asarray(n_frames)[speakers == spk]) for spk in np.unique(speakers)}
+
+
+def speaker_normalise(x: np.ndarray, n_frames: np.ndarray, speakers: Sequence[str],
+                      stats: SpeakerStats | None = None) -> np.ndarray:
+    """Standardise each speaker's clips with that speaker's own statistics: ``stats`` (from all
+    of the speaker's clips, when ``x`` is only a batch of them) or computed from ``x``."""
+    stats = speaker_stats(x, n_frames, speakers) if stats is None else stats
     out = np.empty_like(x, dtype=np.float32)
     speakers = np.asarray(speakers)
     for spk in np.unique(speakers):
+        if spk not in stats:
+            raise ValueError(f"no normalisation statistics for speaker {spk!r}")
         idx = np.flatnonzero(speakers == spk)
-        mean, std = fit_stats(x[idx], n_frames[idx])
+        mean, std = stats[spk]
         out[idx] = (x[idx] - mean) / std
     return out
 
 
 def standardise(x: np.ndarray, n_frames: np.ndarray, *, mean: np.ndarray, std: np.ndarray,
-                speakers: Sequence[str] | None = None) -> np.ndarray:
-    """Model input from raw features: optional per-speaker normalisation, then the global
-    scaler, then padded frames set to 0. Shapes are kept; returns float32."""
+                speakers: Sequence[str] | None = None, speaker_stats: SpeakerStats | None = None) -> np.ndarray:
+    """Model input from raw features: optional per-speaker normalisation (``speaker_stats``, or
+    computed from ``x``), then the global scaler, then padded frames set to 0. Shapes are kept;
+    returns float32. Row by row, so a batch gets the values the whole set would."""
     if speakers is not None:
-        x = speaker_normalise(x, n_frames, speakers)
+        x = speaker_normalise(x, n_frames, speakers, stats=speaker_stats)
     out = ((x - mean) / std).astype(np.float32)
     mask = valid_mask(out, n_frames)
     if mask is not None:
@@ -86,17 +132,22 @@ class Bundle:
         return {self.input_kind: self.info.get("feature_dtype", "float32")}
 
     def predict_inputs(self, inputs: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
-                       speakers: Sequence[str] | None = None) -> np.ndarray:
-        """Probabilities from ``{kind: (x, n_frames)}`` holding at least :attr:`input_kinds`."""
+                       speakers: Sequence[str] | None = None,
+                       speaker_stats: Mapping[str, SpeakerStats] | None = None) -> np.ndarray:
+        """Probabilities from ``{kind: (x, n_frames)}`` holding at least :attr:`input_kinds`
+        (``speaker_stats``: ``{kind: per-speaker stats}`` when ``x`` is a batch of the clips)."""
         x, n_frames = inputs[self.input_kind]
-        return self.predict_proba(x, n_frames, speakers=speakers)
+        return self.predict_proba(x, n_frames, speakers=speakers,
+                                  speaker_stats=None if speaker_stats is None else speaker_stats[self.input_kind])
 
     def predict_proba(self, x: np.ndarray, n_frames: np.ndarray, *, speakers: Sequence[str] | None = None,
-                      batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (n, n_classes) for raw features of ``input_kind``."""
+                      speaker_stats: SpeakerStats | None = None, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (n, n_classes) for raw features of ``input_kind``; with speaker
+        normalisation, each speaker's statistics come from ``speaker_stats`` or from ``x``."""
         if self.speaker_norm and speakers is None:
             raise ValueError("this model normalises features per speaker; pass the speaker of each clip")
-        z = standardise(x, n_frames, mean=self.mean, std=self.std, speakers=speakers if self.speaker_norm else None)
+        z = standardise(x, n_frames, mean=self.mean, std=self.std, speakers=speakers if self.speaker_norm else None,
+                        speaker_stats=speaker_stats)
         # A direct call per batch: Model.predict costs tens of milliseconds of set-up per call.
         out = [np.asarray(self.model(z[i:i + batch_size], training=False)) for i in range(0, len(z), batch_size)]
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.labels)))
@@ -137,9 +188,10 @@ class FusionBundle:
         return next(iter(self.members.values())).feature_config
 
     def predict_inputs(self, inputs: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
-                       speakers: Sequence[str] | None = None) -> np.ndarray:
-        return fuse_probabilities([m.predict_inputs(inputs, speakers=speakers) for m in self.members.values()],
-                                  self.weights)
+                       speakers: Sequence[str] | None = None,
+                       speaker_stats: Mapping[str, SpeakerStats] | None = None) -> np.ndarray:
+        return fuse_probabilities([m.predict_inputs(inputs, speakers=speakers, speaker_stats=speaker_stats)
+                                   for m in self.members.values()], self.weights)
 
 
 def check_fusable(members: Mapping[str, "Bundle"]) -> None:

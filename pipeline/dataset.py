@@ -84,33 +84,126 @@ def feature_meta(features_dir: Path, corpus: str, *, kind: str = "sequence") -> 
     return json.loads((folder(features_dir, kind=kind, source="original", corpus=corpus) / "meta.json").read_text())
 
 
-def load(rows: pd.DataFrame, *, features_dir: Path, kind: str, source: str = "original") -> Features:
-    """Gather the features of ``rows`` (any mix of corpora) in the order of ``rows``."""
+@dataclass(frozen=True)
+class _Part:
+    """One cache file: where its rows start, their dtype and shape, and whose stage wrote it."""
+
+    path: Path
+    offset: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    kind: str
+    source: str
+    corpus: str
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+class Source:
+    """The features of a set of rows, left in the cache files and read on demand.
+
+    Memory holds the row table, the frame counts and the positions (a few bytes per clip),
+    never the features: :meth:`read` gathers any rows as float32 (exact from the stored
+    float16) with plain file reads, so neither the arrays nor a memory map's pages stay in
+    the process. Every read checks that the values are finite and names the file if not.
+    """
+
+    def __init__(self, rows: pd.DataFrame, n_frames: np.ndarray, missing: list[str], parts: list[_Part],
+                 part: np.ndarray, pos: np.ndarray) -> None:
+        self.rows, self.n_frames, self.missing = rows.reset_index(drop=True), n_frames.astype(np.int32), missing
+        self._parts, self._part, self._pos = parts, part, pos
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one example (frames, features) or (features,)."""
+        return self._parts[0].shape
+
+    def read(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """float32 features of rows ``idx`` (all rows if None), in the order of ``idx``."""
+        idx = np.arange(len(self)) if idx is None else np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx),) + self.shape, np.float32)
+        for p in np.unique(self._part[idx]):
+            sel = np.flatnonzero(self._part[idx] == p)
+            order = np.argsort(self._pos[idx[sel]], kind="stable")  # read each file front to back
+            out[sel[order]] = _read_rows(self._parts[p], self._pos[idx[sel]][order])
+        return out
+
+    def chunks(self, size: int):
+        """(row indices, features) blocks of ``size`` rows, in row order."""
+        for start in range(0, len(self), size):
+            idx = np.arange(start, min(start + size, len(self)))
+            yield idx, self.read(idx)
+
+    def subset(self, idx: np.ndarray) -> "Source":
+        """The rows ``idx`` (positions or a boolean mask), in that order."""
+        idx = np.flatnonzero(idx) if np.asarray(idx).dtype == bool else np.asarray(idx, dtype=np.int64)
+        return Source(self.rows.iloc[idx], self.n_frames[idx], self.missing, self._parts, self._part[idx], self._pos[idx])
+
+    def features(self) -> Features:
+        """Every row read into memory."""
+        return Features(x=self.read(), n_frames=self.n_frames, rows=self.rows, missing=self.missing)
+
+
+def _read_rows(part: _Part, positions: np.ndarray) -> np.ndarray:
+    """float32 rows at sorted ``positions`` of one file, each run of neighbours in one read."""
+    buf = np.empty((len(positions),) + part.shape, part.dtype)
+    where = dict(kind=part.kind, source=part.source, corpus=part.corpus)
+    runs = np.split(np.arange(len(positions)), np.flatnonzero(np.diff(positions) != 1) + 1)
+    with open(part.path, "rb") as f:
+        for run in runs:
+            if not len(run):
+                continue
+            f.seek(part.offset + int(positions[run[0]]) * part.row_bytes)
+            view = memoryview(buf[run[0]:run[-1] + 1]).cast("B")
+            if f.readinto(view) != len(view):
+                raise _cache_error(part.path, "truncated or corrupt (shorter than its header says)", **where)
+    block = buf.astype(np.float32)
+    if not np.isfinite(block).all():
+        bad = int((~np.isfinite(block.reshape(len(block), -1))).any(axis=1).sum())
+        raise _cache_error(part.path, f"non-finite values in {bad} of the {len(block)} rows read (corrupt)", **where)
+    return block
+
+
+def open_source(rows: pd.DataFrame, *, features_dir: Path, kind: str, source: str = "original") -> Source:
+    """The cached features of ``rows`` (any mix of corpora), in the order of ``rows``, unread."""
     if kind not in KINDS:
         raise ValueError(f"feature kind {kind!r} is not one of {KINDS}")
     rows = rows.reset_index(drop=True)
-    parts, frames, kept, missing = [], [], [], []
+    parts, part, pos, frames = [], np.full(len(rows), -1, np.int64), np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int32)
+    missing = []
     for corpus, group in rows.groupby("corpus", sort=False):
         where = folder(features_dir, kind=kind, source=source, corpus=corpus)
         index, arr, n_frames_all = _open_cache(where, kind=kind, source=source, corpus=corpus)
         position = pd.Series(np.arange(len(index)), index=index.values)
-        found = group.clip_id.isin(position.index)
+        found = group.clip_id.isin(position.index).to_numpy()
         missing += group.clip_id[~found].tolist()
-        pos = position[group.clip_id[found]].to_numpy()
-        order = np.argsort(pos)  # read the memory map in file order, then restore row order
-        block = np.empty((len(pos),) + arr.shape[1:], np.float32)
-        block[order] = arr[pos[order]]
-        if not np.isfinite(block).all():
-            bad = int((~np.isfinite(block.reshape(len(block), -1))).any(axis=1).sum())
-            raise _cache_error(where / f"{kind}.npy", f"non-finite values in {bad} of the {len(block)} rows read "
-                                                      "(corrupt)", kind=kind, source=source, corpus=corpus)
-        parts.append(block)
-        frames.append(np.asarray(n_frames_all[pos]))
-        kept.append(group[found])
+        at = group.index.to_numpy()[found]
+        part[at] = len(parts)
+        pos[at] = position[group.clip_id[found]].to_numpy()
+        frames[at] = np.asarray(n_frames_all)[pos[at]]
+        parts.append(_Part(where / f"{kind}.npy", int(arr.offset), arr.dtype, tuple(arr.shape[1:]), kind, source, corpus))
     if not parts:
         raise ValueError("no rows to load")
-    out_rows = pd.concat(kept)
-    x, n_frames = np.concatenate(parts), np.concatenate(frames).astype(np.int32)
-    order = np.argsort(out_rows.index.to_numpy(), kind="stable")  # back to the caller's row order
-    return Features(x=x[order], n_frames=n_frames[order], rows=out_rows.iloc[order].reset_index(drop=True),
-                    missing=missing)
+    kept = part >= 0
+    return Source(rows[kept], frames[kept], missing, parts, part[kept], pos[kept])
+
+
+def concat(sources: list[Source]) -> Source:
+    """One source of several, rows in order (e.g. the original clips, then the augmented copies)."""
+    parts, part, offset = [], [], 0
+    for s in sources:
+        parts += s._parts
+        part.append(s._part + offset)
+        offset += len(s._parts)
+    return Source(pd.concat([s.rows for s in sources], ignore_index=True), np.concatenate([s.n_frames for s in sources]),
+                  sum((s.missing for s in sources), []), parts, np.concatenate(part), np.concatenate([s._pos for s in sources]))
+
+
+def load(rows: pd.DataFrame, *, features_dir: Path, kind: str, source: str = "original") -> Features:
+    """Gather the features of ``rows`` (any mix of corpora) into memory, in the order of ``rows``."""
+    return open_source(rows, features_dir=features_dir, kind=kind, source=source).features()

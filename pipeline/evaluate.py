@@ -13,28 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Sequence
-
 import pandas as pd
 
-from pipeline import bundle as B, dataset, params as P, stage
+from pipeline import bundle as B, dataset, feed, params as P, stage
 from pipeline.metrics import compute_metrics, prediction_table
 from pipeline.speakers import LeakageError, check_unseen
-
-
-def load_inputs(rows: pd.DataFrame, *, features_dir: Path, kinds: Sequence[str]) -> tuple[dataset.Features, dict]:
-    """Every feature array a bundle reads for ``rows``: (the first kind's Features, ``{kind: (x, n_frames)}``).
-
-    Clips missing from any of the arrays are left out of all of them (and listed in ``missing``)."""
-    loaded = {k: dataset.load(rows, features_dir=features_dir, kind=k) for k in kinds}
-    keep = set.intersection(*(set(f.rows.clip_id) for f in loaded.values()))
-    out = {}
-    for k, f in loaded.items():
-        m = f.rows.clip_id.isin(keep).to_numpy()
-        loaded[k] = dataset.Features(x=f.x[m], n_frames=f.n_frames[m], rows=f.rows[m].reset_index(drop=True),
-                                     missing=sorted(set(rows.clip_id) - keep))
-        out[k] = (loaded[k].x, loaded[k].n_frames)
-    return loaded[kinds[0]], out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if test_rows.empty:
         raise P.ParamsError("split.csv has no test clips; check split.proportions / split.assign")
     check_unseen(test_rows.speaker.unique(), bundle.info["train_speakers"])
-    test, inputs = load_inputs(test_rows, features_dir=Path(features["out"]), kinds=bundle.input_kinds)
-    proba = bundle.predict_inputs(inputs, speakers=test.rows.speaker)
+    sources = feed.open_inputs(test_rows, features_dir=Path(features["out"]), kinds=bundle.input_kinds)
+    test = next(iter(sources.values()))
+    proba = feed.predict(bundle, sources)
     label_index = {c: i for i, c in enumerate(bundle.labels)}
     y_true = test.rows.label.map(label_index).to_numpy()
     metrics = compute_metrics(y_true, proba, labels=bundle.labels, corpus=test.rows.corpus)

@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline import dataset, folds, params as P, stage
+from pipeline import dataset, feed, folds, params as P, stage
 from pipeline.metrics import prediction_table
 from pipeline.schema import PROTOCOLS
 from pipeline.speakers import LeakageError, check_unseen
@@ -99,8 +99,9 @@ def score_fold(fold: Fold, *, name: str, model_params: dict, cfg: dict, seed: in
     b = trained.bundle
     test_rows = fold.rows[fold.rows.split == "test"]
     check_unseen(test_rows.speaker.unique(), b.info["train_speakers"])
-    test = dataset.load(test_rows, features_dir=features_dir, kind=b.input_kind)
-    proba = b.predict_proba(test.x, test.n_frames, speakers=test.rows.speaker)
+    sources = feed.open_inputs(test_rows, features_dir=features_dir, kinds=[b.input_kind])
+    test = sources[b.input_kind]
+    proba = feed.predict(b, sources)
     table = prediction_table(test.rows, proba, labels=b.labels, columns=("clip_id", "corpus", "speaker", "label"))
     log = {"train_clips": b.info["train_clips"], "train_speakers": len(b.info["train_speakers"]),
            "val_clips": trained.n_val, "test_clips": len(test.rows), "test_speakers": test.rows.speaker.nunique(),

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 
-from pipeline import bundle as B, dataset, params as P, stage
+from pipeline import bundle as B, dataset, feed, params as P, stage
 from pipeline.batches import check_spec, make_sequence
+from pipeline.feed import Feed, keras_batches
 from pipeline.metrics import uar
 from pipeline.speakers import check_disjoint
 
@@ -53,14 +54,16 @@ def training_rows(split_rows: pd.DataFrame, *, augment_dir: Path, corpora: list[
                      ignore_index=True)
 
 
-def load_features(rows: pd.DataFrame, *, features_dir: Path, kind: str) -> dataset.Features:
-    """Features for rows that may mix original and augmented clips, in row order."""
+def open_training(rows: pd.DataFrame, *, features_dir: Path, kind: str) -> dataset.Source:
+    """The cached features of rows that may mix original and augmented clips, in row order, unread."""
     rows = rows.reset_index(drop=True)
-    parts = [dataset.load(g, features_dir=features_dir, kind=kind, source=src) for src, g in rows.groupby("source", sort=False)]
-    x = np.concatenate([p.x for p in parts])
-    n = np.concatenate([p.n_frames for p in parts])
-    r = pd.concat([p.rows for p in parts], ignore_index=True)
-    return dataset.Features(x=x, n_frames=n, rows=r, missing=sum((p.missing for p in parts), []))
+    return dataset.concat([dataset.open_source(g, features_dir=features_dir, kind=kind, source=src)
+                           for src, g in rows.groupby("source", sort=False)])
+
+
+def load_features(rows: pd.DataFrame, *, features_dir: Path, kind: str) -> dataset.Features:
+    """Features for rows that may mix original and augmented clips, read into memory, in row order."""
+    return open_training(rows, features_dir=features_dir, kind=kind).features()
 
 
 def class_weights(y: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
@@ -106,18 +109,22 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
         labels: list[str], live=None, verbose: int = 2):
     """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state.
 
-    Keras models train for up to ``train.epochs`` with early stopping on validation UAR; the
-    scikit-learn SVM is fitted once (its history has one entry per metric)."""
+    ``x_train`` and ``x_val`` are standardised model input: arrays, or :class:`pipeline.feed.Feed`
+    objects that read it from the cache batch by batch (the same result, bit for bit). Keras
+    models train for up to ``train.epochs`` with early stopping on validation UAR; the
+    scikit-learn SVM is fitted once on all of it (its history has one entry per metric)."""
     from pipeline.models import build, is_keras
 
+    train, val = Feed.of(x_train), None if x_val is None or len(x_val) == 0 else Feed.of(x_val)
+    y_train = np.asarray(y_train)
     weights = class_weights(y_train, len(labels), train_cfg["class_weight"])
-    has_val = x_val is not None and len(x_val) > 0
-    if not is_keras(model_name):
-        model = build(model_name, input_shape=x_train.shape[1:], num_classes=len(labels), params=model_params)
-        model.fit(x_train, y_train, class_weight=weights, seed=seed)
-        history = {"accuracy": [float(np.mean(np.argmax(model(x_train), axis=1) == y_train))]}
-        if has_val:
-            history["val_uar"] = [uar(y_val, np.argmax(model(x_val), axis=1))]
+    if not is_keras(model_name):   # a kernel SVM needs every example at once (functionals: 88 numbers a clip)
+        x = train.all()
+        model = build(model_name, input_shape=train.shape, num_classes=len(labels), params=model_params)
+        model.fit(x, y_train, class_weight=weights, seed=seed)
+        history = {"accuracy": [float(np.mean(np.argmax(model(x), axis=1) == y_train))]}
+        if val is not None:
+            history["val_uar"] = [uar(y_val, np.argmax(model(val.all()), axis=1))]
         if live is not None:
             for key, values in history.items():
                 live.log_metric(key, values[0])
@@ -125,31 +132,46 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
         return model, history
 
     import keras
+    import tensorflow as tf
 
     keras.backend.clear_session()  # fresh layer/optimizer name counters: the same fit saves the same config
     configure_determinism(seed, threads=int(train_cfg["threads"]))
     strategy = distribution(train_cfg["distribute"])
     with strategy.scope():
-        model = build(model_name, input_shape=x_train.shape[1:], num_classes=len(labels), params=model_params)
+        model = build(model_name, input_shape=train.shape, num_classes=len(labels), params=model_params)
     spec = check_spec(train_cfg["specaugment"])
     mixup_alpha = float(train_cfg["mixup_alpha"])
     batched = mixup_alpha > 0 or any(spec[k] for k in ("time_masks", "feature_masks"))
+    batch_size = int(train_cfg["batch_size"])
+    x_spec = tf.TensorSpec((None,) + train.shape, tf.float32)
     if batched:  # one-hot (soft) labels; class weights travel as sample weights
-        data = make_sequence(x_train, y_train, num_classes=len(labels), class_weight=weights,
-                             batch_size=int(train_cfg["batch_size"]), seed=seed, mixup_alpha=mixup_alpha, spec=spec)
-        y_val_fit = None if not has_val else np.eye(len(labels), dtype=np.float32)[y_val]
+        data = make_sequence(train, y_train, num_classes=len(labels), class_weight=weights,
+                             batch_size=batch_size, seed=seed, mixup_alpha=mixup_alpha, spec=spec)
+    else:        # Keras's own order and class weights, as ``fit(x, y, shuffle=True, class_weight=...)``
+        w = np.ones(len(labels), np.float32)
+        for c, v in (weights or {}).items():
+            w[c] = v
+        data = keras_batches(len(train), lambda i: (train.read(i), y_train[i].astype(np.int64), w[y_train[i]]),
+                             [x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.float32)],
+                             batch_size=batch_size, shuffle=True)
     with strategy.scope():
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
                       loss="categorical_crossentropy" if batched else "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
 
-    class ValUAR(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            pred = np.argmax(self.model.predict(x_val, batch_size=256, verbose=0), axis=1)
-            logs["val_uar"] = uar(y_val, pred)
+    callbacks, validation = [], None
+    if val is not None:
+        y_val = np.asarray(y_val)
+        y_fit = np.eye(len(labels), dtype=np.float32)[y_val] if batched else y_val.astype(np.int64)
+        validation = keras_batches(len(val), lambda i: (val.read(i), y_fit[i]),
+                                   [x_spec, tf.TensorSpec((None,) + y_fit.shape[1:], y_fit.dtype)],
+                                   batch_size=batch_size, shuffle=False)
+        val_inputs = keras_batches(len(val), lambda i: (val.read(i),), [x_spec], batch_size=256, shuffle=False)
 
-    callbacks = []
-    if has_val:
+        class ValUAR(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                logs["val_uar"] = uar(y_val, np.argmax(self.model.predict(val_inputs, verbose=0), axis=1))
+
         callbacks += [ValUAR(),
                       keras.callbacks.EarlyStopping(monitor="val_uar", mode="max", patience=int(train_cfg["early_stopping_patience"]),
                                                     restore_best_weights=True),
@@ -158,13 +180,8 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     if live is not None:
         from dvclive.keras import DVCLiveCallback
         callbacks.append(DVCLiveCallback(live=live))
-    if batched:
-        history = model.fit(data, validation_data=(x_val, y_val_fit) if has_val else None,
-                            epochs=int(train_cfg["epochs"]), callbacks=callbacks, verbose=verbose)
-    else:
-        history = model.fit(x_train, y_train, validation_data=(x_val, y_val) if has_val else None,
-                            epochs=int(train_cfg["epochs"]), batch_size=int(train_cfg["batch_size"]), shuffle=True,
-                            class_weight=weights, callbacks=callbacks, verbose=verbose)
+    history = model.fit(data, validation_data=validation, epochs=int(train_cfg["epochs"]), shuffle=False,
+                        callbacks=callbacks, verbose=verbose)
     return model, history.history
 
 
@@ -192,23 +209,25 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
     kind = input_kind(name, model_params)
     corpora = sorted(rows.corpus.unique())
     label_index = {c: i for i, c in enumerate(labels)}
-    train = load_features(training_rows(rows, augment_dir=augment_dir, corpora=corpora),
-                          features_dir=features_dir, kind=kind)
-    val = dataset.load(rows[rows.split == "val"], features_dir=features_dir, kind=kind) if (rows.split == "val").any() else None
+    train = open_training(training_rows(rows, augment_dir=augment_dir, corpora=corpora), features_dir=features_dir,
+                          kind=kind)
+    has_val = (rows.split == "val").any()
+    val = dataset.open_source(rows[rows.split == "val"], features_dir=features_dir, kind=kind) if has_val else None
     speaker_norm = bool(cfg["speaker_norm"])
-    mean, std = B.fit_stats(B.speaker_normalise(train.x, train.n_frames, train.rows.speaker) if speaker_norm else train.x,
-                            train.n_frames)
+    mean, std, train_stats = feed.scaler(train, speaker_norm=speaker_norm)
 
-    def prep(f):
-        return B.standardise(f.x, f.n_frames, mean=mean, std=std, speakers=f.rows.speaker if speaker_norm else None)
+    def prep(source, stats=None):  # each set normalised per speaker with its own speakers' clips (labels unused)
+        if speaker_norm and stats is None:
+            stats = feed.speaker_stats(source)
+        return feed.standardised(source, mean=mean, std=std, stats=stats)
 
     y_train = train.rows.label.map(label_index).to_numpy()
     x_val, y_val = (prep(val), val.rows.label.map(label_index).to_numpy()) if val is not None else (None, None)
     if verbose:
         print(f"train {name}: {len(train.rows)} training clips ({int((train.rows.source == 'augmented').sum())} "
               f"augmented) from {train.rows.speaker.nunique()} speakers, {0 if val is None else len(val.rows)} "
-              f"validation clips, input {kind} {train.x.shape[1:]}, {len(train.missing)} clips without features")
-    model, history = fit(model_name=name, model_params=model_params, train_cfg=cfg, seed=seed, x_train=prep(train),
+              f"validation clips, input {kind} {train.shape}, {len(train.missing)} clips without features")
+    model, history = fit(model_name=name, model_params=model_params, train_cfg=cfg, seed=seed, x_train=prep(train, train_stats),
                          y_train=y_train, x_val=x_val, y_val=y_val, labels=labels, live=live, verbose=verbose)
     meta = dataset.feature_meta(features_dir, corpora[0])  # the feature config (functionals use its preparation)
     info = {"model": name, "model_params": model_params, "seed": seed,
