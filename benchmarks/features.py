@@ -82,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stage.run(main, name="benchmarks/features.py", tune_allocator=True)   # as the features stage runs
+    stage.run(main, name="benchmarks/features.py", allocator="keep")   # as the features stage runs

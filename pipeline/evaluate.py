@@ -65,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stage.run(main, name="evaluate", errors=(LeakageError, dataset.CacheError))
+    stage.run(main, name="evaluate", errors=(LeakageError, dataset.CacheError), allocator="unmap")

@@ -161,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stage.run(main, name="features", tune_allocator=True)
+    stage.run(main, name="features", allocator="keep")

@@ -140,12 +140,13 @@ def open_inputs(rows, *, features_dir, kinds: Sequence[str]) -> dict[str, Source
 def predict(bundle, sources: dict[str, Source]) -> np.ndarray:
     """Class probabilities of every clip of ``sources`` (from :func:`open_inputs`), read and
     predicted block by block; with speaker normalisation each speaker's statistics come from
-    all of that speaker's clips, as when the set is predicted at once. Blocks are a multiple
-    of the bundle's batch of 64, so each clip gets the probabilities a whole-set call gives."""
+    all of that speaker's clips, as when the set is predicted at once. Blocks of
+    :data:`BLOCK` clips, a multiple of the bundle's batch of 64, so each clip gets the
+    probabilities a whole-set call gives."""
     first = next(iter(sources.values()))
     speakers = first.rows.speaker.to_numpy()
     stats = {k: speaker_stats(s) for k, s in sources.items()} if bundle.speaker_norm else None
     out = [bundle.predict_inputs({k: (s.read(idx), s.n_frames[idx]) for k, s in sources.items()},
                                  speakers=speakers[idx], speaker_stats=stats)
-           for idx in np.array_split(np.arange(len(first)), range(BLOCK * 4, len(first), BLOCK * 4))]
+           for idx in np.array_split(np.arange(len(first)), range(BLOCK, len(first), BLOCK))]
     return np.concatenate(out) if out else np.zeros((0, len(bundle.labels)))

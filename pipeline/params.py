@@ -82,7 +82,7 @@ def section(params: dict[str, Any], name: str) -> Any:
     """Validate section ``name`` of ``params`` (see :data:`pipeline.schema.SECTIONS`) and return
     it as plain data (dicts and lists); raise :class:`ParamsError` for a missing section or a
     value that breaks its rule."""
-    from pipeline.schema import SECTIONS   # pydantic's models are built on first use, not when a stage is imported
+    from pipeline.schema import SECTIONS   # here, not at the top: schema imports vocab, which imports this module
 
     if name == "corpora":
         return corpora(params)

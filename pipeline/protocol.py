@@ -124,7 +124,8 @@ def run_jobs(jobs: list[tuple[int, Fold]], *, workers: int, **kwargs):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=stage.unmap_large_blocks)   # as the stage's own process runs
     futures = [pool.submit(_score_job, job, kwargs) for job in jobs]
 
     def ordered():
@@ -256,4 +257,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stage.run(main, name="protocol", errors=(LeakageError, dataset.CacheError))
+    stage.run(main, name="protocol", errors=(LeakageError, dataset.CacheError), allocator="unmap")

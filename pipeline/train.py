@@ -1,8 +1,10 @@
 """Stage ``train``: fit one model (``--model cnn`` or ``cnn_lstm``) on the training speakers.
 
 Training data: the ``train`` partition of ``split.csv`` plus the augmented copies of those
-clips (:func:`training_rows`). :func:`train_on` is the whole recipe for any partition of
-clips; the ``protocol`` stage calls it once per fold and seed. Standardisation is fitted on
+clips (:func:`training_rows`), streamed from the feature cache batch by batch
+(:mod:`pipeline.feed`: memory holds the model and a few batches, not the corpus; the same
+model as loading it all, bit for bit). :func:`train_on` is the whole recipe for any
+partition of clips; the ``protocol`` stage calls it once per fold and seed. Standardisation is fitted on
 training data only (optionally after per-speaker normalisation, ``train.speaker_norm``) and
 saved in the bundle. Class weights, Adam, early stopping on validation UAR with the best
 weights restored, learning-rate reduction on validation loss. Seeded and deterministic
@@ -278,4 +280,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stage.run(main, name="train", errors=(dataset.CacheError,))
+    stage.run(main, name="train", errors=(dataset.CacheError,), allocator="unmap")
