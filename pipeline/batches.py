@@ -22,15 +22,15 @@ import numpy as np
 SPEC_KEYS = ("time_masks", "time_width", "feature_masks", "feature_width")
 
 
-def check_spec(spec: Mapping | None) -> dict[str, int]:
-    """``train.specaugment`` (:class:`pipeline.schema.SpecAugment`): null (off: every count 0)
-    or a mapping of the four non-negative integers in :data:`SPEC_KEYS`."""
+def check_spec(spec: Mapping | None, *, key: str = "specaugment") -> dict[str, int]:
+    """A model's ``specaugment`` (``models.<name>.specaugment``, :class:`pipeline.schema.SpecAugment`):
+    null (off: every count 0) or a mapping of the four non-negative integers in :data:`SPEC_KEYS`."""
     from pipeline.params import check
     from pipeline.schema import SpecAugment
 
     if spec is None:
         return dict.fromkeys(SPEC_KEYS, 0)
-    return check(SpecAugment, spec, key="train.specaugment")
+    return check(SpecAugment, spec, key=key)
 
 
 def mask(x: np.ndarray, *, rng: np.random.Generator, time_masks: int, time_width: int, feature_masks: int,

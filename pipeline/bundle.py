@@ -33,12 +33,16 @@ def _frames(x: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
     return x[mask] if mask is not None else x.reshape(len(x), -1)
 
 
-def _running_sum(total: np.ndarray | None, rows: np.ndarray, step: int = 16384) -> np.ndarray | None:
-    """``total`` plus the rows of ``rows``, added one row after another in float64: the order
-    in which NumPy reduces a C-ordered array over axis 0, so any split into blocks gives the
-    one-shot sum bit for bit."""
+def _running_sum(total: np.ndarray | None, rows: np.ndarray, *, centre: np.ndarray | None = None,
+                 step: int = 16384) -> np.ndarray | None:
+    """``total`` plus the rows of ``rows`` (or their squared distances from ``centre``), added
+    one row after another in float64: the order in which NumPy reduces a C-ordered array over
+    axis 0, so any split into blocks gives the one-shot sum bit for bit."""
     for i in range(0, len(rows), step):
-        block = rows[i:i + step].astype(np.float64)
+        block = rows[i:i + step].astype(np.float64)     # a copy, so the arithmetic below is in place
+        if centre is not None:
+            block -= centre
+            block *= block
         total = np.add.reduce(block if total is None else np.concatenate([total[None], block]), axis=0)
     return total
 
@@ -56,10 +60,7 @@ def fit_stats_blocks(blocks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]
     mean = total / count
     spread = None
     for x, n in blocks():
-        rows = _frames(x, n)
-        for i in range(0, len(rows), 16384):
-            d = rows[i:i + 16384] - mean
-            spread = _running_sum(spread, d * d)
+        spread = _running_sum(spread, _frames(x, n), centre=mean)
     std = np.sqrt(spread / count)
     return mean, np.where(std < 1e-6, 1.0, std)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
 import pandas as pd
 
 from pipeline import bundle as B, dataset, feed, params as P, stage

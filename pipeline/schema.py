@@ -235,6 +235,19 @@ class Features(Section):
     workers: PositiveInt
 
 
+class SpecAugment(Section):
+    time_masks: NonNegativeInt
+    time_width: NonNegativeInt
+    feature_masks: NonNegativeInt
+    feature_width: NonNegativeInt
+
+
+def spec_on(spec: Mapping[str, int] | None) -> bool:
+    """Whether a model's ``specaugment`` masks anything: a count and a width above 0, in time or features."""
+    return bool(spec) and (bool(spec["time_masks"] and spec["time_width"]) or
+                           bool(spec["feature_masks"] and spec["feature_width"]))
+
+
 class Cnn(Section):
     input: Literal[CNN_INPUTS]
     pooling: Literal[CNN_POOLINGS]
@@ -244,6 +257,7 @@ class Cnn(Section):
     dropout: Rate
     dense: Widths
     mask_padding: bool
+    specaugment: Optional[SpecAugment]
 
 
 class CnnLstm(Section):
@@ -258,6 +272,7 @@ class CnnLstm(Section):
     dense: Widths
     dropout: Rate
     mask_padding: bool
+    specaugment: Optional[SpecAugment]
 
 
 class Svm(Section):
@@ -303,13 +318,6 @@ class Models(Section):
     fusion: Fusion
 
 
-class SpecAugment(Section):
-    time_masks: NonNegativeInt
-    time_width: NonNegativeInt
-    feature_masks: NonNegativeInt
-    feature_width: NonNegativeInt
-
-
 class Train(Section):
     out: str
     epochs: PositiveInt
@@ -323,7 +331,7 @@ class Train(Section):
     threads: PositiveInt
     distribute: Literal[DISTRIBUTE]
     mixup_alpha: NonNegativeFloat
-    specaugment: Optional[SpecAugment]
+    label_smoothing: Rate
     seeds: Optional[Annotated[list[int], Field(min_length=1)]]
 
     @field_validator("seeds")

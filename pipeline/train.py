@@ -28,6 +28,7 @@ from pipeline import bundle as B, dataset, feed, params as P, stage
 from pipeline.batches import check_spec, make_sequence
 from pipeline.feed import Feed, keras_batches
 from pipeline.metrics import uar
+from pipeline.schema import spec_on
 from pipeline.speakers import check_disjoint
 
 
@@ -61,11 +62,6 @@ def open_training(rows: pd.DataFrame, *, features_dir: Path, kind: str) -> datas
     rows = rows.reset_index(drop=True)
     return dataset.concat([dataset.open_source(g, features_dir=features_dir, kind=kind, source=src)
                            for src, g in rows.groupby("source", sort=False)])
-
-
-def load_features(rows: pd.DataFrame, *, features_dir: Path, kind: str) -> dataset.Features:
-    """Features for rows that may mix original and augmented clips, read into memory, in row order."""
-    return open_training(rows, features_dir=features_dir, kind=kind).features()
 
 
 def class_weights(y: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
@@ -141,9 +137,9 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     strategy = distribution(train_cfg["distribute"])
     with strategy.scope():
         model = build(model_name, input_shape=train.shape, num_classes=len(labels), params=model_params)
-    spec = check_spec(train_cfg["specaugment"])
-    mixup_alpha = float(train_cfg["mixup_alpha"])
-    batched = mixup_alpha > 0 or any(spec[k] for k in ("time_masks", "feature_masks"))
+    spec = check_spec(model_params["specaugment"], key=f"models.{model_name}.specaugment")
+    mixup_alpha, smoothing = float(train_cfg["mixup_alpha"]), float(train_cfg["label_smoothing"])
+    batched = mixup_alpha > 0 or smoothing > 0 or spec_on(spec)
     batch_size = int(train_cfg["batch_size"])
     x_spec = tf.TensorSpec((None,) + train.shape, tf.float32)
     if batched:  # one-hot (soft) labels; class weights travel as sample weights
@@ -158,7 +154,8 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
                              batch_size=batch_size, shuffle=True)
     with strategy.scope():
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
-                      loss="categorical_crossentropy" if batched else "sparse_categorical_crossentropy",
+                      loss=(keras.losses.CategoricalCrossentropy(label_smoothing=smoothing) if smoothing > 0
+                            else "categorical_crossentropy" if batched else "sparse_categorical_crossentropy"),
                       metrics=["accuracy"])
 
     callbacks, validation = [], None

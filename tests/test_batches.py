@@ -54,10 +54,10 @@ def test_batches_cover_every_clip_each_epoch_and_do_not_depend_on_call_order():
 
 
 def test_bad_augmentation_params_are_refused():
-    with pytest.raises(ParamsError, match=r"train\.specaugment is missing \['time_width', 'feature_masks', "):
-        check_spec({"time_masks": 1})
-    with pytest.raises(ParamsError, match=r"train\.specaugment\.time_width=-1 must be >= 0"):
-        check_spec({**SPEC, "time_width": -1})
+    with pytest.raises(ParamsError, match=r"models\.cnn\.specaugment is missing \['time_width', 'feature_masks', "):
+        check_spec({"time_masks": 1}, key="models.cnn.specaugment")
+    with pytest.raises(ParamsError, match=r"models\.cnn\.specaugment\.time_width=-1 must be >= 0"):
+        check_spec({**SPEC, "time_width": -1}, key="models.cnn.specaugment")
 
 
 def test_a_fit_with_masks_and_mixup_learns_and_is_deterministic():
@@ -65,11 +65,33 @@ def test_a_fit_with_masks_and_mixup_learns_and_is_deterministic():
     y = np.repeat(np.arange(3), 20)
     x = (rng.normal(size=(60, 12, 4)) + 3.0 * np.eye(4)[y][:, None, :]).astype(np.float32)
     cfg = {**PARAMS["train"], "epochs": 6, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced", "threads": 2,
-           "early_stopping_patience": 3, "reduce_lr_patience": 2, "reduce_lr_factor": 0.5, "mixup_alpha": 0.2,
-           "specaugment": SPEC}
-    tiny = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [], "mask_padding": False}
+           "early_stopping_patience": 3, "reduce_lr_patience": 2, "reduce_lr_factor": 0.5, "mixup_alpha": 0.2}
+    tiny = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [], "mask_padding": False, "specaugment": SPEC}
     runs = [fit(model_name="cnn", model_params=tiny, train_cfg=cfg, seed=1, x_train=x, y_train=y, x_val=x, y_val=y,
                 labels=["a", "b", "c"], verbose=0) for _ in range(2)]
     (m1, h1), (m2, h2) = runs
     assert h1["loss"] == h2["loss"] and max(h1["val_uar"]) > 0.5
     np.testing.assert_array_equal(np.asarray(m1(x)), np.asarray(m2(x)))
+
+
+def test_label_smoothing_trains_toward_softened_targets():
+    """Targets 1 - s + s/k for the true class: without smoothing the top probability of a
+    model that separates the classes goes to 1; with s = 0.2 and 3 classes it is pulled
+    toward 0.867 (examples far from the boundary keep some more: the model is shared)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = (rng.normal(size=(60, 12, 4)) + 4.0 * np.eye(4)[y][:, None, :]).astype(np.float32)
+    tiny = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
+            "dense": [], "mask_padding": False, "specaugment": None}
+    top = {}
+    for s in (0.0, 0.2):
+        cfg = {**PARAMS["train"], "epochs": 30, "batch_size": 16, "learning_rate": 0.05, "class_weight": "none", "threads": 2,
+               "early_stopping_patience": 30, "reduce_lr_patience": 30, "reduce_lr_factor": 0.5, "mixup_alpha": 0.0,
+               "label_smoothing": s}
+        model, _ = fit(model_name="cnn", model_params=tiny, train_cfg=cfg, seed=1, x_train=x, y_train=y, x_val=None,
+                       y_val=None, labels=["a", "b", "c"], verbose=0)   # no validation: every epoch, no early stopping
+        p = np.asarray(model(x))
+        assert np.array_equal(p.argmax(axis=1), y)
+        top[s] = float(np.median(p.max(axis=1)))
+    assert model.loss.get_config()["label_smoothing"] == 0.2
+    assert top[0.0] > 0.99 and top[0.2] < 0.95, top

@@ -21,7 +21,7 @@ x = rng.normal(size=(120, 20, 6)).astype(np.float32)
 x[np.arange(120), :, y] += 3.0          # class c lifts feature c
 out = {"auto": distribution("auto").num_replicas_in_sync, "off": distribution("off").num_replicas_in_sync,
        "mirrored": distribution("mirrored").num_replicas_in_sync}
-cnn = {**PARAMS["models"]["cnn"], "filters": [8], "dense": [8], "dropout": 0.0}
+cnn = {**PARAMS["models"]["cnn"], "filters": [8], "dense": [8], "dropout": 0.0, "specaugment": None}
 for mode in ("mirrored", "off"):
     train = {**PARAMS["train"], "distribute": mode, "epochs": 6, "batch_size": 16, "learning_rate": 0.01, "threads": 1}
     model, history = fit(model_name="cnn", model_params=cnn, train_cfg=train, seed=1, x_train=x, y_train=y,

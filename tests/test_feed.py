@@ -9,14 +9,14 @@ import pytest
 
 from fakes import PARAMS
 from pipeline import bundle as B, dataset, feed
-from pipeline.train import fit, load_features, train_on, training_rows
+from pipeline.train import fit, open_training, train_on, training_rows
 
 LABELS = ["angry", "happy", "sad"]
 TINY_CNN = {"input": "sequence", "pooling": "stats", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.2,
-            "dense": [8], "mask_padding": False}
+            "dense": [8], "mask_padding": False, "specaugment": None}
 TRAIN = {**PARAMS["train"], "epochs": 3, "batch_size": 32, "learning_rate": 0.01, "class_weight": "balanced",
          "early_stopping_patience": 3, "reduce_lr_patience": 1, "reduce_lr_factor": 0.5, "threads": 1,
-         "speaker_norm": False, "mixup_alpha": 0.0, "specaugment": None}
+         "speaker_norm": False, "mixup_alpha": 0.0}
 FRAMES, FEATURES = 24, 5
 
 
@@ -97,8 +97,8 @@ def test_streamed_training_gives_the_in_memory_model_bit_for_bit(corpus, speaker
     from pipeline.models import build
     from pipeline.metrics import uar
 
-    train = load_features(training_rows(rows, augment_dir=base / "augment", corpora=["ravdess", "savee"]),
-                          features_dir=base / "features", kind="sequence")
+    train = open_training(training_rows(rows, augment_dir=base / "augment", corpora=["ravdess", "savee"]),
+                          features_dir=base / "features", kind="sequence").features()
     val = dataset.load(rows[rows.split == "val"], features_dir=base / "features", kind="sequence")
     spk = train.rows.speaker if speaker_norm else None
     mean, std = B.fit_stats(B.speaker_normalise(train.x, train.n_frames, spk) if speaker_norm else train.x, train.n_frames)

@@ -20,10 +20,10 @@ UTTERANCE = (20,)       # (features,)
 
 TINY = {
     "cnn": {"input": "sequence", "pooling": "mean", "filters": [4, 8], "kernel_size": 3, "pool_size": 2,
-            "dropout": 0.1, "dense": [8], "mask_padding": False},
+            "dropout": 0.1, "dense": [8], "mask_padding": False, "specaugment": None},
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
                  "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
-                 "pooling": "attention", "dense": [8], "dropout": 0.1, "mask_padding": False},
+                 "pooling": "attention", "dense": [8], "dropout": 0.1, "mask_padding": False, "specaugment": None},
     "svm": {"input": "functionals", "C": 1.0, "gamma": "scale"},
 }
 KERAS = sorted(n for n in models.BUILDERS if models.is_keras(n))
@@ -298,6 +298,9 @@ def test_masked_attention_weighs_valid_steps_even_when_padding_scores_higher():
 @pytest.mark.parametrize("name, changes, match", [
     ("cnn", {"input": "utterance", "mask_padding": True}, r"models\.cnn: mask_padding=true needs input='sequence'"),
     ("cnn_lstm", {"pooling": "last", "mask_padding": True}, r"models\.cnn_lstm: mask_padding=true needs pooling"),
+    ("cnn", {"input": "utterance", "specaugment": {"time_masks": 2, "time_width": 20, "feature_masks": 0, "feature_width": 8}},
+     r"models\.cnn: specaugment masks frames and feature columns, which needs input='sequence' \(got 'utterance'\); set "
+     r"models\.cnn\.specaugment: null$"),
 ])
 def test_mask_padding_where_there_is_nothing_to_mask_is_refused(name, changes, match):
     shape = UTTERANCE if changes.get("input") == "utterance" else SEQUENCE

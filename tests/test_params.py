@@ -52,7 +52,7 @@ def test_the_schemas_choices_are_the_codes():
     ("train", "class_weight", "balancd", r"train\.class_weight='balancd' is not valid; choose 'balanced' or 'none'$"),
     ("train", "epochs", KeyError, r"train is missing \['epochs'\]; add them \(see params\.yaml\)$"),
     ("train", "epoch", 40, r"train has unknown key\(s\) \['epoch'\]; valid keys are \['out', 'epochs', "),
-    ("train", "specaugment.time_masks", -1, r"train\.specaugment\.time_masks=-1 must be >= 0$"),
+    ("models", "cnn.specaugment.time_masks", -1, r"models\.cnn\.specaugment\.time_masks=-1 must be >= 0$"),
     ("train", "reduce_lr_factor", 1.0, r"train\.reduce_lr_factor=1\.0 must be < 1$"),
     ("models", "cnn.filters", [64, 0], r"models\.cnn\.filters\[1\]=0 must be > 0$"),
     ("models", "cnn.dropuot", 0.3, r"models\.cnn has unknown key\(s\) \['dropuot'\]"),

@@ -25,13 +25,16 @@ from pipeline.models.cnn_lstm import build_cnn_lstm
 from pipeline.models.layers import AttentionPooling, FrameMask, MaskedMeanPooling, StatsPooling
 from pipeline.models.svm import SVMClassifier, build_svm
 from pipeline.params import ParamsError, check
-from pipeline.schema import MODEL_SECTIONS
+from pipeline.schema import MODEL_SECTIONS, spec_on
 
-__all__ = ["BUILDERS", "FUSION", "AttentionPooling", "FrameMask", "MaskedMeanPooling", "StatsPooling", "check_fusion", "SVMClassifier", "build", "build_cnn", "build_cnn_lstm", "build_svm",
+__all__ = ["BUILDERS", "FUSION", "AttentionPooling", "FrameMask", "MaskedMeanPooling", "StatsPooling", "check_fusion", "SVMClassifier", "TRAINING_KEYS", "build", "build_cnn", "build_cnn_lstm", "build_svm",
            "check_params", "input_kind", "is_keras"]
 
 BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm, "svm": build_svm}
 """Keras models (trained with :func:`pipeline.train.fit`'s epochs) and the scikit-learn SVM."""
+
+TRAINING_KEYS = ("specaugment",)
+"""Keys of a model's section that set how it trains (:func:`pipeline.train.fit`), not the network."""
 
 
 def is_keras(model: Any) -> bool:
@@ -105,4 +108,9 @@ def build(name: str, *, input_shape: tuple[int | None, ...], num_classes: int,
         expected = "(frames, features)" if rank == 2 else "(features,)"
         raise ParamsError(f"models.{name}: input_shape {shape} does not fit a {kind!r} model, which expects "
                           f"{expected} of positive sizes; feed the {kind} feature array (see input_kind)")
+    if kind != "sequence" and spec_on(kwargs.get("specaugment")):
+        raise ParamsError(f"params.yaml: models.{name}: specaugment masks frames and feature columns, which needs "
+                          f"input='sequence' (got {kind!r}); set models.{name}.specaugment: null")
+    for key in TRAINING_KEYS:
+        kwargs.pop(key, None)
     return BUILDERS[name](shape, num_classes, name=name, **kwargs)

@@ -64,7 +64,7 @@ class FrameMask(layers.Layer):
     Standardisation (:func:`pipeline.bundle.standardise`) sets the zero padding after a short
     clip to exactly 0 in every feature, while a frame of real audio, silence included, has
     nonzero standardised features; so a frame is padding exactly when all its features are 0.
-    (SpecAugment's time masks, ``train.specaugment``, also set whole training frames to 0, so
+    (SpecAugment's time masks, ``models.<name>.specaugment``, also set whole training frames to 0, so
     with both on, a masked span counts as padding in training.)
     """
 
