@@ -179,7 +179,9 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     if live is not None:
         from dvclive.keras import DVCLiveCallback
         callbacks.append(DVCLiveCallback(live=live))
-    history = model.fit(data, validation_data=validation, epochs=int(train_cfg["epochs"]), shuffle=False,
+    # shuffle: Keras also shuffles the order in which it asks the PyDataset for its batches (as
+    # it did before training streamed; ignored for the tf.data pipeline, which orders its own)
+    history = model.fit(data, validation_data=validation, epochs=int(train_cfg["epochs"]), shuffle=batched,
                         callbacks=callbacks, verbose=verbose)
     return model, history.history
 

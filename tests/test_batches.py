@@ -95,3 +95,38 @@ def test_label_smoothing_trains_toward_softened_targets():
         top[s] = float(np.median(p.max(axis=1)))
     assert model.loss.get_config()["label_smoothing"] == 0.2
     assert top[0.0] > 0.99 and top[0.2] < 0.95, top
+
+
+def test_keras_asks_for_the_masked_batches_in_a_shuffled_order(monkeypatch):
+    """Keras shuffles the order in which it asks the PyDataset for batches (``fit(shuffle=True)``),
+    on top of the dataset's own permutation: so it did before training streamed (commit 93374b3),
+    and the real-data SpecAugment runs of commit 89baf56 reproduce bit for bit."""
+    import pipeline.train as T
+
+    calls = []
+    real = T.make_sequence
+
+    def spy(*args, **kwargs):
+        seq = real(*args, **kwargs)
+        getitem = type(seq).__getitem__      # the class is made inside make_sequence: patching it is local
+
+        def recorded(self, i):
+            calls.append((self.epoch, i))
+            return getitem(self, i)
+        type(seq).__getitem__ = recorded
+        return seq
+
+    monkeypatch.setattr(T, "make_sequence", spy)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    x = rng.normal(size=(120, 12, 4)).astype(np.float32)
+    tiny = {"input": "sequence", "pooling": "mean", "filters": [4], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
+            "dense": [], "mask_padding": False, "specaugment": SPEC}
+    cfg = {**PARAMS["train"], "epochs": 3, "batch_size": 16, "threads": 1, "mixup_alpha": 0.0, "label_smoothing": 0.0}
+    fit(model_name="cnn", model_params=tiny, train_cfg=cfg, seed=1, x_train=x, y_train=y, x_val=None, y_val=None,
+        labels=["a", "b", "c"], verbose=0)
+    # Keras first peeks at a batch or two for the input signature; then 3 epochs of 8 batches
+    orders = [[i for _, i in calls[-24:][k * 8:(k + 1) * 8]] for k in range(3)]
+    assert [len({e for e, _ in calls[-24:][k * 8:(k + 1) * 8]}) for k in range(3)] == [1, 1, 1]   # one epoch each
+    assert all(sorted(o) == list(range(8)) for o in orders), orders
+    assert all(o != list(range(8)) for o in orders) and orders[0] != orders[1], orders
