@@ -27,10 +27,12 @@ LOUDNESS_MODES = ("none", "peak", "rms")
 SEQUENCE_FEATURES = ("logmel", "mfcc", "zcr", "rms")
 DTYPES = ("float16", "float32")
 CLASS_WEIGHTS = ("balanced", "none")
+LR_SCHEDULES = ("plateau", "cosine")
 DISTRIBUTE = ("auto", "off", "mirrored")
 PROTOCOLS = ("holdout", "speaker_kfold", "cross_corpus")
 CNN_INPUTS = ("sequence", "utterance")
 CNN_POOLINGS = ("mean", "stats")
+CNN_CONVS = ("1d", "2d")
 CNN_LSTM_POOLINGS = ("attention", "last", "mean")
 SVM_INPUTS = ("functionals", "utterance")
 MODELS = ("cnn", "cnn_lstm", "svm")
@@ -257,6 +259,8 @@ class Cnn(Section):
     dropout: Rate
     dense: Widths
     mask_padding: bool
+    conv: Literal[CNN_CONVS]
+    stride: PositiveInt
     specaugment: Optional[SpecAugment]
 
 
@@ -328,6 +332,7 @@ class Train(Section):
     early_stopping_patience: NonNegativeInt
     reduce_lr_patience: NonNegativeInt
     reduce_lr_factor: Share
+    lr_schedule: Literal[LR_SCHEDULES]
     threads: PositiveInt
     distribute: Literal[DISTRIBUTE]
     mixup_alpha: NonNegativeFloat

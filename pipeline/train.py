@@ -16,6 +16,7 @@ Run: ``dvc repro train@cnn_lstm`` (``dvc.yaml`` gives ``--live`` and ``--curves`
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,13 @@ def distribution(mode: str):
     return tf.distribute.MirroredStrategy(devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
+def cosine_rate(epoch: int, *, rate: float, epochs: int) -> float:
+    """``train.lr_schedule: cosine``: the learning rate of epoch ``epoch`` (0-based), from
+    ``rate`` at the first epoch down a half cosine toward 0 at epoch ``epochs`` (never reached:
+    the last epoch trains at ``rate * (1 - cos(pi / epochs)) / 2``)."""
+    return float(rate * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs)))
+
+
 def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_train, y_train, x_val, y_val,
         labels: list[str], live=None, verbose: int = 2):
     """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state.
@@ -173,9 +181,13 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
 
         callbacks += [ValUAR(),
                       keras.callbacks.EarlyStopping(monitor="val_uar", mode="max", patience=int(train_cfg["early_stopping_patience"]),
-                                                    restore_best_weights=True),
-                      keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=float(train_cfg["reduce_lr_factor"]),
-                                                        patience=int(train_cfg["reduce_lr_patience"]))]
+                                                    restore_best_weights=True)]
+        if train_cfg["lr_schedule"] == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=float(train_cfg["reduce_lr_factor"]),
+                                                               patience=int(train_cfg["reduce_lr_patience"])))
+    if train_cfg["lr_schedule"] == "cosine":
+        rate, epochs = float(train_cfg["learning_rate"]), int(train_cfg["epochs"])
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: cosine_rate(epoch, rate=rate, epochs=epochs)))
     if live is not None:
         from dvclive.keras import DVCLiveCallback
         callbacks.append(DVCLiveCallback(live=live))

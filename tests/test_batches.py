@@ -7,7 +7,7 @@ import pytest
 from fakes import PARAMS
 from pipeline.batches import check_spec, make_sequence, mask, mixup
 from pipeline.params import ParamsError
-from pipeline.train import fit
+from pipeline.train import cosine_rate, fit
 
 SPEC = {"time_masks": 2, "time_width": 5, "feature_masks": 1, "feature_width": 3}
 
@@ -66,7 +66,7 @@ def test_a_fit_with_masks_and_mixup_learns_and_is_deterministic():
     x = (rng.normal(size=(60, 12, 4)) + 3.0 * np.eye(4)[y][:, None, :]).astype(np.float32)
     cfg = {**PARAMS["train"], "epochs": 6, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced", "threads": 2,
            "early_stopping_patience": 3, "reduce_lr_patience": 2, "reduce_lr_factor": 0.5, "mixup_alpha": 0.2}
-    tiny = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [], "mask_padding": False, "specaugment": SPEC}
+    tiny = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": SPEC}
     runs = [fit(model_name="cnn", model_params=tiny, train_cfg=cfg, seed=1, x_train=x, y_train=y, x_val=x, y_val=y,
                 labels=["a", "b", "c"], verbose=0) for _ in range(2)]
     (m1, h1), (m2, h2) = runs
@@ -82,7 +82,7 @@ def test_label_smoothing_trains_toward_softened_targets():
     y = np.repeat(np.arange(3), 20)
     x = (rng.normal(size=(60, 12, 4)) + 4.0 * np.eye(4)[y][:, None, :]).astype(np.float32)
     tiny = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
-            "dense": [], "mask_padding": False, "specaugment": None}
+            "dense": [], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
     top = {}
     for s in (0.0, 0.2):
         cfg = {**PARAMS["train"], "epochs": 30, "batch_size": 16, "learning_rate": 0.05, "class_weight": "none", "threads": 2,
@@ -95,6 +95,34 @@ def test_label_smoothing_trains_toward_softened_targets():
         top[s] = float(np.median(p.max(axis=1)))
     assert model.loss.get_config()["label_smoothing"] == 0.2
     assert top[0.0] > 0.99 and top[0.2] < 0.95, top
+
+
+def test_cosine_rate_falls_from_the_learning_rate_toward_zero():
+    rates = [cosine_rate(e, rate=0.01, epochs=4) for e in range(4)]
+    np.testing.assert_allclose(rates, [0.01, 0.01 * (1 + np.cos(np.pi / 4)) / 2, 0.005, 0.01 * (1 - np.cos(np.pi / 4)) / 2])
+    assert cosine_rate(9, rate=0.01, epochs=4) == 0.0       # past the last epoch (not reached by fit)
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_fit_follows_the_learning_rate_schedule(schedule):
+    """cosine: each epoch trains at cosine_rate (ReduceLROnPlateau off); plateau: the rate is
+    halved after reduce_lr_patience epochs without a lower validation loss (patience 0 here,
+    on a validation set it cannot learn: labels shuffled)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = (rng.normal(size=(60, 12, 4)) + 3.0 * np.eye(4)[y][:, None, :]).astype(np.float32)
+    tiny = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
+            "dense": [], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
+    cfg = {**PARAMS["train"], "epochs": 5, "batch_size": 16, "learning_rate": 0.01, "threads": 1, "lr_schedule": schedule,
+           "early_stopping_patience": 10, "reduce_lr_patience": 0, "reduce_lr_factor": 0.5}
+    _, history = fit(model_name="cnn", model_params=tiny, train_cfg=cfg, seed=1, x_train=x, y_train=y, x_val=x,
+                     y_val=rng.permutation(y), labels=["a", "b", "c"], verbose=0)
+    rates = np.asarray(history["learning_rate"])
+    if schedule == "cosine":
+        np.testing.assert_allclose(rates, [cosine_rate(e, rate=0.01, epochs=5) for e in range(5)], rtol=1e-6)
+    else:
+        assert rates[0] == pytest.approx(0.01) and rates[-1] < 0.01
+        assert set(np.round(rates / 0.01, 6)) <= {1.0, 0.5, 0.25, 0.125, 0.0625}   # halvings only
 
 
 def test_keras_asks_for_the_masked_batches_in_a_shuffled_order(monkeypatch):
@@ -121,7 +149,7 @@ def test_keras_asks_for_the_masked_batches_in_a_shuffled_order(monkeypatch):
     y = np.repeat(np.arange(3), 40)
     x = rng.normal(size=(120, 12, 4)).astype(np.float32)
     tiny = {"input": "sequence", "pooling": "mean", "filters": [4], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
-            "dense": [], "mask_padding": False, "specaugment": SPEC}
+            "dense": [], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": SPEC}
     cfg = {**PARAMS["train"], "epochs": 3, "batch_size": 16, "threads": 1, "mixup_alpha": 0.0, "label_smoothing": 0.0}
     fit(model_name="cnn", model_params=tiny, train_cfg=cfg, seed=1, x_train=x, y_train=y, x_val=None, y_val=None,
         labels=["a", "b", "c"], verbose=0)

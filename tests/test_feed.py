@@ -13,7 +13,7 @@ from pipeline.train import fit, open_training, train_on, training_rows
 
 LABELS = ["angry", "happy", "sad"]
 TINY_CNN = {"input": "sequence", "pooling": "stats", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.2,
-            "dense": [8], "mask_padding": False, "specaugment": None}
+            "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
 TRAIN = {**PARAMS["train"], "epochs": 3, "batch_size": 32, "learning_rate": 0.01, "class_weight": "balanced",
          "early_stopping_patience": 3, "reduce_lr_patience": 1, "reduce_lr_factor": 0.5, "threads": 1,
          "speaker_norm": False, "mixup_alpha": 0.0}

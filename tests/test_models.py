@@ -20,7 +20,7 @@ UTTERANCE = (20,)       # (features,)
 
 TINY = {
     "cnn": {"input": "sequence", "pooling": "mean", "filters": [4, 8], "kernel_size": 3, "pool_size": 2,
-            "dropout": 0.1, "dense": [8], "mask_padding": False, "specaugment": None},
+            "dropout": 0.1, "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None},
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
                  "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
                  "pooling": "attention", "dense": [8], "dropout": 0.1, "mask_padding": False, "specaugment": None},
@@ -88,6 +88,36 @@ def test_cnn_inputs(kind, shape):
     assert_probabilities(model, batch(shape))
 
 
+@pytest.mark.parametrize("stride, steps, columns", [(1, 4, 2), (2, 2, 1)])
+def test_cnn_2d_convolves_over_frames_and_columns_and_keeps_column_position(stride, steps, columns):
+    """conv='2d': the (frames, features) map is one channel; 3x3 kernels; pooling on both axes;
+    each step's columns x channels are flattened before pooling over time. SEQUENCE is (16, 6):
+    with filters [4, 8] and pool 2, frames 16 -> 8 -> 4 (stride 1) or 16 -> 8 -> 4 -> 2 (stride 2),
+    columns 6 -> 3 -> 2 (stride 1) or 6 -> 3 -> 2 -> 1 (stride 2)."""
+    model = build("cnn", tiny("cnn", conv="2d", stride=stride, pooling="stats"))
+    assert tuple(model.get_layer("conv1").kernel.shape) == (3, 3, 1, 4)
+    assert tuple(model.get_layer("conv1").strides) == (stride, stride)
+    assert model.get_layer("stats_pool").input.shape == (None, steps, columns * 8)
+    assert_probabilities(model, batch(SEQUENCE))
+    variable = build("cnn", tiny("cnn", conv="2d", stride=stride), (None, SEQUENCE[1]))
+    assert_probabilities(variable, batch((23, SEQUENCE[1])))
+
+
+def test_cnn_stride_downsamples_the_frames_of_the_first_block():
+    plain, strided = (build("cnn", tiny("cnn", pooling="stats", stride=s)) for s in (1, 2))
+    assert plain.get_layer("stats_pool").input.shape == (None, 4, 8)        # 16 -> 8 -> 4
+    assert strided.get_layer("stats_pool").input.shape == (None, 2, 8)      # 16 -> 8 -> 4 -> 2
+    assert strided.get_layer("conv1").strides == (2,) and strided.get_layer("conv2").strides == (1,)
+
+
+def test_a_2d_cnn_round_trips_through_keras_files(tmp_path):
+    model = build("cnn", tiny("cnn", conv="2d", stride=2, pooling="stats", mask_padding=True))
+    x = batch(SEQUENCE)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(again(x, training=False)), np.asarray(model(x, training=False)), rtol=1e-6)
+
+
 @pytest.mark.parametrize("pooling, bidirectional, lstm_layers",
                          list(itertools.product(["attention", "mean", "last"], [True, False], [1, 2])))
 def test_cnn_lstm_options(pooling, bidirectional, lstm_layers):
@@ -149,6 +179,8 @@ def test_variable_frames():
     ("cnn_lstm", {"lstm_units": True}, r"models\.cnn_lstm\.lstm_units=True must be an integer"),
     ("cnn_lstm", {"bidirectional": "yes"}, r"models\.cnn_lstm\.bidirectional='yes' must be true or false"),
     ("cnn", {"dropuot": 0.3}, r"models\.cnn has unknown key\(s\) \['dropuot'\]; valid keys are \["),
+    ("cnn", {"conv": "3d"}, r"models\.cnn\.conv='3d' is not valid; choose '1d' or '2d'"),
+    ("cnn", {"stride": 0}, r"models\.cnn\.stride=0 must be > 0"),
 ])
 def test_bad_params(name, changes, match):
     with pytest.raises(ParamsError, match=match):
@@ -256,7 +288,8 @@ def test_fusion_params_are_checked(params, match):
 
 
 @pytest.mark.parametrize("name, changes", [
-    ("cnn", {"pooling": "mean"}), ("cnn", {"pooling": "stats"}),
+    ("cnn", {"pooling": "mean"}), ("cnn", {"pooling": "stats"}), ("cnn", {"pooling": "mean", "stride": 2}),
+    ("cnn", {"pooling": "stats", "conv": "2d"}), ("cnn", {"pooling": "mean", "conv": "2d", "stride": 2}),
     ("cnn_lstm", {"pooling": "attention", "bidirectional": False}), ("cnn_lstm", {"pooling": "mean", "bidirectional": False})])
 def test_masked_pooling_ignores_the_padding_after_a_short_clip(name, changes):
     """With mask_padding, a clip padded with zero frames (as standardise leaves padding) gets
@@ -298,6 +331,8 @@ def test_masked_attention_weighs_valid_steps_even_when_padding_scores_higher():
 @pytest.mark.parametrize("name, changes, match", [
     ("cnn", {"input": "utterance", "mask_padding": True}, r"models\.cnn: mask_padding=true needs input='sequence'"),
     ("cnn_lstm", {"pooling": "last", "mask_padding": True}, r"models\.cnn_lstm: mask_padding=true needs pooling"),
+    ("cnn", {"input": "utterance", "conv": "2d"}, r"models\.cnn: conv='2d' convolves over frames and feature columns, "
+     r"which needs input='sequence'; set conv: 1d or input: sequence$"),
     ("cnn", {"input": "utterance", "specaugment": {"time_masks": 2, "time_width": 20, "feature_masks": 0, "feature_width": 8}},
      r"models\.cnn: specaugment masks frames and feature columns, which needs input='sequence' \(got 'utterance'\); set "
      r"models\.cnn\.specaugment: null$"),

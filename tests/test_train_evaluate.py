@@ -14,7 +14,7 @@ from pipeline.speakers import LeakageError, check_unseen
 from pipeline.train import class_weights, fit, training_rows
 
 LABELS = ["angry", "happy", "sad"]
-TINY_CNN = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [8], "mask_padding": False, "specaugment": None}
+TINY_CNN = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
 TRAIN = {**PARAMS["train"], "epochs": 8, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced",
          "early_stopping_patience": 8, "reduce_lr_patience": 4, "reduce_lr_factor": 0.5, "threads": 2}
 

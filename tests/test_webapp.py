@@ -60,7 +60,7 @@ def bundle_dir(tmp_path_factory) -> Path:
     mean, std = B.fit_stats(x, feats["n_frames"])
     z = B.standardise(x, feats["n_frames"], mean=mean, std=std)
     y = np.arange(len(x)) % len(LABELS)
-    tiny = {"input": "sequence", "pooling": "mean", "filters": [4], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [4], "mask_padding": False, "specaugment": None}
+    tiny = {"input": "sequence", "pooling": "mean", "filters": [4], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [4], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
     train = {**PARAMS["train"], "epochs": 1, "batch_size": 8, "learning_rate": 0.01, "class_weight": "none", "threads": 2}
     model, _ = fit(model_name="cnn", model_params=tiny, train_cfg=train, seed=0, x_train=z, y_train=y,
                    x_val=None, y_val=None, labels=LABELS)
