@@ -73,6 +73,32 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> dict[int, float] 
     return {i: float(len(y) / (np.count_nonzero(counts) * c)) for i, c in enumerate(counts) if c}
 
 
+def corpus_weights(y: np.ndarray, groups: np.ndarray, n_classes: int) -> np.ndarray:
+    """``train.class_weight: per_corpus``: one weight per example (float32), the classes
+    balanced within each corpus and then across corpora.
+
+    Within corpus ``c`` of ``n_c`` examples and ``K_c`` classes, class ``k`` weighs
+    ``n_c / (K_c * n_ck)`` an example (every class the same share of the corpus, so a class
+    one corpus holds more of, like SAVEE's neutral, is no cue for that corpus); each class is
+    then scaled by one factor for every corpus, to the equal totals ``n / K`` that ``balanced``
+    gives (a class some corpora lack, like EMO-DB's surprised, is scaled up in the others), so
+    two classes weigh in the same ratio in every corpus that holds both. With one corpus this
+    is ``balanced``.
+    """
+    y, groups = np.asarray(y), np.asarray(groups)
+    if len(y) != len(groups):
+        raise ValueError(f"{len(y)} labels but {len(groups)} corpus names; give one corpus per training example")
+    weights = np.zeros(len(y), np.float64)
+    for corpus in np.unique(groups):
+        at = groups == corpus
+        counts = np.bincount(y[at], minlength=n_classes)
+        weights[at] = at.sum() / (np.count_nonzero(counts) * counts[y[at]])
+    totals = np.bincount(y, weights=weights, minlength=n_classes)
+    present = np.bincount(y, minlength=n_classes) > 0
+    scale = np.divide(len(y) / present.sum(), totals, out=np.zeros(n_classes), where=present)
+    return (weights * scale[y]).astype(np.float32)
+
+
 def configure_determinism(seed: int, *, threads: int) -> None:
     """Seed Python, NumPy and TensorFlow, turn on op determinism and fix the thread counts
     (bitwise results depend on them), so the same params give the same model."""
@@ -112,22 +138,30 @@ def cosine_rate(epoch: int, *, rate: float, epochs: int) -> float:
 
 
 def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_train, y_train, x_val, y_val,
-        labels: list[str], live=None, verbose: int = 2):
+        labels: list[str], groups=None, live=None, verbose: int = 2):
     """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state.
 
     ``x_train`` and ``x_val`` are standardised model input: arrays, or :class:`pipeline.feed.Feed`
     objects that read it from the cache batch by batch (the same result, bit for bit). Keras
     models train for up to ``train.epochs`` with early stopping on validation UAR; the
-    scikit-learn SVM is fitted once on all of it (its history has one entry per metric)."""
+    scikit-learn SVM is fitted once on all of it (its history has one entry per metric).
+    ``groups`` is the corpus of every training example, which ``train.class_weight: per_corpus``
+    needs (:func:`corpus_weights`)."""
     from pipeline.models import build, is_keras
 
     train, val = Feed.of(x_train), None if x_val is None or len(x_val) == 0 else Feed.of(x_val)
     y_train = np.asarray(y_train)
-    weights = class_weights(y_train, len(labels), train_cfg["class_weight"])
+    mode, weights, per_example = train_cfg["class_weight"], None, None
+    if mode == "per_corpus":
+        if groups is None:
+            raise ValueError("train.class_weight='per_corpus' needs the corpus of every training example (groups=...)")
+        per_example = corpus_weights(y_train, groups, len(labels))
+    else:
+        weights = class_weights(y_train, len(labels), mode)
     if not is_keras(model_name):   # a kernel SVM needs every example at once (functionals: 88 numbers a clip)
         x = train.all()
         model = build(model_name, input_shape=train.shape, num_classes=len(labels), params=model_params)
-        model.fit(x, y_train, class_weight=weights, seed=seed)
+        model.fit(x, y_train, class_weight=weights, seed=seed, sample_weight=per_example)
         history = {"accuracy": [float(np.mean(np.argmax(model(x), axis=1) == y_train))]}
         if val is not None:
             history["val_uar"] = [uar(y_val, np.argmax(model(val.all()), axis=1))]
@@ -152,12 +186,14 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     x_spec = tf.TensorSpec((None,) + train.shape, tf.float32)
     if batched:  # one-hot (soft) labels; class weights travel as sample weights
         data = make_sequence(train, y_train, num_classes=len(labels), class_weight=weights,
-                             batch_size=batch_size, seed=seed, mixup_alpha=mixup_alpha, spec=spec)
+                             batch_size=batch_size, seed=seed, mixup_alpha=mixup_alpha, spec=spec,
+                             sample_weight=per_example)
     else:        # Keras's own order and class weights, as ``fit(x, y, shuffle=True, class_weight=...)``
         w = np.ones(len(labels), np.float32)
         for c, v in (weights or {}).items():
             w[c] = v
-        data = keras_batches(len(train), lambda i: (train.read(i), y_train[i].astype(np.int64), w[y_train[i]]),
+        sample_weight = w[y_train] if per_example is None else per_example
+        data = keras_batches(len(train), lambda i: (train.read(i), y_train[i].astype(np.int64), sample_weight[i]),
                              [x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.float32)],
                              batch_size=batch_size, shuffle=True)
     with strategy.scope():
@@ -241,7 +277,8 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
               f"augmented) from {train.rows.speaker.nunique()} speakers, {0 if val is None else len(val.rows)} "
               f"validation clips, input {kind} {train.shape}, {len(train.missing)} clips without features")
     model, history = fit(model_name=name, model_params=model_params, train_cfg=cfg, seed=seed, x_train=prep(train, train_stats),
-                         y_train=y_train, x_val=x_val, y_val=y_val, labels=labels, live=live, verbose=verbose)
+                         y_train=y_train, x_val=x_val, y_val=y_val, labels=labels, groups=train.rows.corpus.to_numpy(),
+                         live=live, verbose=verbose)
     meta = dataset.feature_meta(features_dir, corpora[0])  # the feature config (functionals use its preparation)
     info = {"model": name, "model_params": model_params, "seed": seed,
             "epochs_run": len(next(iter(history.values()))),

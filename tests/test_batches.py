@@ -49,6 +49,10 @@ def test_batches_cover_every_clip_each_epoch_and_do_not_depend_on_call_order():
     np.testing.assert_array_equal(seq[2][0], seq[2][0])
     assert set(seq[0][2]) <= {1.0, 3.0}
     first = [seq[i][0][:, 0].tolist() for i in range(3)]
+    own = make_sequence(x, np.arange(10) % 2, num_classes=2, class_weight=None, batch_size=4, seed=3, mixup_alpha=0.0,
+                        spec=check_spec(None), sample_weight=np.arange(10, dtype=np.float32) / 10)
+    for i in range(3):   # each example's own weight travels with it
+        np.testing.assert_array_equal(own[i][2], own[i][0][:, 0] / 10)
     seq.on_epoch_end()
     assert [seq[i][0][:, 0].tolist() for i in range(3)] != first          # reshuffled
 

@@ -49,7 +49,7 @@ def test_the_schemas_choices_are_the_codes():
     ("train", "learning_rate", 0, r"train\.learning_rate=0 must be > 0$"),
     ("train", "epochs", True, r"train\.epochs=True must be an integer$"),
     ("train", "epochs", "40", r"train\.epochs='40' must be an integer$"),
-    ("train", "class_weight", "balancd", r"train\.class_weight='balancd' is not valid; choose 'balanced' or 'none'$"),
+    ("train", "class_weight", "balancd", r"train\.class_weight='balancd' is not valid; choose 'balanced', 'per_corpus' or 'none'$"),
     ("train", "epochs", KeyError, r"train is missing \['epochs'\]; add them \(see params\.yaml\)$"),
     ("train", "epoch", 40, r"train has unknown key\(s\) \['epoch'\]; valid keys are \['out', 'epochs', "),
     ("models", "cnn.specaugment.time_masks", -1, r"models\.cnn\.specaugment\.time_masks=-1 must be >= 0$"),

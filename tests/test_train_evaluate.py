@@ -11,7 +11,7 @@ from fakes import PARAMS
 from pipeline import bundle as B
 from pipeline.metrics import compute_metrics
 from pipeline.speakers import LeakageError, check_unseen
-from pipeline.train import class_weights, fit, training_rows
+from pipeline.train import class_weights, corpus_weights, fit, training_rows
 
 LABELS = ["angry", "happy", "sad"]
 TINY_CNN = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
@@ -85,6 +85,42 @@ def test_class_weights_balance_the_classes():
     w = class_weights(np.array([0, 0, 0, 1]), 2, "balanced")
     assert w[0] * 3 == pytest.approx(w[1] * 1)
     assert class_weights(np.array([0, 1]), 2, "none") is None
+
+
+def test_per_corpus_weights_balance_classes_within_each_corpus_and_overall():
+    # corpus a: class 0 twice as common as class 1 (as SAVEE's neutral); corpus b: 1:3, no class 2
+    y = np.array([0] * 20 + [1] * 10 + [2] * 10 + [0] * 5 + [1] * 15)
+    groups = np.array(["a"] * 40 + ["b"] * 20)
+    w = corpus_weights(y, groups, 3)
+    assert w.dtype == np.float32 and w.shape == y.shape
+    a, b = (np.bincount(y[groups == c], weights=w[groups == c], minlength=3) for c in ("a", "b"))
+    # the classes both corpora hold have the same shares in each: (40 / 3) / (20 / 2) = 4 / 3 for both
+    np.testing.assert_allclose(a[:2] / b[:2], 4 / 3, rtol=1e-5)
+    np.testing.assert_allclose(np.bincount(y, weights=w), len(y) / 3, rtol=1e-5)                     # across classes
+    # class 0 of corpus a weighs half a class-1 clip there: it is twice as common in a
+    assert w[0] == pytest.approx(w[20] / 2)
+    # balanced alone keeps a's 2:1 (class totals equal overall, but 0 outweighs 1 within a)
+    plain = np.array([class_weights(y, 3, "balanced")[c] for c in y])
+    assert np.bincount(y[:40], weights=plain[:40])[0] > 1.5 * np.bincount(y[:40], weights=plain[:40])[1]
+    one = np.array([0, 0, 0, 1])
+    np.testing.assert_allclose(corpus_weights(one, np.array(["a"] * 4), 2), [class_weights(one, 2, "balanced")[c] for c in one])
+    with pytest.raises(ValueError, match=r"4 labels but 3 corpus names"):
+        corpus_weights(one, np.array(["a"] * 3), 2)
+
+
+@pytest.mark.parametrize("model_name, params", [("cnn", TINY_CNN), ("svm", {"input": "utterance", "C": 1.0, "gamma": "scale"})])
+def test_fit_with_per_corpus_weights_needs_the_corpora_and_uses_them(model_name, params):
+    x, y = toy_set(12, seed=0)
+    if model_name == "svm":
+        x = x.mean(axis=1)
+    cfg = {**TRAIN, "epochs": 2, "class_weight": "per_corpus"}
+    with pytest.raises(ValueError, match=r"class_weight='per_corpus' needs the corpus of every training example"):
+        fit(model_name=model_name, model_params=params, train_cfg=cfg, seed=0, x_train=x, y_train=y, x_val=None,
+            y_val=None, labels=LABELS, verbose=0)
+    groups = np.where(np.arange(len(y)) % 2 == 0, "a", "b")
+    model, _ = fit(model_name=model_name, model_params=params, train_cfg=cfg, seed=0, x_train=x, y_train=y, x_val=None,
+                   y_val=None, labels=LABELS, groups=groups, verbose=0)
+    assert np.asarray(model(x)).shape == (len(y), len(LABELS))
 
 
 def test_standardise_uses_real_frames_only_and_zeroes_padding():

@@ -33,8 +33,10 @@ class SVMClassifier:
         self.num_classes, self.C, self.gamma, self.name = int(num_classes), float(C), gamma, name
         self.estimator = None
 
-    def fit(self, x: np.ndarray, y: np.ndarray, *, class_weight: Mapping[int, float] | None, seed: int) -> "SVMClassifier":
-        """Fit on standardised vectors ``x`` (n, features) and integer labels ``y`` (n,)."""
+    def fit(self, x: np.ndarray, y: np.ndarray, *, class_weight: Mapping[int, float] | None, seed: int,
+            sample_weight: np.ndarray | None = None) -> "SVMClassifier":
+        """Fit on standardised vectors ``x`` (n, features) and integer labels ``y`` (n,);
+        ``sample_weight`` (one per example, scaling its C like a class weight) if given."""
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.svm import SVC
 
@@ -48,7 +50,8 @@ class SVMClassifier:
             self.estimator = svc
         else:
             self.estimator = CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False)
-        self.estimator.fit(np.asarray(x, dtype=np.float64), np.asarray(y))
+        extra = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight, dtype=np.float64)}
+        self.estimator.fit(np.asarray(x, dtype=np.float64), np.asarray(y), **extra)
         # Platt's two parameters per class come from an L-BFGS fit whose last bits follow the
         # CPU's log/exp kernels (NumPy picks AVX-512 or AVX2 code at run time): rounded to
         # float32, the saved model is the same on any CPU (README, "Reproducibility").
