@@ -7,8 +7,7 @@ from typing import Any, Sequence
 import keras
 from keras import layers
 
-from pipeline.models.layers import (FrameMask, MaskedMeanPooling, StatsPooling, classifier_head, conv2d_blocks,
-                                    conv_blocks)
+from pipeline.models.layers import FrameMask, MaskedMeanPooling, StatsPooling, classifier_head, conv_blocks
 from pipeline.params import ParamsError
 from pipeline.schema import CNN_CONVS as CONVS, CNN_INPUTS as INPUTS, CNN_POOLINGS as POOLINGS
 
@@ -71,18 +70,17 @@ def build_cnn(input_shape: tuple[int | None, ...], num_classes: int, *, filters:
 
     inputs = keras.Input(shape=tuple(input_shape), name=input)
     x = inputs if input == "sequence" else layers.Reshape((input_shape[0], 1), name="as_steps")(inputs)
-    blocks = conv_blocks
     if conv == "2d":
         x = layers.Reshape((-1, input_shape[1], 1), name="as_image")(x)
-        blocks = conv2d_blocks
-    args = dict(filters=filters, kernel_size=kernel_size, pool_size=pool_size, dropout=dropout, stride=stride)
+    args = dict(filters=filters, kernel_size=kernel_size, pool_size=pool_size, dropout=dropout, stride=stride,
+                dims=2 if conv == "2d" else 1)
     if mask_padding:
-        x, mask = blocks(x, **args, mask=FrameMask(name="frame_mask")(inputs))
+        x, mask = conv_blocks(x, **args, mask=FrameMask(name="frame_mask")(inputs))
         if conv == "2d":
             x = _steps(x)
         x = (StatsPooling(name="stats_pool") if pooling == "stats" else MaskedMeanPooling(name="mean_pool"))([x, mask])
     else:
-        x = blocks(x, **args)
+        x = conv_blocks(x, **args)
         if conv == "2d":
             x = _steps(x)
         if input == "sequence" and pooling == "stats":

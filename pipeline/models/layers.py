@@ -14,63 +14,45 @@ from keras import layers, ops
 
 
 def conv_blocks(x: Any, *, filters: Sequence[int], kernel_size: int, pool_size: int,
-                dropout: float, prefix: str = "conv", mask: Any = None, stride: int = 1) -> Any:
-    """Apply Conv1D → BatchNormalization → ReLU → MaxPooling1D → Dropout per ``filters``.
+                dropout: float, prefix: str = "conv", mask: Any = None, stride: int = 1, dims: int = 1) -> Any:
+    """Apply Conv → BatchNormalization → ReLU → MaxPool → Dropout per ``filters``: Conv1D and
+    MaxPooling1D over (batch, steps, channels) for ``dims=1``; for ``dims=2``, Conv2D with
+    ``kernel_size`` x ``kernel_size`` kernels and MaxPooling2D on both axes over a (batch,
+    frames, columns, channels) map, time first.
 
-    With ``mask`` (a :class:`FrameMask` of ``x``), returns ``(x, mask)``: the mask pooled
-    like the frames, so a step is valid when any frame it covers is.
+    With ``mask`` (a :class:`FrameMask` of the frames, (batch, frames, 1)), returns
+    ``(x, mask)``: the mask downsampled in time like the frames, so a step is valid when any
+    frame it covers is.
 
     Parameters
     ----------
-    x : KerasTensor, shape (batch, steps, channels)
+    x : KerasTensor, shape (batch, steps, channels), or (batch, frames, columns, channels)
     filters : channels of each block, e.g. ``[64, 128]``; empty returns ``x`` unchanged.
-    kernel_size : Conv1D kernel length in steps (``padding="same"``, so steps are kept).
-    pool_size : max-pooling factor; 1 turns pooling off.
+    kernel_size : kernel length in steps (``padding="same"``, so steps are kept).
+    pool_size : max-pooling factor (on each axis); 1 turns pooling off.
     dropout : dropout rate after each block.
-    stride : stride of the first block's convolution (1: none), which downsamples time by it.
+    stride : stride of the first block's convolution (1: none; on both axes for ``dims=2``),
+        which downsamples by it.
+    dims : 1 or 2, the convolution's axes.
 
     Returns
     -------
-    KerasTensor, shape (batch, steps', filters[-1])
+    KerasTensor, shape (batch, steps', filters[-1]) (or (batch, steps', columns', filters[-1]))
         ``steps' = ceil(steps / (stride * pool_size ** n_blocks))``: pooling uses
-        ``padding="same"`` and is skipped once the axis is down to one step, so it never
-        reaches zero.
+        ``padding="same"`` and an axis already down to one step is not pooled further, so it
+        never reaches zero.
     """
+    conv, pooling = (layers.Conv1D, layers.MaxPooling1D) if dims == 1 else (layers.Conv2D, layers.MaxPooling2D)
     for i, n in enumerate(filters, start=1):
         strides = stride if i == 1 else 1
-        x = layers.Conv1D(n, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{prefix}{i}")(x)
+        x = conv(n, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{prefix}{i}")(x)
         if strides > 1 and mask is not None:
             mask = layers.MaxPooling1D(strides, padding="same", name=f"{prefix}{i}_mask_stride")(mask)
         x = layers.BatchNormalization(name=f"{prefix}{i}_bn")(x)
         x = layers.ReLU(name=f"{prefix}{i}_relu")(x)
-        if pool_size > 1 and x.shape[1] != 1:
-            x = layers.MaxPooling1D(pool_size, padding="same", name=f"{prefix}{i}_pool")(x)
-            if mask is not None:
-                mask = layers.MaxPooling1D(pool_size, padding="same", name=f"{prefix}{i}_mask_pool")(mask)
-        x = layers.Dropout(dropout, name=f"{prefix}{i}_drop")(x)
-    return x if mask is None else (x, mask)
-
-
-def conv2d_blocks(x: Any, *, filters: Sequence[int], kernel_size: int, pool_size: int,
-                  dropout: float, stride: int = 1, prefix: str = "conv", mask: Any = None) -> Any:
-    """The 2-D form of :func:`conv_blocks`: Conv2D (``kernel_size`` x ``kernel_size``) →
-    BatchNormalization → ReLU → MaxPooling2D (``pool_size`` on both axes) → Dropout per
-    ``filters``, over a (batch, frames, bands, channels) map, time first.
-
-    ``stride`` is the first convolution's stride on both axes. With ``mask`` (a
-    :class:`FrameMask` of the frames, (batch, frames, 1)), returns ``(x, mask)`` with the mask
-    downsampled in time like the map. An axis already down to one step is not pooled further.
-    """
-    for i, n in enumerate(filters, start=1):
-        strides = stride if i == 1 else 1
-        x = layers.Conv2D(n, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{prefix}{i}")(x)
-        if strides > 1 and mask is not None:
-            mask = layers.MaxPooling1D(strides, padding="same", name=f"{prefix}{i}_mask_stride")(mask)
-        x = layers.BatchNormalization(name=f"{prefix}{i}_bn")(x)
-        x = layers.ReLU(name=f"{prefix}{i}_relu")(x)
-        pool = tuple(pool_size if size != 1 else 1 for size in x.shape[1:3])
-        if pool_size > 1 and pool != (1, 1):
-            x = layers.MaxPooling2D(pool, padding="same", name=f"{prefix}{i}_pool")(x)
+        pool = tuple(pool_size if size != 1 else 1 for size in x.shape[1:1 + dims])
+        if pool_size > 1 and max(pool) > 1:
+            x = pooling(pool if dims == 2 else pool[0], padding="same", name=f"{prefix}{i}_pool")(x)
             if mask is not None and pool[0] > 1:
                 mask = layers.MaxPooling1D(pool[0], padding="same", name=f"{prefix}{i}_mask_pool")(mask)
         x = layers.Dropout(dropout, name=f"{prefix}{i}_drop")(x)
