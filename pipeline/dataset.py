@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-KINDS = ("sequence", "utterance", "functionals")
-"""Feature arrays: the ``features`` stage's frame sequences and utterance vectors, and the
-``functionals`` stage's eGeMAPS functionals (in ``<features.out>/functionals/<source>/<corpus>/``)."""
+KINDS = ("sequence", "utterance", "functionals", "compare")
+"""Feature arrays: the ``features`` stage's frame sequences and utterance vectors, the
+``functionals`` stage's eGeMAPS functionals (in ``<features.out>/functionals/<source>/<corpus>/``)
+and the ``compare`` stage's ComParE_2016 functionals (``<features.out>/compare/...``)."""
+FUNCTIONAL_KINDS = ("functionals", "compare")
+"""The kinds openSMILE extracts, each in its own stage and folder named after it."""
 
 
 class CacheError(ValueError):
@@ -25,7 +28,7 @@ class CacheError(ValueError):
 
 
 def _stage(kind: str, source: str, corpus: str) -> str:
-    stage = "functionals" if kind == "functionals" else "features"
+    stage = kind if kind in FUNCTIONAL_KINDS else "features"
     return f"{stage}{'_augmented' if source == 'augmented' else ''}@{corpus}"
 
 
@@ -75,7 +78,7 @@ class Features:
 
 def folder(features_dir: Path, *, kind: str, source: str, corpus: str) -> Path:
     """The folder holding ``kind`` arrays of ``corpus`` for ``source`` (original | augmented)."""
-    base = Path(features_dir) / "functionals" if kind == "functionals" else Path(features_dir)
+    base = Path(features_dir) / kind if kind in FUNCTIONAL_KINDS else Path(features_dir)
     return base / source / corpus
 
 

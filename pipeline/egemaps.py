@@ -22,6 +22,10 @@ import sys
 import numpy as np
 
 FEATURE_SET = "eGeMAPSv02"
+FEATURE_SETS = {"functionals": "eGeMAPSv02", "compare": "ComParE_2016"}
+"""openSMILE functionals by the pipeline's feature kind: eGeMAPSv02 (88 per clip, the classic
+baseline's) and ComParE_2016 (6,373 per clip: the INTERSPEECH ComParE challenge set, a brute-force
+superset of LLDs and functionals, same openSMILE binary, about the same CPU per clip)."""
 MIN_SAMPLES = 1600      # 0.1 s at 16 kHz: openSMILE needs a few frames; shorter clips are zero-padded
 
 
@@ -45,21 +49,23 @@ def preload(*, strict: bool = False) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _smile():
+def _smile(kind: str = "functionals"):
+    if kind not in FEATURE_SETS:
+        raise ValueError(f"unknown functionals kind {kind!r}; choose one of {sorted(FEATURE_SETS)}")
     preload(strict=True)
     import opensmile
 
-    return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+    return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, FEATURE_SETS[kind]),
                            feature_level=opensmile.FeatureLevel.Functionals)
 
 
-def names() -> list[str]:
-    """The 88 column names, in the order of :func:`egemaps`'s columns."""
-    return list(_smile().feature_names)
+def names(kind: str = "functionals") -> list[str]:
+    """The column names of ``kind`` (88 for eGeMAPS), in the order of :func:`egemaps`'s columns."""
+    return list(_smile(kind).feature_names)
 
 
-def egemaps(Y: np.ndarray, n_valid: np.ndarray, *, sr: int) -> np.ndarray:
-    """eGeMAPSv02 functionals of each clip's real audio.
+def egemaps(Y: np.ndarray, n_valid: np.ndarray, *, sr: int, kind: str = "functionals") -> np.ndarray:
+    """eGeMAPSv02 functionals (or, with ``kind="compare"``, ComParE_2016's) of each clip's real audio.
 
     Parameters
     ----------
@@ -73,7 +79,7 @@ def egemaps(Y: np.ndarray, n_valid: np.ndarray, *, sr: int) -> np.ndarray:
 
     Returns
     -------
-    np.ndarray [shape=(batch, 88), dtype=float32]
+    np.ndarray [shape=(batch, 88) (ComParE: 6373), dtype=float32]
         Finite values (a functional openSMILE cannot compute, e.g. on a clip without any
         voiced frame, is 0).
     """
@@ -81,7 +87,7 @@ def egemaps(Y: np.ndarray, n_valid: np.ndarray, *, sr: int) -> np.ndarray:
     n_valid = np.asarray(n_valid).reshape(-1)
     if Y.ndim != 2 or len(n_valid) != len(Y):
         raise ValueError(f"expected clips (batch, n_samples) and one n_valid per clip, got {Y.shape} and {n_valid.shape}")
-    smile = _smile()
+    smile = _smile(kind)
     out = np.zeros((len(Y), len(smile.feature_names)), dtype=np.float32)
     for i, (y, n) in enumerate(zip(Y, n_valid, strict=True)):
         y = y[:max(int(n), 1)]

@@ -1,21 +1,23 @@
-"""Stage ``functionals``: cached eGeMAPSv02 functionals (88 per clip) for one corpus.
+"""Stage ``functionals``: cached eGeMAPSv02 functionals (88 per clip) for one corpus; with
+``--kind compare``, stage ``compare``: ComParE_2016 functionals (6,373 per clip).
 
-The input of the classic baseline (``models.svm``). Kept apart from the ``features`` stage
+The input of the classic baseline (``models.svm``; ComParE: ``models.svm_compare``). Kept apart from the ``features`` stage
 because openSMILE costs about 50 times more CPU per clip than the whole single-STFT frame
 feature set, and the deep models do not need it. Each clip is decoded, loudness-normalised
 and cropped exactly as for the frame features (:func:`pipeline.extraction.prepare`, the
 ``features`` params), then :func:`pipeline.egemaps.egemaps` reads its real audio.
 
 ``--source original`` reads ``manifests/<corpus>.csv``; ``--source augmented`` the augment
-stage's ``augmented.csv``. Output folder ``<features.out>/functionals/<source>/<corpus>/``:
-``functionals.npy`` (n_clips, 88) float32, ``n_frames.npy`` (zeros, for the loader),
+stage's ``augmented.csv``. Output folder ``<features.out>/<kind>/<source>/<corpus>/``:
+``<kind>.npy`` (n_clips, 88 or 6373) float32, ``n_frames.npy`` (zeros, for the loader),
 ``index.csv`` (clip_id per row), ``meta.json`` (feature config, column names, failed clips
 with reasons). A clip that fails to decode is listed there and counted, never dropped silently.
 
-Run: ``python -m pipeline.functionals --corpus ravdess --source original``.
+Run: ``python -m pipeline.functionals --corpus ravdess --source original [--kind compare]``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -32,71 +34,76 @@ from pipeline.sources import extraction_job, load_prepared
 from pipeline.extraction import FeatureConfig
 
 KIND = "functionals"
+KINDS = tuple(egemaps.FEATURE_SETS)   # functionals (eGeMAPS) | compare (ComParE_2016)
 
 
-def folder(features_dir: Path, source: str, corpus: str) -> Path:
-    """Where this stage writes ``corpus``'s functionals for ``source``."""
-    return Path(features_dir) / KIND / source / corpus
+def folder(features_dir: Path, source: str, corpus: str, kind: str = KIND) -> Path:
+    """Where this stage writes ``corpus``'s functionals of ``kind`` for ``source``."""
+    return Path(features_dir) / kind / source / corpus
 
 
-def extract_files(paths: list[str], *, config: FeatureConfig) -> tuple[np.ndarray, list[int], list[str]]:
+def extract_files(paths: list[str], *, config: FeatureConfig, kind: str = KIND) -> tuple[np.ndarray, list[int], list[str]]:
     """(functionals of the clips that loaded, their positions in ``paths``, one error line per other clip)."""
     loaded, errors = load_prepared(paths, config=config)
-    rows = [egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=config.sr)[0] for _, y_fixed, n_valid in loaded]
+    rows = [egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=config.sr, kind=kind)[0]
+            for _, y_fixed, n_valid in loaded]
     ok = [i for i, _, _ in loaded]
-    width = len(egemaps.names())
+    width = len(egemaps.names(kind))
     return (np.stack(rows) if rows else np.zeros((0, width), np.float32)), ok, errors
 
 
 _CONFIG: list = []
 
 
-def _init(config: FeatureConfig) -> None:
+def _init(config: FeatureConfig, kind: str) -> None:
     threadpool_limits(1)
-    _CONFIG[:] = [config]
+    _CONFIG[:] = [config, kind]
 
 
 def _work(job: tuple[int, list[str]]) -> tuple[int, np.ndarray, list[int], list[str]]:
     start, paths = job
-    return (start, *extract_files(paths, config=_CONFIG[0]))
+    return (start, *extract_files(paths, config=_CONFIG[0], kind=_CONFIG[1]))
 
 
 def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, chunk_size: int, workers: int,
-        desc: str) -> dict:
-    """Functionals of every row of ``table`` (columns clip_id, path) into ``out_dir``."""
+        desc: str, kind: str = KIND) -> dict:
+    """Functionals of ``kind`` of every row of ``table`` (columns clip_id, path) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(table)
-    x = np.zeros((n, len(egemaps.names())), np.float32)
+    x = np.zeros((n, len(egemaps.names(kind))), np.float32)
     kept = np.zeros(n, dtype=bool)
     failed: list[str] = []
     paths = table.path.astype(str).tolist()
     jobs = [(s, paths[s:s + chunk_size]) for s in range(0, n, chunk_size)]
     t0 = time.perf_counter()
     if jobs:
-        with Pool(workers, initializer=_init, initargs=(config,)) as pool, tqdm(total=n, desc=desc, unit="clip") as bar:
+        with Pool(workers, initializer=_init, initargs=(config, kind)) as pool, tqdm(total=n, desc=desc, unit="clip") as bar:
             for start, block, ok, errors in pool.imap(_work, jobs):
                 rows = start + np.asarray(ok, dtype=int)
                 x[rows] = block
                 kept[rows] = True
                 failed += errors
                 for line in errors:
-                    bar.write(f"functionals: {line}", file=sys.stderr)
+                    bar.write(f"{kind}: {line}", file=sys.stderr)
                 bar.update(len(jobs[start // chunk_size][1]))
-    np.save(out_dir / f"{KIND}.npy", x[kept])
+    np.save(out_dir / f"{kind}.npy", x[kept])
     np.save(out_dir / "n_frames.npy", np.zeros(int(kept.sum()), np.int32))
     table.loc[kept, ["clip_id"]].to_csv(out_dir / "index.csv", index=False)
-    meta = {"config": config.to_dict(), "dtype": "float32", "feature_set": egemaps.FEATURE_SET,
-            "names": egemaps.names(), "clips": int(kept.sum()), "failed": failed}
+    meta = {"config": config.to_dict(), "dtype": "float32", "feature_set": egemaps.FEATURE_SETS[kind],
+            "names": egemaps.names(kind), "clips": int(kept.sum()), "failed": failed}
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
     return {"clips": int(kept.sum()), "failed": len(failed), "seconds": time.perf_counter() - t0}
 
 
 def main(argv: list[str] | None = None) -> int:
-    job = extraction_job(argv, description=__doc__.splitlines()[0])
-    out_dir = folder(Path(job.features["out"]), job.source, job.corpus)
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--kind", choices=KINDS, default=KIND)
+    known, rest = ap.parse_known_args(argv)
+    job = extraction_job(rest, description=__doc__.splitlines()[0])
+    out_dir = folder(Path(job.features["out"]), job.source, job.corpus, known.kind)
     s = run(job.table, out_dir, config=job.config, chunk_size=job.features["chunk_size"], workers=job.features["workers"],
-            desc=f"functionals {job.source}/{job.corpus}")
-    print(f"functionals {job.source}/{job.corpus}: {s['clips']} clips, {s['failed']} failed, "
+            desc=f"{known.kind} {job.source}/{job.corpus}", kind=known.kind)
+    print(f"{known.kind} {job.source}/{job.corpus}: {s['clips']} clips, {s['failed']} failed, "
           f"{s['seconds']:.1f} s -> {out_dir}")
     return 0
 

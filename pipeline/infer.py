@@ -219,8 +219,9 @@ class Predictor:
         if {"sequence", "utterance"} & set(kinds):
             feats = extract(Y, n_valid, config=self.config)
             inputs.update({k: (feats[k], feats["n_frames"]) for k in kinds if k in feats})
-        if "functionals" in kinds:
-            inputs["functionals"] = (egemaps(Y, n_valid, sr=self.config.sr), np.zeros(len(Y), np.int32))
+        for kind in ("functionals", "compare"):     # openSMILE's eGeMAPS and ComParE functionals
+            if kind in kinds:
+                inputs[kind] = (egemaps(Y, n_valid, sr=self.config.sr, kind=kind), np.zeros(len(Y), np.int32))
         # rounded to the storage dtype, as the features and functionals stages stored them
         inputs = {k: (x.astype(self.dtypes[k]).astype(np.float32), n) for k, (x, n) in inputs.items()}
         speakers = ["speaker"] * len(clips) if self.speaker_norm else None

@@ -34,8 +34,8 @@ CNN_INPUTS = ("sequence", "utterance")
 CNN_POOLINGS = ("mean", "stats")
 CNN_CONVS = ("1d", "2d")
 CNN_LSTM_POOLINGS = ("attention", "last", "mean")
-SVM_INPUTS = ("functionals", "utterance")
-MODELS = ("cnn", "cnn_lstm", "svm")
+SVM_INPUTS = ("functionals", "compare", "utterance")
+MODELS = ("cnn", "cnn_lstm", "svm", "svm_compare")
 
 def folder_key(corpus: str) -> str:
     """How a corpus's folder is matched under ``data.dir``: case, '-' and '_' ignored
@@ -283,6 +283,8 @@ class Svm(Section):
     input: Literal[SVM_INPUTS]
     C: PositiveFloat
     gamma: Union[Literal["scale", "auto"], PositiveFloat]
+    gram: bool = False        # precompute the RBF kernel with BLAS (pipeline.models.svm); optional
+    optional: ClassVar[tuple[str, ...]] = ("gram",)
 
     @field_validator("gamma", mode="before")
     @classmethod
@@ -312,13 +314,15 @@ class Fusion(Section):
         return w
 
 
-MODEL_SECTIONS: dict[str, type[Section]] = {"cnn": Cnn, "cnn_lstm": CnnLstm, "svm": Svm, "fusion": Fusion}
+MODEL_SECTIONS: dict[str, type[Section]] = {"cnn": Cnn, "cnn_lstm": CnnLstm, "svm": Svm, "svm_compare": Svm,
+                                             "fusion": Fusion}
 
 
 class Models(Section):
     cnn: Cnn
     cnn_lstm: CnnLstm
     svm: Svm
+    svm_compare: Svm
     fusion: Fusion
 
 

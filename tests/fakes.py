@@ -25,7 +25,8 @@ TINY = {
     "cnn": {"input": "sequence", "pooling": "mean", "filters": [4], "kernel_size": 3, "pool_size": 2, "dropout": 0.0, "dense": [4], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None},
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 4, "conv_dropout": 0.0, "lstm_units": 4,
                  "lstm_layers": 1, "bidirectional": True, "pooling": "attention", "dense": [4], "dropout": 0.0, "mask_padding": False, "specaugment": None},
-    "svm": {"input": "functionals", "C": 1.0, "gamma": "scale"},
+    "svm": {"input": "functionals", "C": 1.0, "gamma": "scale", "gram": False},
+    "svm_compare": {"input": "compare", "C": 1.0, "gamma": "scale", "gram": True},
 }
 
 
@@ -40,9 +41,9 @@ def speech(duration_s: float, *, emotion: str = "angry", seed: int = 0, sr: int 
 
 @functools.lru_cache(maxsize=1)
 def tiny_bundles(base: Path) -> dict[str, Path]:
-    """``{"cnn": folder, "cnn_lstm": folder, "svm": folder, "fusion": folder}``: bundles trained on
-    14 clips (the Keras ones for two epochs; the SVM on the clips' eGeMAPS functionals; the
-    fusion of cnn and svm with weights 2 and 1)."""
+    """``{"cnn": folder, "cnn_lstm": folder, "svm": folder, "svm_compare": folder, "fusion": folder}``:
+    bundles trained on 14 clips (the Keras ones for two epochs; the SVMs on the clips' eGeMAPS and
+    ComParE functionals; the fusion of cnn and svm with weights 2 and 1)."""
     config = FeatureConfig.from_params(PARAMS["features"], sr=SR)
     clips = [prepare(speech(1.2 + 0.1 * i, emotion=LABELS[i % len(LABELS)], seed=i), config=config)
              for i in range(2 * len(LABELS))]
@@ -54,7 +55,7 @@ def tiny_bundles(base: Path) -> dict[str, Path]:
     train = {**PARAMS["train"], "epochs": 2, "batch_size": 8, "learning_rate": 0.01, "class_weight": "none", "threads": 2}
     out = {}
     for name, tiny in TINY.items():
-        if name == "svm":
+        if name.startswith("svm"):
             continue
         model, _ = fit(model_name=name, model_params=tiny, train_cfg=train, seed=0, x_train=z, y_train=y,
                        x_val=None, y_val=None, labels=LABELS)
@@ -62,14 +63,16 @@ def tiny_bundles(base: Path) -> dict[str, Path]:
         B.save(out[name], model=model, labels=LABELS, input_kind="sequence", feature_config=config.to_dict(),
                speaker_norm=False, mean=mean, std=std,
                info={"model": name, "train_speakers": ["synthetic:1"], "feature_dtype": "float16"})
-    f = egemaps(np.stack([c[0] for c in clips]), np.array([c[1] for c in clips]), sr=SR)
-    mean, std = B.fit_stats(f, np.zeros(len(f), np.int32))
-    model, _ = fit(model_name="svm", model_params=TINY["svm"], train_cfg=train, seed=0, labels=LABELS, x_val=None,
-                   y_val=None, x_train=B.standardise(f, np.zeros(len(f)), mean=mean, std=std), y_train=y)
-    out["svm"] = Path(base) / "bundles" / "svm"
-    B.save(out["svm"], model=model, labels=LABELS, input_kind="functionals", feature_config=config.to_dict(),
-           speaker_norm=False, mean=mean, std=std,
-           info={"model": "svm", "train_speakers": ["synthetic:1"], "feature_dtype": "float32"})
+    for name in ("svm", "svm_compare"):
+        kind = TINY[name]["input"]
+        f = egemaps(np.stack([c[0] for c in clips]), np.array([c[1] for c in clips]), sr=SR, kind=kind)
+        mean, std = B.fit_stats(f, np.zeros(len(f), np.int32))
+        model, _ = fit(model_name=name, model_params=TINY[name], train_cfg=train, seed=0, labels=LABELS, x_val=None,
+                       y_val=None, x_train=B.standardise(f, np.zeros(len(f)), mean=mean, std=std), y_train=y)
+        out[name] = Path(base) / "bundles" / name
+        B.save(out[name], model=model, labels=LABELS, input_kind=kind, feature_config=config.to_dict(),
+               speaker_norm=False, mean=mean, std=std,
+               info={"model": name, "train_speakers": ["synthetic:1"], "feature_dtype": "float32"})
     out["fusion"] = Path(base) / "bundles" / "fusion"
     B.save_fusion(out["fusion"], members={"cnn": out["cnn"], "svm": out["svm"]}, weights=[2.0, 1.0])
     return out

@@ -100,15 +100,17 @@ def test_the_svm_learns_is_deterministic_and_round_trips_through_a_bundle(tmp_pa
     np.testing.assert_array_equal(loaded.predict_proba(xt, np.zeros(len(xt))), pa.astype(np.float64))
 
 
-def test_predicting_a_file_with_the_svm_bundle_uses_the_training_preprocessing(bundles, tmp_path):
+@pytest.mark.parametrize("name, kind, width", [("svm", "functionals", 88), ("svm_compare", "compare", 6373)])
+def test_predicting_a_file_with_the_svm_bundle_uses_the_training_preprocessing(bundles, tmp_path, name, kind, width):
     path = tmp_path / "clip.wav"
     y = speech(2.0, emotion="sad", seed=9)
     sf.write(path, y, SR, subtype="FLOAT")
-    predictor = Predictor(bundles["svm"])
+    predictor = Predictor(bundles[name])
     got = predictor.probabilities([predictor.load(path)])
-    b = B.load(bundles["svm"])
+    b = B.load(bundles[name])
+    assert b.input_kind == kind and len(b.mean) == width
     y_fixed, n_valid = prepare(y, config=CONFIG)
-    want = b.predict_proba(egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=SR), np.zeros(1))
+    want = b.predict_proba(egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=SR, kind=kind), np.zeros(1))
     np.testing.assert_array_equal(got, want)
     assert list(predictor.labels) == LABELS
 
@@ -143,3 +145,41 @@ def test_a_class_with_a_single_training_clip_still_gives_probabilities():
     p = model(x)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
     assert np.mean(p.argmax(axis=1) == y) > 0.6
+
+
+def test_compare_gives_6373_named_values_and_its_stage_writes_its_own_folder(tmp_path):
+    y_fixed, n_valid = prepare(speech(1.5, emotion="happy", seed=5), config=CONFIG)
+    out = egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=SR, kind="compare")
+    assert out.shape == (1, 6373) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert len(egemaps.names("compare")) == 6373 and "F0final_sma_amean" in egemaps.names("compare")
+    with pytest.raises(ValueError, match="unknown functionals kind 'gemaps'; choose one of"):
+        egemaps.names("gemaps")
+    sf.write(tmp_path / "a.wav", speech(1.0, emotion="angry", seed=1), SR, subtype="PCM_16")
+    table = pd.DataFrame({"clip_id": ["c:a"], "path": [tmp_path / "a.wav"]})
+    folder = functionals.folder(tmp_path / "features", "original", "c", "compare")
+    assert folder == tmp_path / "features" / "compare" / "original" / "c"
+    functionals.run(table, folder, config=CONFIG, chunk_size=2, workers=1, desc="test", kind="compare")
+    assert json.loads((folder / "meta.json").read_text())["feature_set"] == "ComParE_2016"
+    f = dataset.load(table[["clip_id"]].assign(corpus="c"), features_dir=tmp_path / "features", kind="compare")
+    assert f.x.shape == (1, 6373)
+    assert input_kind("svm_compare", {"input": "compare", "C": 1.0, "gamma": "scale", "gram": True}) == "compare"
+    assert not is_keras("svm_compare")
+
+
+@pytest.mark.parametrize("gamma", ["scale", "auto", 0.05])
+def test_the_precomputed_kernel_svm_is_the_libsvm_kernel_svm(tmp_path, gamma):
+    x, y = _toy(40, seed=0)
+    xt, _ = _toy(30, seed=1)
+    cfg = {"class_weight": "balanced"}
+    params = {"input": "compare", "C": 1.0, "gamma": gamma}
+    plain, _ = fit(model_name="svm_compare", model_params={**params, "gram": False}, train_cfg=cfg, seed=5,
+                   x_train=x, y_train=y, x_val=None, y_val=None, labels=["a", "b", "c", "d"])
+    gram, _ = fit(model_name="svm_compare", model_params={**params, "gram": True}, train_cfg=cfg, seed=5,
+                  x_train=x, y_train=y, x_val=None, y_val=None, labels=["a", "b", "c", "d"])
+    # the same SVM up to the float32 rounding of the kernel; the test kernel uses the support vectors only
+    np.testing.assert_allclose(gram(xt), plain(xt), atol=1e-4, rtol=0)
+    assert 0 < len(gram.support_x_) < len(x) and gram.count_params() == plain.count_params()
+    B.save(tmp_path / "g", model=gram, labels=["a", "b", "c", "d"], input_kind="compare",
+           feature_config=CONFIG.to_dict(), speaker_norm=False, mean=np.zeros(10), std=np.ones(10), info={})
+    np.testing.assert_array_equal(B.load(tmp_path / "g").predict_proba(xt, np.zeros(len(xt))),
+                                  gram(xt).astype(np.float64))

@@ -24,7 +24,8 @@ TINY = {
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
                  "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
                  "pooling": "attention", "dense": [8], "dropout": 0.1, "mask_padding": False, "specaugment": None},
-    "svm": {"input": "functionals", "C": 1.0, "gamma": "scale"},
+    "svm": {"input": "functionals", "C": 1.0, "gamma": "scale", "gram": False},
+    "svm_compare": {"input": "compare", "C": 1.0, "gamma": "scale", "gram": True},
 }
 KERAS = sorted(n for n in models.BUILDERS if models.is_keras(n))
 
@@ -195,7 +196,7 @@ def test_missing_key():
 
 
 def test_unknown_model_lists_valid_ones():
-    with pytest.raises(ParamsError, match=r"unknown model 'lstm'; choose one of \['cnn', 'cnn_lstm', 'svm'\]"):
+    with pytest.raises(ParamsError, match=r"unknown model 'lstm'; choose one of \['cnn', 'cnn_lstm', 'svm', 'svm_compare'\]"):
         models.input_kind("lstm", {})
 
 

@@ -30,8 +30,10 @@ from pipeline.schema import MODEL_SECTIONS, spec_on
 __all__ = ["BUILDERS", "FUSION", "AttentionPooling", "FrameMask", "MaskedMeanPooling", "StatsPooling", "check_fusion", "SVMClassifier", "TRAINING_KEYS", "build", "build_cnn", "build_cnn_lstm", "build_svm",
            "check_params", "input_kind", "is_keras"]
 
-BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm, "svm": build_svm}
-"""Keras models (trained with :func:`pipeline.train.fit`'s epochs) and the scikit-learn SVM."""
+BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm, "svm": build_svm,
+                                           "svm_compare": build_svm}
+"""Keras models (trained with :func:`pipeline.train.fit`'s epochs) and the scikit-learn SVMs
+(``svm``: eGeMAPS, the classic baseline; ``svm_compare``: the same recipe over ComParE_2016)."""
 
 TRAINING_KEYS = ("specaugment",)
 """Keys of a model's section that set how it trains (:func:`pipeline.train.fit`), not the network."""
