@@ -96,14 +96,14 @@ def dvc(repo, *args):
 def test_repro_then_experiment_then_metrics_diff(repo):
     dst, env = repo
     dvc(repo, "repro")
-    for model in ("cnn", "cnn_lstm", "svm"):
+    for model in ("cnn", "cnn_lstm", "svm", "svm_compare"):
         metrics = json.loads((dst / "metrics" / f"{model}.json").read_text())
         assert {"accuracy", "uar", "macro_f1", "roc_auc", "per_class", "per_corpus"} <= set(metrics)
-        assert (dst / "models" / model / ("model.pkl" if model == "svm" else "model.keras")).is_file()
+        assert (dst / "models" / model / ("model.pkl" if model.startswith("svm") else "model.keras")).is_file()
         assert (dst / "plots" / model / "confusion.csv").is_file()
         assert (dst / "plots" / model / "protocol_confusion.png").is_file()
     board = (dst / "metrics" / "scoreboard.md").read_text()
-    assert all(f"| `{model}` |" in board for model in ("cnn", "cnn_lstm", "svm")), board
+    assert all(f"| `{model}` |" in board for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "fusion")), board
     assert "up to date" in dvc(repo, "status").stdout
     sh("git", "add", "-A", cwd=dst, env=env)
     sh("git", "commit", "-qm", "repro", cwd=dst, env=env)
@@ -113,7 +113,8 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     params["train"]["learning_rate"] = 0.002
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(dvc(repo, "status", "--json").stdout))
-    assert changed == {f"{stage}@{model}" for stage in ("train", "protocol") for model in ("cnn", "cnn_lstm", "svm")}, \
+    assert changed == {f"{stage}@{model}" for stage in ("train", "protocol")
+                       for model in ("cnn", "cnn_lstm", "svm", "svm_compare")}, \
         changed  # evaluate follows
     sh("git", "checkout", "params.yaml", cwd=dst, env=env)
 
@@ -122,7 +123,7 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     params["features"]["n_mfcc"] = 12
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(dvc(repo, "status", "--json").stdout))
-    assert not any(s.startswith(("augment", "ingest", "split", "demo", "functionals")) for s in changed), changed
+    assert not any(s.startswith(("augment", "ingest", "split", "demo", "functionals", "compare")) for s in changed), changed
     assert {f"features@{c}" for c in ("ravdess", "tess", "savee", "cremad", "emodb")} <= changed
     sh("git", "checkout", "params.yaml", cwd=dst, env=env)
 
@@ -142,7 +143,7 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     experiments = list(named_experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout)))
     assert any(params["train"]["epochs"] == 1 for _, params in experiments), experiments
     diff = json.loads(dvc(repo, "metrics", "diff", "--all", "--json").stdout)
-    for model in ("cnn", "cnn_lstm", "svm"):
+    for model in ("cnn", "cnn_lstm", "svm", "svm_compare"):
         assert {"uar", "accuracy", "macro_f1", "roc_auc"} <= set(diff[f"metrics/{model}.json"])
         assert all(v["old"] is not None for v in diff[f"metrics/{model}.json"].values())
     dvc(repo, "metrics", "show")
