@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import audio, bundle as B, params as P, vad
+from pipeline.dataset import FUNCTIONAL_KINDS
 from pipeline.egemaps import egemaps
 from pipeline.extraction import FeatureConfig, extract, prepare
 
@@ -219,7 +220,7 @@ class Predictor:
         if {"sequence", "utterance"} & set(kinds):
             feats = extract(Y, n_valid, config=self.config)
             inputs.update({k: (feats[k], feats["n_frames"]) for k in kinds if k in feats})
-        for kind in ("functionals", "compare"):     # openSMILE's eGeMAPS and ComParE functionals
+        for kind in FUNCTIONAL_KINDS:     # openSMILE's eGeMAPS and ComParE functionals
             if kind in kinds:
                 inputs[kind] = (egemaps(Y, n_valid, sr=self.config.sr, kind=kind), np.zeros(len(Y), np.int32))
         # rounded to the storage dtype, as the features and functionals stages stored them
