@@ -282,9 +282,7 @@ def save(folder: Path, *, model, labels: Sequence[str], input_kind: str, feature
 
 
 def load(folder: Path) -> Bundle | FusionBundle:
-    import pipeline.models  # noqa: F401  (registers the custom layers; loads openSMILE before TensorFlow)
-
-    import keras
+    import pipeline.models  # noqa: F401  (loads openSMILE before TensorFlow)
 
     folder = Path(folder)
     if not (folder / "bundle.json").is_file():
@@ -299,6 +297,9 @@ def load(folder: Path) -> Bundle | FusionBundle:
         with (folder / MODEL_FILES["sklearn"]).open("rb") as f:  # a pickle: load only bundles you trust
             model = pickle.load(f)
     else:
+        import keras
+
+        import pipeline.models.layers  # noqa: F401  (registers the custom layers)
         model = keras.models.load_model(folder / MODEL_FILES["keras"])
     return Bundle(model=model, labels=meta["labels"],
                   input_kind=meta["input_kind"], feature_config=meta["feature_config"],

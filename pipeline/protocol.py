@@ -12,7 +12,11 @@ Every fold is trained once per seed in ``train.seeds`` (``null``: ``base.seed`` 
 weights and augmented copies come from that fold's training speakers only, early stopping
 uses its validation speakers, and its test speakers are checked unseen before scoring.
 Under ``holdout`` the ``base.seed`` run *is* the ``train``/``evaluate`` stages' model, so its
-predictions (``<evaluate.out>/<model>.csv``) are reused instead of training it again.
+predictions (``<evaluate.out>/<model>.csv``) are reused instead of training it again. An SVM
+(:mod:`pipeline.models.svm`) does not depend on the seed (libsvm draws no random numbers
+without its own probability estimates, and the Platt calibration folds are not shuffled), so
+it is trained once per fold and its predictions stand for every seed (``runs.csv`` marks the
+copies ``same_as_seed``); the summary over seeds is then that of identical runs, as it would be.
 
 Writes ``<evaluate.protocol_out>/<model>/predictions.csv`` (seed, run, clip, p_<class>),
 ``runs.csv`` (one line per fold and seed: speakers, clip counts, epochs, best validation
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", type=Path, required=True, help="folder of the plots (dvc.yaml: plots/<model>)")
     args = ap.parse_args(argv)
     params = P.load()
-    from pipeline.models import BUILDERS, FUSION
+    from pipeline.models import BUILDERS, FUSION, is_keras
     name = P.choice(args.model, key="--model", valid=[*BUILDERS, FUSION])
     model_params = P.section(params, "models")[name]
     base_seed = P.section(params, "base")["seed"]
@@ -215,20 +219,30 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(jobs, desc=f"protocol {name} ({protocol})", unit="run", disable=not jobs)
     kwargs = dict(name=name, model_params=model_params, cfg=train_cfg, features_dir=features_dir,
                   augment_dir=augment_dir)
-    trained = [j for j in jobs if not (protocol == "holdout" and j[0] == base_seed)]
+    seed_free = name != FUSION and not is_keras(name)    # an SVM: the first seed's fit stands for every seed
+
+    def copied(seed: int) -> bool:
+        return seed_free and seed != seeds[0]
+
+    trained = [j for j in jobs if not copied(j[0]) and not (protocol == "holdout" and j[0] == base_seed)]
     results = run_jobs(trained, workers=workers, **kwargs)
+    first: dict[str, tuple[pd.DataFrame, dict]] = {}
     for seed, fold in bar:
-        if protocol == "holdout" and seed == base_seed:
+        if copied(seed):
+            table, log = first[fold.name][0], {**first[fold.name][1], "seconds": 0.0, "same_as_seed": seeds[0]}
+        elif protocol == "holdout" and seed == base_seed:
             table, log = reused_holdout(predictions_csv, fold)
         else:
             table, log = next(results)
+        first.setdefault(fold.name, (table, log))
         table = table.assign(seed=seed, run=fold.name)
         uar = folds.summarise(table, labels=fold.labels)["uar_pooled"]
         tables.append(table)
         logs.append({"seed": seed, "run": fold.name, "classes": len(fold.labels), **log, "uar": round(uar, 4)})
         bar.write(f"protocol {name}: {fold.name} seed {seed}: UAR {uar:.3f} on {log['test_clips']} clips of "
-                  f"{log['test_speakers']} unseen speakers" + (f" ({log['seconds']:.0f} s)" if "seconds" in log else
-                                                              " (the evaluate stage's model)"))
+                  f"{log['test_speakers']} unseen speakers" + (
+                      f" (seed {seeds[0]}'s fit: an SVM does not depend on the seed)" if "same_as_seed" in log
+                      else f" ({log['seconds']:.0f} s)" if "seconds" in log else " (the evaluate stage's model)"))
     labels = [c for c in EMOTIONS if any(c in f.labels for f in fold_list)]
     predictions = pd.concat(tables, ignore_index=True)
     summary = {"protocol": protocol, "seeds": seeds, **folds.summarise(predictions, labels=labels)}

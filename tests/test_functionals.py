@@ -100,6 +100,18 @@ def test_the_svm_learns_is_deterministic_and_round_trips_through_a_bundle(tmp_pa
     np.testing.assert_array_equal(loaded.predict_proba(xt, np.zeros(len(xt))), pa.astype(np.float64))
 
 
+@pytest.mark.parametrize("gram", [False, True])
+def test_the_svm_fit_does_not_depend_on_the_seed(gram):
+    """What lets the protocol stage fit an SVM once per fold for every seed (pipeline.protocol)."""
+    x, y = _toy(40, seed=0)
+    xt, _ = _toy(30, seed=1)
+    params = {"input": "functionals", "C": 1.0, "gamma": "scale", "gram": gram}
+    probs = [fit(model_name="svm", model_params=params, train_cfg={"class_weight": "balanced"}, seed=seed, x_train=x,
+                 y_train=y, x_val=None, y_val=None, labels=["a", "b", "c", "d"])[0](xt) for seed in (1, 2, 12345)]
+    np.testing.assert_array_equal(probs[0], probs[1])
+    np.testing.assert_array_equal(probs[0], probs[2])
+
+
 @pytest.mark.parametrize("name, kind, width", [("svm", "functionals", 88), ("svm_compare", "compare", 6373)])
 def test_predicting_a_file_with_the_svm_bundle_uses_the_training_preprocessing(bundles, tmp_path, name, kind, width):
     path = tmp_path / "clip.wav"

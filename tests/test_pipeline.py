@@ -1,8 +1,10 @@
 """End to end, in a temporary copy of the repo: `dvc repro` on a tiny demo, caching that
 follows how users work, `dvc exp run -S ...`, `dvc metrics diff`, a DVC remote round trip and
 stages killed mid-work (the fold protocols and the sweep: tests/test_pipeline_experiments.py,
-in a copy of its own, so the two files run side by side). The tests share
+in a copy of its own, so the two files run side by side). The tiny demo is built (`dvc repro`)
+once per test session and each file works in its own copy of it. The tests of a file share
 one repo and run in file order."""
+import fcntl
 import json
 import os
 import shutil
@@ -43,6 +45,13 @@ def sh(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
+def run_env() -> dict:
+    """The environment to run git, dvc and the stages in a copy with."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+            "DVC_NO_ANALYTICS": "1"}
+
+
 def copy_repo(dst: Path, *, prepare: Callable[[Path], None], message: str) -> dict:
     """Copy the project (tracked and unignored files, without metrics/, plots/, dvclive/ and
     dvc.lock) to ``dst``, let ``prepare(dst)`` change it, commit it as a fresh git repo, and
@@ -56,9 +65,7 @@ def copy_repo(dst: Path, *, prepare: Callable[[Path], None], message: str) -> di
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
     prepare(dst)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-           "DVC_NO_ANALYTICS": "1"}
+    env = run_env()
     sh("git", "init", "-q", "-b", "main", cwd=dst, env=env)
     sh("git", "add", "-A", cwd=dst, env=env)
     sh("git", "commit", "-qm", message, cwd=dst, env=env)
@@ -70,10 +77,48 @@ def tiny_params(dst: Path) -> None:
     (dst / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY), sort_keys=False))
 
 
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory) -> Path:
+    """A copy of the project with tiny params after one `dvc repro`, committed: built once per
+    test session and shared by the end-to-end files, which copy it (:func:`repo`). Under
+    pytest-xdist the first worker to ask builds it while the others wait (a file lock in the
+    workers' shared temporary folder); a failed build fails every file that needs it, with
+    the build's error."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent          # pytest-of-<user>/pytest-<n>/, shared by the workers
+    built, done, failed = root / "tiny-build" / "repo", root / "tiny-build.done", root / "tiny-build.failed"
+    with (root / "tiny-build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"the shared tiny `dvc repro` failed in another worker:\n{failed.read_text()}")
+        if not done.exists():
+            built.mkdir(parents=True, exist_ok=True)
+            try:
+                env = copy_repo(built, prepare=tiny_params, message="tiny")
+                sh(sys.executable, "-m", "dvc", "repro", cwd=built, env=env)
+                sh("git", "add", "-A", cwd=built, env=env)
+                sh("git", "commit", "-qm", "repro", cwd=built, env=env)
+            except BaseException as e:
+                failed.write_text(str(e)[-6000:])
+                raise
+            done.touch()
+    return built
+
+
+def copy_built(src: Path, dst: Path) -> None:
+    """Copy a built repo (workspace, git, DVC cache) without DVC's locks and temporary state."""
+    shutil.copytree(src, dst, symlinks=True, ignore=lambda d, names: ["tmp"] if Path(d) == src / ".dvc" else [])
+
+
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def repo(tiny_build, tmp_path_factory):
+    """This file's own copy of the tiny build: (folder, environment)."""
     dst = tmp_path_factory.mktemp("e2e") / "repo"
-    return dst, copy_repo(dst, prepare=tiny_params, message="tiny")
+    copy_built(tiny_build, dst)
+    return dst, run_env()
 
 
 def named_experiments(node):
@@ -94,8 +139,7 @@ def dvc(repo, *args):
 
 
 def test_repro_then_experiment_then_metrics_diff(repo):
-    dst, env = repo
-    dvc(repo, "repro")
+    dst, env = repo   # `dvc repro` ran in the shared build (tiny_build), committed there
     for model in ("cnn", "cnn_lstm", "svm", "svm_compare"):
         metrics = json.loads((dst / "metrics" / f"{model}.json").read_text())
         assert {"accuracy", "uar", "macro_f1", "roc_auc", "per_class", "per_corpus"} <= set(metrics)
@@ -105,8 +149,7 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     board = (dst / "metrics" / "scoreboard.md").read_text()
     assert all(f"| `{model}` |" in board for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "fusion")), board
     assert "up to date" in dvc(repo, "status").stdout
-    sh("git", "add", "-A", cwd=dst, env=env)
-    sh("git", "commit", "-qm", "repro", cwd=dst, env=env)
+    assert sh("git", "status", "--porcelain", cwd=dst, env=env).stdout == ""
 
     # A training param invalidates training and evaluation only, never augmentation or features.
     params = yaml.safe_load((dst / "params.yaml").read_text())
@@ -137,11 +180,12 @@ def test_repro_then_experiment_then_metrics_diff(repo):
         for label, p in got["probabilities"].items():
             assert p == pytest.approx(getattr(row, f"p_{label}"), abs=1e-6)
 
-    out = dvc(repo, "exp", "run", "-S", "train.epochs=1").stdout
-    assert "Running stage 'train@cnn'" in out
-    assert "Running stage 'features" not in out and "Running stage 'augment" not in out
+    # An experiment on one model's param reruns that model's stages, the fusion and the scoreboard.
+    out = dvc(repo, "exp", "run", "-S", "models.cnn.dense=[4]").stdout
+    assert "Running stage 'train@cnn'" in out and "Running stage 'evaluate@fusion'" in out
+    assert not any(f"Running stage '{s}" in out for s in ("features", "augment", "train@svm", "train@cnn_lstm")), out
     experiments = list(named_experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout)))
-    assert any(params["train"]["epochs"] == 1 for _, params in experiments), experiments
+    assert any(params["models"]["cnn"]["dense"] == [4] for _, params in experiments), experiments
     diff = json.loads(dvc(repo, "metrics", "diff", "--all", "--json").stdout)
     for model in ("cnn", "cnn_lstm", "svm", "svm_compare"):
         assert {"uar", "accuracy", "macro_f1", "roc_auc"} <= set(diff[f"metrics/{model}.json"])

@@ -1,6 +1,6 @@
-"""End to end, in a second temporary copy of the repo (its own tiny `dvc repro`, so that
-pytest-xdist runs it beside tests/test_pipeline.py): the fold protocols as experiments and a
-sweep through the experiment queue. The tests share one repo and run in file order."""
+"""End to end, in a second copy of the tiny build (tests/test_pipeline.py's ``tiny_build``, so
+that pytest-xdist runs it beside tests/test_pipeline.py): the fold protocols as experiments and
+a sweep through the experiment queue. The tests share one repo and run in file order."""
 import json
 import sys
 
@@ -9,20 +9,10 @@ import pytest
 import yaml
 
 from test_pipeline import dvc, named_experiments, restore_head, sh
-from test_pipeline import repo as copied_repo  # noqa: F401  (the module-scoped fixture, under this name here)
+from test_pipeline import repo as built  # noqa: F401  (module-scoped: this file's copy of the tiny build)
+from test_pipeline import tiny_build  # noqa: F401  (the session's shared build, which `built` copies)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def built(copied_repo):
-    """The copy after one `dvc repro`, committed (what restore_head returns to)."""
-    repo = copied_repo
-    dst, env = repo
-    dvc(repo, "repro")
-    sh("git", "add", "-A", cwd=dst, env=env)
-    sh("git", "commit", "-qm", "repro", cwd=dst, env=env)
-    return repo
 
 
 def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(built):
@@ -48,6 +38,13 @@ def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(built):
             assert {run: set(s.speaker) for run, s in g.groupby("run")} == expected
         runs = pd.read_csv(dst / "data" / "protocol" / model / "runs.csv")
         assert len(runs) == 4 and (runs.epochs >= 1).all()
+        if model.startswith("svm"):   # fitted once per fold: seed 2's runs are seed 1's fits
+            assert runs.same_as_seed.isna().tolist() == [True, True, False, False] and (runs.seconds[2:] == 0).all()
+            a, b = (pred[pred.seed == s].sort_values("clip_id").drop(columns="seed").reset_index(drop=True)
+                    for s in (1, 2))
+            pd.testing.assert_frame_equal(a, b)
+        else:
+            assert "same_as_seed" not in runs
     # the fusion averages its members' fold predictions
     fused = pd.read_csv(dst / "data" / "protocol" / "fusion" / "predictions.csv")
     assert len(fused) == len(pd.read_csv(dst / "data" / "protocol" / "cnn" / "predictions.csv"))

@@ -3,29 +3,51 @@
 ``params`` below is one model's own section of params.yaml, ``models.<name>``. The train
 stage calls :func:`check_params` at the top of ``main`` (so a typo fails before any data is
 loaded), :func:`input_kind` to pick the feature array, then ``keras.utils.set_random_seed``
-and :func:`build`. Importing this package registers the custom layers of :mod:`pipeline.models.layers`, so a saved
-``.keras`` model reloads with plain ``keras.models.load_model(path)``.
+and :func:`build`. Keras is imported on first use of a Keras model (a builder, or a name such
+as :class:`AttentionPooling`), never for the SVMs alone, so a stage that trains or scores an
+SVM starts without TensorFlow (about 4 s less a process). :mod:`pipeline.models.layers`
+registers the custom layers on import (:func:`pipeline.bundle.load` imports it), so a saved
+``.keras`` model then reloads with plain ``keras.models.load_model(path)``.
 
 >>> model = build("cnn_lstm", input_shape=(301, 106), num_classes=7,
 ...               params=pipeline.params.load()["models"]["cnn_lstm"])  # doctest: +SKIP
 """
 from __future__ import annotations
 
+import importlib
 from numbers import Integral
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pipeline.egemaps import preload
 
 preload()  # openSMILE before TensorFlow: the other order aborts the process (see pipeline.egemaps.preload)
 
-import keras  # noqa: E402
+from pipeline.models.svm import SVMClassifier, build_svm  # noqa: E402
+from pipeline.params import ParamsError, check  # noqa: E402
+from pipeline.schema import MODEL_SECTIONS, spec_on  # noqa: E402
 
-from pipeline.models.cnn import build_cnn  # noqa: E402
-from pipeline.models.cnn_lstm import build_cnn_lstm
-from pipeline.models.layers import AttentionPooling, FrameMask, MaskedMeanPooling, StatsPooling
-from pipeline.models.svm import SVMClassifier, build_svm
-from pipeline.params import ParamsError, check
-from pipeline.schema import MODEL_SECTIONS, spec_on
+if TYPE_CHECKING:
+    import keras
+
+_LAZY = {"build_cnn": "pipeline.models.cnn", "build_cnn_lstm": "pipeline.models.cnn_lstm",
+         **{n: "pipeline.models.layers" for n in ("AttentionPooling", "FrameMask", "MaskedMeanPooling", "StatsPooling")}}
+
+
+def __getattr__(name: str) -> Any:
+    """The Keras names of ``_LAZY``, imported (with Keras) on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def build_cnn(*args, **kwargs):
+    """:func:`pipeline.models.cnn.build_cnn` (imports Keras)."""
+    return __getattr__("build_cnn")(*args, **kwargs)
+
+
+def build_cnn_lstm(*args, **kwargs):
+    """:func:`pipeline.models.cnn_lstm.build_cnn_lstm` (imports Keras)."""
+    return __getattr__("build_cnn_lstm")(*args, **kwargs)
 
 __all__ = ["BUILDERS", "FUSION", "AttentionPooling", "FrameMask", "MaskedMeanPooling", "StatsPooling", "check_fusion", "SVMClassifier", "TRAINING_KEYS", "build", "build_cnn", "build_cnn_lstm", "build_svm",
            "check_params", "input_kind", "is_keras"]
