@@ -14,6 +14,17 @@ preload()  # openSMILE before any test module imports TensorFlow (the other orde
 DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpora-sample"
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The end-to-end files at both ends of the run: tests/test_pipeline.py first (it builds the
+    shared tiny repo, ``tiny_build``) and tests/test_pipeline_experiments.py last (it copies
+    that build). Under pytest-xdist (``--dist loadfile``) one worker then builds while the other
+    runs the unit tests, instead of waiting for the build."""
+    first = [i for i in items if i.path.name == "test_pipeline.py"]
+    last = [i for i in items if i.path.name == "test_pipeline_experiments.py"]
+    ends = {id(i) for i in first + last}
+    items[:] = first + [i for i in items if id(i) not in ends] + last
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     """Folder of the real corpus sample (env ``SER_SAMPLE_DIR`` overrides); skip if absent."""

@@ -304,10 +304,13 @@ def browser(tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
+    microphone = tmp_path / "microphone.wav"     # what the fake microphone hears (looped): speech-like, not a beep
+    microphone.write_bytes(wav_bytes(speechlike(3.0)))
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=900,1200", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 f"--use-file-for-fake-audio-capture={microphone}"):
         options.add_argument(flag)
     chrome = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
     yield chrome
@@ -361,11 +364,17 @@ def test_the_api_docs_render_without_internet(browser, served):
 
 
 def test_a_recording_is_sent_as_wav_and_predicted(browser, served):
-    """Chromium's fake microphone (a beeping tone) → MediaRecorder → 16-bit WAV → /predict."""
+    """Chromium's fake microphone (playing a speech-like WAV; its default beep holds too little
+    speech for the app's check when timing squeezes the recording) → MediaRecorder → 16-bit WAV
+    → /predict."""
     from selenium.webdriver.common.by import By
+
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(served)
     browser.find_element(By.ID, "record").click()
+    # 2.5 s from when the recorder runs (the microphone can take a while to open on a busy machine)
+    WebDriverWait(browser, 30).until(lambda d: "recording" in d.find_element(By.ID, "record").get_attribute("class"))
     time.sleep(2.5)
     browser.find_element(By.ID, "record").click()
     _wait_for_result(browser)

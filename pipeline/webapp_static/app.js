@@ -202,7 +202,11 @@ async function toggleRecording() {
   }
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    // The voice as the microphone hears it: the models learnt from unprocessed studio recordings, and
+    // the browser's call processing (gain control, noise suppression) reshapes loudness and spectrum.
+    stream = await navigator.mediaDevices.getUserMedia({
+      audio: { autoGainControl: false, noiseSuppression: false, echoCancellation: false },
+    });
   } catch (err) {
     showError(`No microphone: ${err.message}`);
     return;
