@@ -368,7 +368,6 @@ def test_a_recording_is_sent_as_wav_and_predicted(browser, served):
     speech for the app's check when timing squeezes the recording) → MediaRecorder → 16-bit WAV
     → /predict."""
     from selenium.webdriver.common.by import By
-
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(served)
