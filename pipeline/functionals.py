@@ -1,5 +1,7 @@
-"""Stage ``functionals``: cached eGeMAPSv02 functionals (88 per clip) for one corpus; with
-``--kind compare``, stage ``compare``: ComParE_2016 functionals (6,373 per clip).
+"""Stages ``functionals`` and ``compare``: cached openSMILE functionals of one corpus's clips.
+
+``--kind functionals`` (stage ``functionals``): eGeMAPSv02, 88 per clip; ``--kind compare``
+(stage ``compare``): ComParE_2016, 6,373 per clip.
 
 The input of the classic baseline (``models.svm``; ComParE: ``models.svm_compare``). Kept apart from the ``features`` stage
 because openSMILE costs about 50 times more CPU per clip than the whole single-STFT frame
@@ -96,14 +98,16 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, chunk_size
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(add_help=False)
-    ap.add_argument("--kind", choices=KINDS, default=KIND)
-    known, rest = ap.parse_known_args(argv)
-    job = extraction_job(rest, description=__doc__.splitlines()[0])
-    out_dir = folder(Path(job.features["out"]), job.source, job.corpus, known.kind)
+    def options(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--kind", choices=KINDS, default=KIND,
+                        help="functionals: eGeMAPSv02 (stage functionals); compare: ComParE_2016 (stage compare)")
+
+    job = extraction_job(argv, description=__doc__.splitlines()[0], options=options)
+    kind = job.args.kind
+    out_dir = folder(Path(job.features["out"]), job.source, job.corpus, kind)
     s = run(job.table, out_dir, config=job.config, chunk_size=job.features["chunk_size"], workers=job.features["workers"],
-            desc=f"{known.kind} {job.source}/{job.corpus}", kind=known.kind)
-    print(f"{known.kind} {job.source}/{job.corpus}: {s['clips']} clips, {s['failed']} failed, "
+            desc=f"{kind} {job.source}/{job.corpus}", kind=kind)
+    print(f"{kind} {job.source}/{job.corpus}: {s['clips']} clips, {s['failed']} failed, "
           f"{s['seconds']:.1f} s -> {out_dir}")
     return 0
 

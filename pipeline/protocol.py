@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     trained = [j for j in jobs if not copied(j[0]) and not (protocol == "holdout" and j[0] == base_seed)]
     results = run_jobs(trained, workers=workers, **kwargs)
-    first: dict[str, tuple[pd.DataFrame, dict]] = {}
+    first: dict[str, tuple[pd.DataFrame, dict]] = {}   # an SVM's fit on each fold, for the other seeds
     for seed, fold in bar:
         if copied(seed):
             table, log = first[fold.name][0], {**first[fold.name][1], "seconds": 0.0, "same_as_seed": seeds[0]}
@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             table, log = reused_holdout(predictions_csv, fold)
         else:
             table, log = next(results)
-        first.setdefault(fold.name, (table, log))
+        if seed_free:
+            first.setdefault(fold.name, (table, log))
         table = table.assign(seed=seed, run=fold.name)
         uar = folds.summarise(table, labels=fold.labels)["uar_pooled"]
         tables.append(table)

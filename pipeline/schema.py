@@ -13,7 +13,7 @@ them from here (this module imports no stage, no TensorFlow and no librosa).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator, model_validator
 
@@ -35,6 +35,8 @@ CNN_POOLINGS = ("mean", "stats")
 CNN_CONVS = ("1d", "2d")
 CNN_LSTM_POOLINGS = ("attention", "last", "mean")
 SVM_INPUTS = ("functionals", "compare", "utterance")
+# What each SVM model may read: dvc.yaml's stages of svm depend on eGeMAPS, svm_compare's on ComParE.
+STAGE_SVM_INPUTS = {"svm": ("functionals", "utterance"), "svm_compare": ("compare", "utterance")}
 MODELS = ("cnn", "cnn_lstm", "svm", "svm_compare")
 
 def folder_key(corpus: str) -> str:
@@ -280,7 +282,7 @@ class CnnLstm(Section):
 
 
 class Svm(Section):
-    input: Literal[SVM_INPUTS]
+    input: Literal[STAGE_SVM_INPUTS["svm"]]
     C: PositiveFloat
     gamma: Union[Literal["scale", "auto"], PositiveFloat]
     gram: bool = False        # precompute the RBF kernel with BLAS (pipeline.models.svm); optional
@@ -292,6 +294,19 @@ class Svm(Section):
         if value in ("scale", "auto") or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
             return value
         raise ValueError("must be 'scale', 'auto' or a number > 0")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, value: Any) -> Any:
+        allowed = get_args(cls.model_fields["input"].annotation)
+        if value in SVM_INPUTS and value not in allowed:   # a valid input, but not this model's
+            raise ValueError(f"is not this model's: its dvc.yaml stages depend on {' and '.join(allowed)} features only "
+                             "(eGeMAPS: models.svm, ComParE: models.svm_compare)")
+        return value
+
+
+class SvmCompare(Svm):
+    input: Literal[STAGE_SVM_INPUTS["svm_compare"]]
 
 
 class Fusion(Section):
@@ -314,7 +329,7 @@ class Fusion(Section):
         return w
 
 
-MODEL_SECTIONS: dict[str, type[Section]] = {"cnn": Cnn, "cnn_lstm": CnnLstm, "svm": Svm, "svm_compare": Svm,
+MODEL_SECTIONS: dict[str, type[Section]] = {"cnn": Cnn, "cnn_lstm": CnnLstm, "svm": Svm, "svm_compare": SvmCompare,
                                              "fusion": Fusion}
 
 
@@ -322,7 +337,7 @@ class Models(Section):
     cnn: Cnn
     cnn_lstm: CnnLstm
     svm: Svm
-    svm_compare: Svm
+    svm_compare: SvmCompare
     fusion: Fusion
 
 

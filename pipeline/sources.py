@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +38,24 @@ class ExtractionJob:
     features: dict                # the validated ``features`` section
     config: FeatureConfig
     table: pd.DataFrame           # the clips (:func:`source_clips`)
+    args: argparse.Namespace      # every parsed argument, including a stage's own ``options``
 
 
-def extraction_job(argv: list[str] | None, *, description: str) -> ExtractionJob:
-    """Parse a feature stage's arguments and read what it needs from ``params.yaml``."""
+def extraction_job(argv: list[str] | None, *, description: str,
+                   options: Callable[[argparse.ArgumentParser], None] | None = None) -> ExtractionJob:
+    """Parse a feature stage's arguments (``--corpus``, ``--source`` and what ``options`` adds
+    to the parser) and read what it needs from ``params.yaml``."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--source", choices=SOURCES, default="original")
+    if options is not None:
+        options(ap)
     args = ap.parse_args(argv)
     params = P.load()
     features = P.section(params, "features")
     config = FeatureConfig.from_params(features, sr=P.section(params, "base")["sample_rate"])
     return ExtractionJob(corpus=args.corpus, source=args.source, features=features, config=config,
-                         table=source_clips(params, corpus=args.corpus, source=args.source))
+                         table=source_clips(params, corpus=args.corpus, source=args.source), args=args)
 
 
 def load_prepared(paths: list[str], *, config: FeatureConfig) -> tuple[list[tuple[int, np.ndarray, int]], list[str]]:
