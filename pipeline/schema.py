@@ -286,7 +286,8 @@ class Svm(Section):
     C: PositiveFloat
     gamma: Union[Literal["scale", "auto"], PositiveFloat]
     gram: bool = False        # precompute the RBF kernel with BLAS (pipeline.models.svm); optional
-    optional: ClassVar[tuple[str, ...]] = ("gram",)
+    train_on_val: bool = False   # fit on the validation speakers too (an SVM has no early stopping); optional
+    optional: ClassVar[tuple[str, ...]] = ("gram", "train_on_val")
 
     @field_validator("gamma", mode="before")
     @classmethod

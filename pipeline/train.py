@@ -58,6 +58,18 @@ def training_rows(split_rows: pd.DataFrame, *, augment_dir: Path, corpora: list[
                      ignore_index=True)
 
 
+def fit_rows(split_rows: pd.DataFrame, *, train_on_val: bool) -> pd.DataFrame:
+    """``split_rows`` as a model trains on them: with ``train_on_val`` the validation speakers
+    become training speakers (a model without early stopping has no use for held-out
+    speakers before the test); ``test`` rows are untouched either way.
+
+    >>> rows = pd.DataFrame({"speaker": ["a", "b", "c"], "split": ["train", "val", "test"]})
+    >>> fit_rows(rows, train_on_val=True).split.tolist()
+    ['train', 'train', 'test']
+    """
+    return split_rows.assign(split=split_rows.split.replace("val", "train")) if train_on_val else split_rows
+
+
 def open_training(rows: pd.DataFrame, *, features_dir: Path, kind: str) -> dataset.Source:
     """The cached features of rows that may mix original and augmented clips, in row order, unread."""
     rows = rows.reset_index(drop=True)
@@ -247,14 +259,17 @@ class Trained:
 def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, seed: int, labels: list[str],
              features_dir: Path, augment_dir: Path, live=None, verbose: int = 2) -> Trained:
     """Fit ``name`` on the ``train`` rows of ``rows`` (plus their augmented copies), with
-    early stopping on its ``val`` rows; ``test`` rows are never read.
+    early stopping on its ``val`` rows; ``test`` rows are never read. A model whose section
+    sets ``train_on_val`` (the SVMs, which have no early stopping) trains on the ``val``
+    speakers too (:func:`fit_rows`).
 
     Everything fitted comes from the training rows only: the scaler (and per-speaker
     statistics with ``train.speaker_norm``), the class weights, the augmented copies.
     """
-    from pipeline.models import input_kind
+    from pipeline.models import check_params, input_kind
 
     check_disjoint(rows)
+    rows = fit_rows(rows, train_on_val=bool(check_params(name, model_params).get("train_on_val")))
     kind = input_kind(name, model_params)
     corpora = sorted(rows.corpus.unique())
     label_index = {c: i for i, c in enumerate(labels)}

@@ -9,7 +9,7 @@ import pytest
 
 from fakes import PARAMS
 from pipeline import bundle as B, dataset, feed
-from pipeline.train import fit, open_training, train_on, training_rows
+from pipeline.train import fit, fit_rows, open_training, train_on, training_rows
 
 LABELS = ["angry", "happy", "sad"]
 TINY_CNN = {"input": "sequence", "pooling": "stats", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.2,
@@ -28,6 +28,7 @@ def _write_cache(where, ids, rng, *, offset: float):
     n = rng.integers(8, FRAMES + 1, len(ids)).astype(np.int32)
     x[np.arange(FRAMES)[None, :] >= n[:, None]] = 0.0
     np.save(where / "sequence.npy", x.astype(np.float16))
+    np.save(where / "utterance.npy", x.mean(axis=1).astype(np.float16))
     np.save(where / "n_frames.npy", n)
     pd.DataFrame({"clip_id": ids}).to_csv(where / "index.csv", index=False)
     (where / "meta.json").write_text(json.dumps({"config": {"sr": 16000}, "dtype": "float16"}))
@@ -159,3 +160,20 @@ def test_training_and_prediction_never_hold_more_than_a_block_of_clips(corpus, m
     feed.predict(trained.bundle, feed.open_inputs(rows[rows.split == "test"], features_dir=base / "features",
                                                   kinds=["sequence"]))
     assert n_train == 960 and sizes and max(sizes) <= 256, (n_train, max(sizes))
+
+
+@pytest.mark.parametrize("train_on_val", [False, True])
+def test_an_svm_with_train_on_val_trains_on_the_validation_speakers_and_never_on_test(corpus, train_on_val):
+    base, rows = corpus
+    svm = {"input": "utterance", "C": 1.0, "gamma": "scale", "train_on_val": train_on_val}
+    trained = train_on(rows, name="svm", model_params=svm, cfg=TRAIN, seed=0, labels=LABELS,
+                       features_dir=base / "features", augment_dir=base / "augment", verbose=0)
+    val, test = set(rows.speaker[rows.split == "val"]), set(rows.speaker[rows.split == "test"])
+    used = set(trained.bundle.info["train_speakers"])
+    assert used.isdisjoint(test) and (val <= used) == train_on_val and used & val == (val if train_on_val else set())
+    # the validation clips and their augmented copies: 2 speakers x 60 clips x 2 (original, copy)
+    assert trained.n_val == (0 if train_on_val else 120)
+    assert len(trained.train_rows) == 2 * 60 * (5 if train_on_val else 4) * 2
+    assert ("val_uar" in trained.history) != train_on_val
+    assert fit_rows(rows, train_on_val=train_on_val).split.value_counts().to_dict() == (
+        {"train": 600, "test": 120} if train_on_val else rows.split.value_counts().to_dict())

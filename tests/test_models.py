@@ -24,8 +24,8 @@ TINY = {
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
                  "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
                  "pooling": "attention", "dense": [8], "dropout": 0.1, "mask_padding": False, "specaugment": None},
-    "svm": {"input": "functionals", "C": 1.0, "gamma": "scale", "gram": False},
-    "svm_compare": {"input": "compare", "C": 1.0, "gamma": "scale", "gram": True},
+    "svm": {"input": "functionals", "C": 1.0, "gamma": "scale", "gram": False, "train_on_val": False},
+    "svm_compare": {"input": "compare", "C": 1.0, "gamma": "scale", "gram": True, "train_on_val": False},
 }
 KERAS = sorted(n for n in models.BUILDERS if models.is_keras(n))
 
