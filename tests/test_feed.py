@@ -171,7 +171,8 @@ def test_an_svm_with_train_on_val_trains_on_the_validation_speakers_and_never_on
     val, test = set(rows.speaker[rows.split == "val"]), set(rows.speaker[rows.split == "test"])
     used = set(trained.bundle.info["train_speakers"])
     assert used.isdisjoint(test) and (val <= used) == train_on_val and used & val == (val if train_on_val else set())
-    # the validation clips and their augmented copies: 2 speakers x 60 clips x 2 (original, copy)
+    # one validation speaker per corpus (2 corpora x 60 clips); training: 4 or 5 speakers a corpus,
+    # each clip with its augmented copy
     assert trained.n_val == (0 if train_on_val else 120)
     assert len(trained.train_rows) == 2 * 60 * (5 if train_on_val else 4) * 2
     assert ("val_uar" in trained.history) != train_on_val
