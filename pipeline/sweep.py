@@ -5,7 +5,8 @@
     ser sweep SPACE.yaml [--trials N] [--jobs J] [--dry-run | --no-start | --rank-only] [--apply]
 
 1. Draws the trials from the search space (seeded, so the same file gives the same trials)
-   and checks that every key exists in ``params.yaml``.
+   and checks that every key exists in ``params.yaml`` and that every trial can log the
+   metric (an SVM with ``train_on_val: true`` has no validation UAR).
 2. Queues one experiment per trial: ``dvc exp run --queue --name <sweep>-<i> -S key=value ...``.
 3. Starts ``dvc queue start --jobs J`` and waits until every trial has finished, reading the
    queue's task states and workers from DVC's Python API (the data ``dvc queue status``
@@ -142,6 +143,27 @@ def check_keys(trial: dict[str, Any], params: dict) -> None:
                              "e.g. models.cnn_lstm.lstm_units") from None
 
 
+def check_rankable(trials: Sequence[dict[str, Any]], params: dict, metric: str) -> None:
+    """Refuse a sweep ranked on a validation UAR that some trial cannot log: an SVM with
+    ``train_on_val: true`` fits on its validation speakers and has none left to score.
+
+    >>> check_rankable([{"models.svm.C": 1.0}], {"models": {"svm": {"train_on_val": False}}},
+    ...                "dvclive/svm/metrics.json:best.val_uar")
+    """
+    path, _, key = metric.rpartition(":")
+    parts = Path(path).parts
+    if "val_uar" not in key or len(parts) < 2 or parts[0] != "dvclive":
+        return
+    model = parts[1]
+    dotted = f"models.{model}.train_on_val"
+    default = (params.get("models") or {}).get(model, {}) or {}
+    for i, trial in enumerate(trials, 1):
+        if trial.get(dotted, default.get("train_on_val", False)):
+            where = f"trial {i} sets {dotted}=true" if dotted in trial else f"params.yaml sets {dotted}: true"
+            raise SweepError(f"{where}, so {model} trains on its validation speakers and logs no {key} to rank "
+                             f"on; put `{dotted}: [false]` in the space file")
+
+
 def rank(show_csv: str, *, names: Sequence[str], metric: str, report: str | None = None) -> list[dict]:
     """Rows of ``dvc exp show --csv --sort-by metric --sort-order desc`` for ``names``, in
     that order: ``name``, ``score``, ``report`` (or None), ``state``."""
@@ -237,7 +259,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, dvc: Runner = run_dvc, read: QueueReader = read_queue) -> int:
     space = load_space(args.space)
     trial_list = trials(space, n=args.trials)
-    check_keys(trial_list[0], P.load())
+    params = P.load()
+    check_keys(trial_list[0], params)
+    check_rankable(trial_list, params, space["metric"])
     if args.jobs < 1:
         raise SweepError(f"--jobs {args.jobs}: give at least 1 worker")
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -73,6 +73,19 @@ def test_set_args_are_yaml_values_dvc_parses_and_unknown_keys_are_refused():
         sweep.check_keys({"models.cnn.dropuot": 0.2}, {"models": {"cnn": {"dropout": 0.3}}})
 
 
+def test_a_validation_metric_is_refused_for_trials_that_train_on_their_validation_speakers():
+    metric, params = "dvclive/svm/metrics.json:best.val_uar", {"models": {"svm": {"C": 1.0, "train_on_val": False}}}
+    sweep.check_rankable([{"models.svm.C": 1.0}, {"models.svm.train_on_val": False}], params, metric)
+    with pytest.raises(SweepError, match=r"trial 2 sets models.svm.train_on_val=true.*\[false\]"):
+        sweep.check_rankable([{"models.svm.C": 1.0}, {"models.svm.train_on_val": True}], params, metric)
+    on = {"models": {"svm": {"C": 1.0, "train_on_val": True}}}
+    with pytest.raises(SweepError, match="params.yaml sets models.svm.train_on_val: true"):
+        sweep.check_rankable([{"models.svm.C": 1.0}], on, metric)
+    sweep.check_rankable([{"models.svm.C": 1.0}], on, "metrics/svm.json:uar")   # not a validation metric
+    sweep.check_rankable([{"models.svm.train_on_val": False}], on, metric)     # the trial turns it off
+    sweep.check_rankable([{"models.cnn.dropout": 0.2}], on, "dvclive/cnn/metrics.json:best.val_uar")
+
+
 SHOW = """Experiment,rev,typ,Created,parent,State,Executor,best.val_uar,metrics/cnn.json:uar,metrics/cnn_lstm.json:uar,train.learning_rate
 ,workspace,baseline,,,,,0.5,0.6,0.61,0.001
 main,abc1234,baseline,2026-11-22T03:00:00,,,,0.5,0.6,0.61,0.001
