@@ -279,6 +279,9 @@ class CnnLstm(Section):
     dropout: Rate
     mask_padding: bool
     specaugment: Optional[SpecAugment]
+    recurrent_dropout: Rate = 0.0   # dropout of the LSTM's recurrent state (Keras recurrent_dropout); optional
+    l2: NonNegativeFloat = 0.0      # L2 penalty on every kernel (conv, LSTM, dense), added to the loss; optional
+    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2")
 
 
 class Svm(Section):

@@ -23,7 +23,8 @@ TINY = {
             "dropout": 0.1, "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None},
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
                  "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
-                 "pooling": "attention", "dense": [8], "dropout": 0.1, "mask_padding": False, "specaugment": None},
+                 "pooling": "attention", "dense": [8], "dropout": 0.1, "mask_padding": False, "specaugment": None,
+                 "recurrent_dropout": 0.0, "l2": 0.0},
     "svm": {"input": "functionals", "C": 1.0, "gamma": "scale", "gram": False, "train_on_val": False},
     "svm_compare": {"input": "compare", "C": 1.0, "gamma": "scale", "gram": True, "train_on_val": False},
 }
@@ -133,6 +134,28 @@ def test_cnn_lstm_options(pooling, bidirectional, lstm_layers):
     assert_probabilities(model, batch(SEQUENCE))
 
 
+def test_cnn_lstm_l2_penalises_every_kernel_but_the_attention_scorer():
+    model = build("cnn_lstm", tiny("cnn_lstm", l2=0.01))
+    kernels = [w for w in model.weights if w.path.endswith(("kernel", "recurrent_kernel"))
+               and "attention" not in w.path]
+    # conv1; forward and backward LSTM, each input and recurrent; dense1; probs
+    assert len(kernels) == len(model.losses) == 7
+    expected = sum(0.01 * np.sum(keras.ops.convert_to_numpy(w) ** 2) for w in kernels)
+    np.testing.assert_allclose(float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)), expected,
+                               rtol=1e-5)
+    assert not build("cnn_lstm", tiny("cnn_lstm")).losses   # 0: no penalty at all
+
+
+def test_cnn_lstm_recurrent_dropout_is_training_only():
+    model = build("cnn_lstm", tiny("cnn_lstm", filters=[], dense=[], dropout=0.0, recurrent_dropout=0.5))
+    cells = [model.get_layer("bilstm1").forward_layer.cell, model.get_layer("bilstm1").backward_layer.cell]
+    assert [cell.recurrent_dropout for cell in cells] == [0.5, 0.5]
+    x = batch(SEQUENCE)
+    run = lambda training: keras.ops.convert_to_numpy(model(x, training=training))   # noqa: E731
+    np.testing.assert_array_equal(run(False), run(False))
+    assert not np.allclose(run(True), run(False))            # the only dropout left is the recurrent one
+
+
 def test_cnn_lstm_without_conv_front_end():
     model = build("cnn_lstm", tiny("cnn_lstm", filters=[]))
     assert not any(layer.name.startswith("conv") for layer in model.layers)
@@ -182,6 +205,8 @@ def test_variable_frames():
     ("cnn", {"dropuot": 0.3}, r"models\.cnn has unknown key\(s\) \['dropuot'\]; valid keys are \["),
     ("cnn", {"conv": "3d"}, r"models\.cnn\.conv='3d' is not valid; choose '1d' or '2d'"),
     ("cnn", {"stride": 0}, r"models\.cnn\.stride=0 must be > 0"),
+    ("cnn_lstm", {"recurrent_dropout": 1.0}, r"models\.cnn_lstm\.recurrent_dropout=1\.0 must be < 1"),
+    ("cnn_lstm", {"l2": -0.01}, r"models\.cnn_lstm\.l2=-0\.01 must be >= 0"),
 ])
 def test_bad_params(name, changes, match):
     with pytest.raises(ParamsError, match=match):
@@ -220,6 +245,7 @@ def test_num_classes_at_least_two():
 # --- .keras round trip ------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, params", [("cnn_lstm", tiny("cnn_lstm", pooling="attention")),
+                                          ("cnn_lstm", tiny("cnn_lstm", recurrent_dropout=0.2, l2=1e-3)),
                                           ("cnn", tiny("cnn", input="utterance"))])
 def test_keras_round_trip(tmp_path, name, params):
     model = build(name, params)
@@ -264,7 +290,8 @@ def op_determinism():
 
 @pytest.mark.usefixtures("op_determinism")
 @pytest.mark.parametrize("name, params", [("cnn", tiny("cnn")),
-                                          ("cnn_lstm", tiny("cnn_lstm", pooling="attention"))])
+                                          ("cnn_lstm", tiny("cnn_lstm", pooling="attention")),
+                                          ("cnn_lstm", tiny("cnn_lstm", recurrent_dropout=0.3, l2=1e-3))])
 def test_seeded_fit_is_deterministic(name, params):
     initial, first = fit_weights(name, params, seed=7)
     _, second = fit_weights(name, params, seed=7)

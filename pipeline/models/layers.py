@@ -14,7 +14,8 @@ from keras import layers, ops
 
 
 def conv_blocks(x: Any, *, filters: Sequence[int], kernel_size: int, pool_size: int,
-                dropout: float, prefix: str = "conv", mask: Any = None, stride: int = 1, dims: int = 1) -> Any:
+                dropout: float, prefix: str = "conv", mask: Any = None, stride: int = 1, dims: int = 1,
+                l2: float = 0.0) -> Any:
     """Apply Conv → BatchNormalization → ReLU → MaxPool → Dropout per ``filters``: Conv1D and
     MaxPooling1D over (batch, steps, channels) for ``dims=1``; for ``dims=2``, Conv2D with
     ``kernel_size`` x ``kernel_size`` kernels and MaxPooling2D on both axes over a (batch,
@@ -34,6 +35,7 @@ def conv_blocks(x: Any, *, filters: Sequence[int], kernel_size: int, pool_size: 
     stride : stride of the first block's convolution (1: none; on both axes for ``dims=2``),
         which downsamples by it.
     dims : 1 or 2, the convolution's axes.
+    l2 : L2 penalty factor on each convolution's kernel (:func:`l2_penalty`); 0: none.
 
     Returns
     -------
@@ -45,7 +47,8 @@ def conv_blocks(x: Any, *, filters: Sequence[int], kernel_size: int, pool_size: 
     conv, pooling = (layers.Conv1D, layers.MaxPooling1D) if dims == 1 else (layers.Conv2D, layers.MaxPooling2D)
     for i, n in enumerate(filters, start=1):
         strides = stride if i == 1 else 1
-        x = conv(n, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{prefix}{i}")(x)
+        x = conv(n, kernel_size, strides=strides, padding="same", use_bias=False,
+                 kernel_regularizer=l2_penalty(l2), name=f"{prefix}{i}")(x)
         if strides > 1 and mask is not None:
             mask = layers.MaxPooling1D(strides, padding="same", name=f"{prefix}{i}_mask_stride")(mask)
         x = layers.BatchNormalization(name=f"{prefix}{i}_bn")(x)
@@ -59,15 +62,21 @@ def conv_blocks(x: Any, *, filters: Sequence[int], kernel_size: int, pool_size: 
     return x if mask is None else (x, mask)
 
 
-def classifier_head(x: Any, *, dense: Sequence[int], dropout: float, num_classes: int) -> Any:
+def l2_penalty(factor: float) -> keras.regularizers.Regularizer | None:
+    """A kernel regularizer adding ``factor * sum(kernel ** 2)`` to the training loss, or None for 0."""
+    return keras.regularizers.L2(float(factor)) if factor else None
+
+
+def classifier_head(x: Any, *, dense: Sequence[int], dropout: float, num_classes: int, l2: float = 0.0) -> Any:
     """Apply Dense(ReLU) → Dropout per entry of ``dense``, then a softmax layer ``probs``.
 
-    ``x`` has shape (batch, features); the result has shape (batch, num_classes).
+    ``x`` has shape (batch, features); the result has shape (batch, num_classes). ``l2``
+    penalises every Dense kernel, the softmax layer's included (:func:`l2_penalty`).
     """
     for i, n in enumerate(dense, start=1):
-        x = layers.Dense(n, activation="relu", name=f"dense{i}")(x)
+        x = layers.Dense(n, activation="relu", kernel_regularizer=l2_penalty(l2), name=f"dense{i}")(x)
         x = layers.Dropout(dropout, name=f"dense{i}_drop")(x)
-    return layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2_penalty(l2), name="probs")(x)
 
 
 @keras.saving.register_keras_serializable(package="ser")
