@@ -10,7 +10,8 @@
 Every fold is trained once per seed in ``train.seeds`` (``null``: ``base.seed`` only) with
 :func:`pipeline.train.train_on`, the same recipe as the ``train`` stage: scaler, class
 weights and augmented copies come from that fold's training speakers only, early stopping
-uses its validation speakers, and its test speakers are checked unseen before scoring.
+uses its validation speakers (an SVM with ``models.<name>.train_on_val: true`` trains on them
+instead), and its test speakers are checked unseen before scoring.
 Under ``holdout`` the ``base.seed`` run *is* the ``train``/``evaluate`` stages' model, so its
 predictions (``<evaluate.out>/<model>.csv``) are reused instead of training it again. An SVM
 (:mod:`pipeline.models.svm`) does not depend on the seed (libsvm draws no random numbers

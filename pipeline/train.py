@@ -1,13 +1,15 @@
-"""Stage ``train``: fit one model (``--model cnn`` or ``cnn_lstm``) on the training speakers.
+"""Stage ``train``: fit one model (``--model``, a name of :data:`pipeline.models.BUILDERS`) on the training speakers.
 
 Training data: the ``train`` partition of ``split.csv`` plus the augmented copies of those
-clips (:func:`training_rows`), streamed from the feature cache batch by batch
-(:mod:`pipeline.feed`: memory holds the model and a few batches, not the corpus; the same
-model as loading it all, bit for bit). :func:`train_on` is the whole recipe for any
+clips (:func:`training_rows`; an SVM with ``models.<name>.train_on_val: true`` fits on the
+``val`` speakers too, :func:`fit_rows`: it has no early stopping to spend them on), streamed
+from the feature cache batch by batch (:mod:`pipeline.feed`: memory holds the model and a
+few batches, not the corpus; the same model as loading it all, bit for bit). :func:`train_on` is the whole recipe for any
 partition of clips; the ``protocol`` stage calls it once per fold and seed. Standardisation is fitted on
 training data only (optionally after per-speaker normalisation, ``train.speaker_norm``) and
 saved in the bundle. Class weights, Adam, early stopping on validation UAR with the best
-weights restored, learning-rate reduction on validation loss. Seeded and deterministic
+weights restored, learning-rate reduction on validation loss (or a cosine schedule,
+``train.lr_schedule``). Seeded and deterministic
 (``keras.utils.set_random_seed`` + TensorFlow op determinism). Curves are logged with
 DVCLive to ``dvclive/<model>/``; the bundle goes to ``<train.out>/<model>/``.
 
