@@ -146,6 +146,13 @@ def test_cnn_lstm_l2_penalises_every_kernel_but_the_attention_scorer():
     assert not build("cnn_lstm", tiny("cnn_lstm")).losses   # 0: no penalty at all
 
 
+def test_cnn_lstm_regularisation_keys_are_optional_and_off_when_left_out():
+    params = {k: v for k, v in tiny("cnn_lstm").items() if k not in ("recurrent_dropout", "l2")}
+    assert models.check_params("cnn_lstm", params) == {**params, "recurrent_dropout": 0.0, "l2": 0.0}
+    model = build("cnn_lstm", params)
+    assert model.get_layer("bilstm1").forward_layer.cell.recurrent_dropout == 0 and not model.losses
+
+
 def test_cnn_lstm_recurrent_dropout_is_training_only():
     model = build("cnn_lstm", tiny("cnn_lstm", filters=[], dense=[], dropout=0.0, recurrent_dropout=0.5))
     cells = [model.get_layer("bilstm1").forward_layer.cell, model.get_layer("bilstm1").backward_layer.cell]
@@ -256,6 +263,9 @@ def test_keras_round_trip(tmp_path, name, params):
     if name == "cnn_lstm":
         assert isinstance(loaded.get_layer("attention_pool"), models.AttentionPooling)
         assert loaded.get_layer("attention_pool").units == params["lstm_units"]
+        # the regularisation survives too (inference alone would not show its loss)
+        assert loaded.get_layer("bilstm1").forward_layer.cell.recurrent_dropout == params["recurrent_dropout"]
+        assert len(loaded.losses) == len(model.losses) == (7 if params["l2"] else 0)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
 
 
