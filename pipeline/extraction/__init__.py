@@ -16,7 +16,12 @@ zero padding, periodic Hann window of ``win_length`` centred in ``n_fft``, as
   ``top_db``, so values are comparable across clips); ``mfcc`` = DCT-II (ortho) of that
   log-mel, i.e. ``librosa.feature.mfcc(S=logmel)``; optional ``d_mfcc`` (``librosa.feature.delta``,
   width 9); ``zcr`` and ``rms`` over ``n_fft``-sample frames, equal to
-  ``librosa.feature.zero_crossing_rate`` and ``librosa.feature.rms`` with ``center=True``.
+  ``librosa.feature.zero_crossing_rate`` and ``librosa.feature.rms`` with ``center=True``;
+  ``pitch`` = two columns, ``f0_semitones`` (semitones above 27.5 Hz in voiced frames, 0 in
+  the others, as eGeMAPS's ``F0semitoneFrom27.5Hz``) and ``voicing`` (the frame's peak
+  normalised autocorrelation), from Praat's autocorrelation method over its own 40 ms
+  frames on the same centres (:func:`~pipeline.extraction.frames.pitch`): the spectral
+  features above cannot show f0, the main prosodic cue of emotion.
 - the utterance vector, averaged over the frames that hold real audio: MFCC mean (and std),
   chroma mean (``chroma_stft``, tuning 0), mel power mean, spectral centroid, roll-off (0.85)
   and bandwidth (p=2) from the magnitude ``sqrt(S)``, ZCR and RMS -- the write-ups' vector

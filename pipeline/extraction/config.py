@@ -185,6 +185,8 @@ class FeatureConfig:
                 names += _numbered("mfcc", self.n_mfcc)
                 if self.mfcc_deltas:
                     names += _numbered("d_mfcc", self.n_mfcc)
+            elif feat == "pitch":
+                names += ["f0_semitones", "voicing"]
             else:
                 names.append(feat)
         return names

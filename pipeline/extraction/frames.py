@@ -18,6 +18,14 @@ ROLL_PERCENT = 0.85
 ZC_THRESHOLD = 1e-10       # |y| at or below this counts as 0, as in librosa.zero_crossings
 _BLOCK_CLIPS = 16          # clips per internal block: bounds memory, keeps arrays cache-sized
 _TINY = np.finfo(np.float32).tiny
+# pitch (sequence feature "pitch"): normalised autocorrelation, as Praat's "To Pitch (ac)"
+PITCH_WINDOW_S = 0.040     # analysis window: 3 periods of the lowest pitch
+PITCH_MIN_HZ = 75.0
+PITCH_MAX_HZ = 600.0
+PITCH_VOICING = 0.45       # a frame is voiced when its best normalised autocorrelation exceeds this
+PITCH_OCTAVE_COST = 0.03   # per octave below PITCH_MAX_HZ, subtracted from a candidate's strength
+PITCH_SILENCE_DB = 40.0    # frames this far below the clip's loudest frame are unvoiced
+SEMITONE_REF_HZ = 27.5     # f0 in semitones above 27.5 Hz (A0), as eGeMAPS's F0semitoneFrom27.5Hz
 
 
 
@@ -162,6 +170,9 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
                 sequence[..., col:col + config.n_mfcc] = scipy.signal.savgol_filter(
                     mfcc, DELTA_WIDTH, polyorder=1, deriv=1, axis=1, mode="interp")
                 col += config.n_mfcc
+        elif feat == "pitch":
+            sequence[..., col:col + 2] = pitch(Y, sr=config.sr, hop_length=config.hop_length)
+            col += 2
         else:
             sequence[..., col] = zcr if feat == "zcr" else rms
             col += 1
@@ -185,6 +196,72 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
         parts.append(np.sqrt((dev * dev).sum(axis=1) / count))
     parts += [mean(chroma), mean(mel_u), mean(scalars)]
     utterance[:] = np.concatenate(parts, axis=1)
+
+
+@functools.lru_cache(maxsize=4)
+def _pitch_setup(sr: int) -> tuple[int, int, int, int, np.ndarray, np.ndarray]:
+    """(window length, FFT length, shortest lag, longest lag, Hann window, window's normalised
+    autocorrelation at lags 0..longest + 1) for :func:`pitch` at ``sr``."""
+    n_win = int(round(PITCH_WINDOW_S * sr))
+    lag_lo, lag_hi = int(math.floor(sr / PITCH_MAX_HZ)), int(math.ceil(sr / PITCH_MIN_HZ))
+    n_fft = scipy.fft.next_fast_len(n_win + lag_hi + 2, real=True)   # no circular wrap up to lag_hi + 1
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(n_win) + 0.5) / n_win)
+    r_w = np.correlate(window, window, mode="full")[n_win - 1:n_win + lag_hi + 1]
+    return n_win, n_fft, lag_lo, lag_hi, window.astype(np.float32), r_w / r_w[0]
+
+
+def pitch(Y: np.ndarray, *, sr: int, hop_length: int) -> np.ndarray:
+    """Per-frame fundamental frequency and voicing of a batch of clips (sequence feature ``pitch``).
+
+    Frame ``t`` is centred on sample ``t * hop_length`` (zero padding, as the STFT frames), with a
+    40 ms Hann window. Each frame's autocorrelation, divided by its value at lag 0 and by the
+    window's own autocorrelation (Boersma 1993, Praat's "To Pitch (ac)"), is searched over the
+    lags of 75-600 Hz for the strongest peak (a small cost per octave below 600 Hz against octave
+    errors), refined by a parabola through it and its neighbours.
+
+    Returns
+    -------
+    np.ndarray [shape=(batch, n_frames, 2)], float64
+        Column 0: f0 in semitones above 27.5 Hz (``12 * log2(f0 / 27.5)``, as eGeMAPS's
+        ``F0semitoneFrom27.5Hz``) in voiced frames and 0 in the others; column 1: voicing, the
+        peak's normalised autocorrelation clipped to [0, 1] (0 in silent frames). A frame is voiced
+        when its voicing exceeds 0.45 and its energy is within 40 dB of the clip's loudest frame.
+        No time smoothing: each frame on its own, so a clip's values do not depend on its batch.
+    """
+    Y = np.asarray(Y, dtype=np.float32)
+    n_win, n_fft, lag_lo, lag_hi, window, r_w = _pitch_setup(int(sr))
+    B, n = Y.shape
+    half = n_win // 2
+    T = 1 + n // hop_length
+    padded = np.zeros((B, (T - 1) * hop_length + n_win), dtype=np.float32)
+    padded[:, half:half + n] = Y
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_win, axis=1)[:, ::hop_length][:, :T]
+    frames = frames - frames.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
+    spec = scipy.fft.rfft(frames * window, n=n_fft, axis=-1)
+    power = spec.real**2
+    power += spec.imag**2
+    r = scipy.fft.irfft(power, n=n_fft, axis=-1)[..., :lag_hi + 2].astype(np.float64)
+    r0 = r[..., :1]
+    norm = r[..., :lag_hi + 2] / np.where(r0 > 0, r0, 1.0)
+    norm /= r_w
+    lags = np.arange(lag_lo, lag_hi + 1)
+    strength = norm[..., lag_lo:lag_hi + 1] - PITCH_OCTAVE_COST * np.log2(lags * PITCH_MAX_HZ / sr)
+    best = lag_lo + np.argmax(strength, axis=-1)                  # (B, T)
+    at = lambda k: np.take_along_axis(norm, k[..., None], axis=-1)[..., 0]
+    left, mid, right = at(best - 1), at(best), at(np.minimum(best + 1, lag_hi + 1))
+    curve = left - 2 * mid + right
+    shift = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1.0), 0.0)
+    shift = np.clip(shift, -0.5, 0.5)
+    peak = mid - 0.25 * (left - right) * shift
+    energy = r0[..., 0]
+    loud = energy > np.max(energy, axis=1, keepdims=True) * 10.0 ** (-PITCH_SILENCE_DB / 10.0)
+    voicing = np.where(energy > 0, np.clip(peak, 0.0, 1.0), 0.0)
+    voiced = loud & (voicing > PITCH_VOICING)
+    f0 = sr / (best + shift)
+    out = np.empty((B, T, 2))
+    out[..., 0] = np.where(voiced, 12.0 * np.log2(f0 / SEMITONE_REF_HZ), 0.0)
+    out[..., 1] = voicing
+    return out
 
 
 def _spectral_shape(S: np.ndarray, *, kernels: Kernels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
