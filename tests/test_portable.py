@@ -40,6 +40,8 @@ features = {**params["features"], "sequence": list(dict.fromkeys([*params["featu
 config = FeatureConfig.from_params(features, sr=params["base"]["sample_rate"])
 table = pd.DataFrame({"clip_id": [f"c{i}" for i in range(len(files))], "path": files, "duration_s": 1.0})
 run(table, out, config=config, dtype="float32", chunk_size=16, workers=1, desc="portable")
+from pipeline.extraction.frames import _pitch_setup   # pitch's float64 constants, before any rounding
+(out / "pitch_setup.bin").write_bytes(b"".join(np.ascontiguousarray(a).tobytes() for a in _pitch_setup(44100)[4:]))
 """
 
 
@@ -93,7 +95,7 @@ def _env(setting: str) -> dict[str, str]:
 def _extract(setting: str, files: list[str], out: Path) -> dict[str, str]:
     subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(files), str(out), str(ROOT / "params.yaml")],
                    env=_env(setting), check=True, cwd=ROOT, capture_output=True)
-    return {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in ("sequence.npy", "utterance.npy", "n_frames.npy")}
+    return {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in ("sequence.npy", "utterance.npy", "n_frames.npy", "pitch_setup.bin")}
 
 
 def test_feature_files_identical_across_cpu_kernels(clips, tmp_path):

@@ -19,8 +19,8 @@ zero padding, periodic Hann window of ``win_length`` centred in ``n_fft``, as
   ``librosa.feature.zero_crossing_rate`` and ``librosa.feature.rms`` with ``center=True``;
   ``pitch`` = two columns, ``f0_semitones`` (semitones above 27.5 Hz in voiced frames, 0 in
   the others, as eGeMAPS's ``F0semitoneFrom27.5Hz``) and ``voicing`` (the frame's peak
-  normalised autocorrelation), from Praat's autocorrelation method over its own 40 ms
-  frames on the same centres (:func:`~pipeline.extraction.frames.pitch`): the spectral
+  normalised autocorrelation), Praat-style (normalised autocorrelation, 75-600 Hz) over its
+  own 40 ms frames on the same centres (:func:`~pipeline.extraction.frames.pitch`): the spectral
   features above cannot show f0, the main prosodic cue of emotion.
 - the utterance vector, averaged over the frames that hold real audio: MFCC mean (and std),
   chroma mean (``chroma_stft``, tuning 0), mel power mean, spectral centroid, roll-off (0.85)

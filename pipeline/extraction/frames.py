@@ -199,41 +199,47 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
 
 
 @functools.lru_cache(maxsize=4)
-def _pitch_setup(sr: int) -> tuple[int, int, int, int, np.ndarray, np.ndarray]:
-    """(window length, FFT length, shortest lag, longest lag, Hann window, window's normalised
-    autocorrelation at lags 0..longest + 1) for :func:`pitch` at ``sr``."""
+def _pitch_setup(sr: int) -> tuple[int, int, int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """(window length, FFT length, shortest lag, longest lag, periodic Hann window (float32),
+    the window's normalised autocorrelation at lags 0..longest + 1, each candidate lag's octave
+    cost) for :func:`pitch` at ``sr``. Built with pocketfft and ``math``, never BLAS or NumPy's
+    SIMD transcendental functions, so the same bits on any CPU."""
     n_win = int(round(PITCH_WINDOW_S * sr))
-    lag_lo, lag_hi = int(math.floor(sr / PITCH_MAX_HZ)), int(math.ceil(sr / PITCH_MIN_HZ))
+    lag_lo, lag_hi = int(math.ceil(sr / PITCH_MAX_HZ)), int(math.floor(sr / PITCH_MIN_HZ))
     n_fft = scipy.fft.next_fast_len(n_win + lag_hi + 2, real=True)   # no circular wrap up to lag_hi + 1
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(n_win) + 0.5) / n_win)
-    r_w = np.correlate(window, window, mode="full")[n_win - 1:n_win + lag_hi + 1]
-    return n_win, n_fft, lag_lo, lag_hi, window.astype(np.float32), r_w / r_w[0]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_win) / n_win)).astype(np.float32)
+    spec = scipy.fft.rfft(window, n=n_fft)
+    r_w = scipy.fft.irfft(spec.real**2 + spec.imag**2, n=n_fft)[:lag_hi + 2].astype(np.float64)
+    cost = np.array([PITCH_OCTAVE_COST * math.log2(lag * PITCH_MAX_HZ / sr) for lag in range(lag_lo, lag_hi + 1)])
+    return n_win, n_fft, lag_lo, lag_hi, window, r_w / r_w[0], cost
 
 
 def pitch(Y: np.ndarray, *, sr: int, hop_length: int) -> np.ndarray:
     """Per-frame fundamental frequency and voicing of a batch of clips (sequence feature ``pitch``).
 
-    Frame ``t`` is centred on sample ``t * hop_length`` (zero padding, as the STFT frames), with a
-    40 ms Hann window. Each frame's autocorrelation, divided by its value at lag 0 and by the
-    window's own autocorrelation (Boersma 1993, Praat's "To Pitch (ac)"), is searched over the
-    lags of 75-600 Hz for the strongest peak (a small cost per octave below 600 Hz against octave
-    errors), refined by a parabola through it and its neighbours.
+    Praat-style (Boersma 1993, the normalisation of Praat's "To Pitch (ac)", without its path
+    finder across frames): frame ``t`` is centred on sample ``t * hop_length`` (zero padding, as
+    the STFT frames), with a 40 ms periodic Hann window and its mean removed. Its autocorrelation,
+    divided by its value at lag 0 and by the window's own autocorrelation, is searched among its
+    local maxima at the lags of 75-600 Hz for the strongest (less a cost of 0.03 per octave
+    below 600 Hz, against octave errors), refined by a parabola through it and its neighbours.
 
     Returns
     -------
     np.ndarray [shape=(batch, n_frames, 2)], float64
         Column 0: f0 in semitones above 27.5 Hz (``12 * log2(f0 / 27.5)``, as eGeMAPS's
         ``F0semitoneFrom27.5Hz``) in voiced frames and 0 in the others; column 1: voicing, the
-        peak's normalised autocorrelation clipped to [0, 1] (0 in silent frames). A frame is voiced
-        when its voicing exceeds 0.45 and its energy is within 40 dB of the clip's loudest frame.
-        No time smoothing: each frame on its own, so a clip's values do not depend on its batch.
+        peak's normalised autocorrelation clipped to [0, 1] (0 in all-zero frames and frames with
+        no local maximum in the range). A frame is voiced when its voicing exceeds 0.45 and its
+        energy is within 40 dB of the clip's loudest frame. A clip's values do not depend on the
+        other clips of its batch.
     """
     Y = np.asarray(Y, dtype=np.float32)
-    n_win, n_fft, lag_lo, lag_hi, window, r_w = _pitch_setup(int(sr))
+    n_win, n_fft, lag_lo, lag_hi, window, r_w, cost = _pitch_setup(int(sr))
     B, n = Y.shape
     half = n_win // 2
     T = 1 + n // hop_length
-    padded = np.zeros((B, (T - 1) * hop_length + n_win), dtype=np.float32)
+    padded = np.zeros((B, max((T - 1) * hop_length + n_win, half + n)), dtype=np.float32)
     padded[:, half:half + n] = Y
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_win, axis=1)[:, ::hop_length][:, :T]
     frames = frames - frames.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
@@ -241,25 +247,24 @@ def pitch(Y: np.ndarray, *, sr: int, hop_length: int) -> np.ndarray:
     power = spec.real**2
     power += spec.imag**2
     r = scipy.fft.irfft(power, n=n_fft, axis=-1)[..., :lag_hi + 2].astype(np.float64)
-    r0 = r[..., :1]
-    norm = r[..., :lag_hi + 2] / np.where(r0 > 0, r0, 1.0)
+    energy = r[..., 0]
+    norm = r / np.where(energy > 0, energy, 1.0)[..., None]
     norm /= r_w
-    lags = np.arange(lag_lo, lag_hi + 1)
-    strength = norm[..., lag_lo:lag_hi + 1] - PITCH_OCTAVE_COST * np.log2(lags * PITCH_MAX_HZ / sr)
+    inner = norm[..., lag_lo:lag_hi + 1]
+    peak_here = (inner > norm[..., lag_lo - 1:lag_hi]) & (inner >= norm[..., lag_lo + 1:lag_hi + 2])
+    strength = np.where(peak_here, inner - cost, -np.inf)
     best = lag_lo + np.argmax(strength, axis=-1)                  # (B, T)
+    found = peak_here.any(axis=-1) & (energy > 0)
     at = lambda k: np.take_along_axis(norm, k[..., None], axis=-1)[..., 0]
-    left, mid, right = at(best - 1), at(best), at(np.minimum(best + 1, lag_hi + 1))
+    left, mid, right = at(best - 1), at(best), at(best + 1)
     curve = left - 2 * mid + right
     shift = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1.0), 0.0)
     shift = np.clip(shift, -0.5, 0.5)
-    peak = mid - 0.25 * (left - right) * shift
-    energy = r0[..., 0]
+    voicing = np.where(found, np.clip(mid - 0.25 * (left - right) * shift, 0.0, 1.0), 0.0)
     loud = energy > np.max(energy, axis=1, keepdims=True) * 10.0 ** (-PITCH_SILENCE_DB / 10.0)
-    voicing = np.where(energy > 0, np.clip(peak, 0.0, 1.0), 0.0)
     voiced = loud & (voicing > PITCH_VOICING)
-    f0 = sr / (best + shift)
-    out = np.empty((B, T, 2))
-    out[..., 0] = np.where(voiced, 12.0 * np.log2(f0 / SEMITONE_REF_HZ), 0.0)
+    out = np.zeros((B, T, 2))
+    out[..., 0][voiced] = 12.0 * np.log2(sr / (best[voiced] + shift[voiced]) / SEMITONE_REF_HZ)
     out[..., 1] = voicing
     return out
 
