@@ -264,6 +264,11 @@ class Cnn(Section):
     conv: Literal[CNN_CONVS]
     stride: PositiveInt
     specaugment: Optional[SpecAugment]
+    # Augmented copies per training clip it trains on: the first `copies` of the augment stage's
+    # `augment.copies` (copies are seeded by their number, so a model that takes 2 of 4 sees
+    # exactly what augment.copies: 2 made); null: all of them. Optional.
+    copies: Optional[NonNegativeInt] = None
+    optional: ClassVar[tuple[str, ...]] = ("copies",)
 
 
 class CnnLstm(Section):
@@ -281,7 +286,8 @@ class CnnLstm(Section):
     specaugment: Optional[SpecAugment]
     recurrent_dropout: Rate = 0.0   # dropout of the LSTM's recurrent state (Keras recurrent_dropout); optional
     l2: NonNegativeFloat = 0.0      # L2 penalty on every kernel (conv, LSTM, dense), added to the loss; optional
-    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2")
+    copies: Optional[NonNegativeInt] = None   # as Cnn.copies; optional
+    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2", "copies")
 
 
 class Svm(Section):
@@ -290,7 +296,8 @@ class Svm(Section):
     gamma: Union[Literal["scale", "auto"], PositiveFloat]
     gram: bool = False        # precompute the RBF kernel with BLAS (pipeline.models.svm); optional
     train_on_val: bool = False   # fit on the validation speakers too (an SVM has no early stopping); optional
-    optional: ClassVar[tuple[str, ...]] = ("gram", "train_on_val")
+    copies: Optional[NonNegativeInt] = None   # as Cnn.copies; optional
+    optional: ClassVar[tuple[str, ...]] = ("gram", "train_on_val", "copies")
 
     @field_validator("gamma", mode="before")
     @classmethod

@@ -35,21 +35,32 @@ from pipeline.schema import spec_on
 from pipeline.speakers import check_disjoint
 
 
-def training_rows(split_rows: pd.DataFrame, *, augment_dir: Path, corpora: list[str]) -> pd.DataFrame:
+def training_rows(split_rows: pd.DataFrame, *, augment_dir: Path, corpora: list[str],
+                  copies: int | None = None, model: str = "<name>") -> pd.DataFrame:
     """The ``train`` rows of ``split_rows`` plus the augmented copies of those clips only.
 
     ``augment`` makes copies of every clip (so that any fold protocol can use them); a run
-    takes the copies whose source clip is one of its own training clips. The leak guard:
-    a selected copy whose speaker is a validation or test speaker of ``split_rows`` means
-    the augmented table is corrupt, and the run refuses to start.
+    takes the copies whose source clip is one of its own training clips, and with ``copies``
+    (``models.<name>.copies``) only the first ``copies`` of each (copy numbers 1 to
+    ``copies``; ``None``: all, 0: none). Asking for more copies than the tables hold is an
+    error naming ``augment.copies``. The leak guard: a selected copy whose speaker is a
+    validation or test speaker of ``split_rows`` means the augmented table is corrupt, and
+    the run refuses to start.
     """
     train = split_rows[split_rows.split == "train"]
-    copies = [pd.read_csv(f) for c in corpora if (f := Path(augment_dir) / c / "augmented.csv").is_file()]
-    copies = [c for c in copies if len(c)]
-    if not copies:
+    tables = [pd.read_csv(f) for c in corpora if (f := Path(augment_dir) / c / "augmented.csv").is_file()]
+    tables = [t for t in tables if len(t)]
+    made = max((int(t["copy"].max()) for t in tables), default=0) if copies is not None else None
+    if copies is not None and copies > made:
+        raise P.ParamsError(f"params.yaml: models.{model}.copies={copies} asks for more augmented copies per "
+                            f"training clip than {augment_dir} holds ({made}): raise augment.copies to at least "
+                            f"{copies} and rerun `dvc repro`, or lower models.{model}.copies")
+    if not tables or copies == 0:
         return train.assign(source="original")
-    aug = pd.concat(copies, ignore_index=True)
+    aug = pd.concat(tables, ignore_index=True)
     aug = aug[aug.source_id.isin(train.clip_id)]
+    if copies is not None:
+        aug = aug[aug["copy"] <= copies]
     held_out = set(split_rows.speaker[split_rows.split.isin(["val", "test"])])
     leaked = aug[aug.speaker.isin(held_out)]
     if len(leaked):
@@ -271,12 +282,14 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
     from pipeline.models import check_params, input_kind
 
     check_disjoint(rows)
-    rows = fit_rows(rows, train_on_val=bool(check_params(name, model_params).get("train_on_val")))
+    checked = check_params(name, model_params)
+    rows = fit_rows(rows, train_on_val=bool(checked.get("train_on_val")))
     kind = input_kind(name, model_params)
     corpora = sorted(rows.corpus.unique())
     label_index = {c: i for i, c in enumerate(labels)}
-    train = open_training(training_rows(rows, augment_dir=augment_dir, corpora=corpora), features_dir=features_dir,
-                          kind=kind)
+    train = open_training(training_rows(rows, augment_dir=augment_dir, corpora=corpora, copies=checked.get("copies"),
+                                       model=name),
+                          features_dir=features_dir, kind=kind)
     has_val = (rows.split == "val").any()
     val = dataset.open_source(rows[rows.split == "val"], features_dir=features_dir, kind=kind) if has_val else None
     speaker_norm = bool(cfg["speaker_norm"])

@@ -77,6 +77,38 @@ def test_training_takes_the_copies_of_its_own_training_clips_only(project):
     assert set(used.source_id.dropna()) == {"emodb:clip1", "emodb:clip2", "emodb:clip3"}
 
 
+def test_a_model_takes_the_first_copies_of_a_larger_augment_run_as_a_smaller_run_made_them(project):
+    """models.<name>.copies: 2 over augment.copies: 4 trains on the very rows and bytes augment.copies: 2 made."""
+    from pipeline.train import training_rows
+    rows = pd.read_csv(project / "interim" / "splits" / "emodb.csv")
+    rows = rows.assign(speaker="emodb:" + rows.split)   # one speaker per partition, as in a fold
+
+    def run_augment():
+        augment.main(["--corpus", "emodb"])
+        table = pd.read_csv(project / "aug" / "emodb" / "augmented.csv")
+        table.assign(speaker=table.source_id.map(rows.set_index("clip_id").speaker)).to_csv(
+            project / "aug" / "emodb" / "augmented.csv", index=False)
+
+    run_augment()   # CFG: 2 copies
+    two = digests(project / "aug" / "emodb")
+    two_rows = training_rows(rows, augment_dir=project / "aug", corpora=["emodb"])
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["augment"]["copies"] = 4
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run_augment()
+    four = digests(project / "aug" / "emodb")
+    assert len(four) == 5 * 4 and {k: four[k] for k in two} == two   # copies 1 and 2 are byte for byte the same
+    taken = training_rows(rows, augment_dir=project / "aug", corpora=["emodb"], copies=2)
+    pd.testing.assert_frame_equal(taken.drop(columns="applied"), two_rows.drop(columns="applied"))
+    assert list(taken.applied.fillna("")) == list(two_rows.applied.fillna(""))
+    every = training_rows(rows, augment_dir=project / "aug", corpora=["emodb"])
+    assert (every.source == "augmented").sum() == 3 * 4   # null: every copy of the 3 training clips
+    assert list(training_rows(rows, augment_dir=project / "aug", corpora=["emodb"], copies=0).source) == ["original"] * 3
+    with pytest.raises(ParamsError, match=r"models\.svm\.copies=5 asks for more augmented copies per training clip "
+                                          r"than \S*aug holds \(4\): raise augment\.copies to at least 5"):
+        training_rows(rows, augment_dir=project / "aug", corpora=["emodb"], copies=5, model="svm")
+
+
 def test_same_seed_same_bytes_other_seed_differs(project):
     augment.main(["--corpus", "emodb"])
     first = digests(project / "aug" / "emodb")
