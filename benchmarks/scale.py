@@ -70,6 +70,9 @@ def project(tmp: Path, corpus_dir: Path, *, copies: int, epochs: int) -> Path:
     params["data"]["dir"] = str(corpus_dir.parent)
     params["split"]["assign"] = {}
     params["augment"]["copies"] = copies
+    for model in params["models"].values():   # a model taking more copies than made would stop the run
+        if isinstance(model, dict) and model.get("copies") is not None:
+            model["copies"] = min(model["copies"], copies)
     params["train"]["epochs"] = epochs
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return tmp

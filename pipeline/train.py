@@ -42,16 +42,17 @@ def training_rows(split_rows: pd.DataFrame, *, augment_dir: Path, corpora: list[
     ``augment`` makes copies of every clip (so that any fold protocol can use them); a run
     takes the copies whose source clip is one of its own training clips, and with ``copies``
     (``models.<name>.copies``) only the first ``copies`` of each (copy numbers 1 to
-    ``copies``; ``None``: all, 0: none). Asking for more copies than the tables hold is an
-    error naming ``augment.copies``. The leak guard: a selected copy whose speaker is a
+    ``copies``; ``None``: all, 0: none). With no copies made (``augment.copies: 0``, the
+    switch that turns augmentation off for every model) a run trains on its originals whatever
+    ``copies`` says; asking for more copies than the tables hold otherwise is an error naming
+    ``augment.copies``. The leak guard: a selected copy whose speaker is a
     validation or test speaker of ``split_rows`` means the augmented table is corrupt, and
     the run refuses to start.
     """
     train = split_rows[split_rows.split == "train"]
     tables = [pd.read_csv(f) for c in corpora if (f := Path(augment_dir) / c / "augmented.csv").is_file()]
     tables = [t for t in tables if len(t)]
-    made = max((int(t["copy"].max()) for t in tables), default=0) if copies is not None else None
-    if copies is not None and copies > made:
+    if copies is not None and 0 < (made := max((int(t["copy"].max()) for t in tables), default=0)) < copies:
         raise P.ParamsError(f"params.yaml: models.{model}.copies={copies} asks for more augmented copies per "
                             f"training clip than {augment_dir} holds ({made}): raise augment.copies to at least "
                             f"{copies} and rerun `dvc repro`, or lower models.{model}.copies")

@@ -107,6 +107,10 @@ def test_a_model_takes_the_first_copies_of_a_larger_augment_run_as_a_smaller_run
     with pytest.raises(ParamsError, match=r"models\.svm\.copies=5 asks for more augmented copies per training clip "
                                           r"than \S*aug holds \(4\): raise augment\.copies to at least 5"):
         training_rows(rows, augment_dir=project / "aug", corpora=["emodb"], copies=5, model="svm")
+    params["augment"]["copies"] = 0   # the switch that turns augmentation off for every model
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run_augment()
+    assert list(training_rows(rows, augment_dir=project / "aug", corpora=["emodb"], copies=2).source) == ["original"] * 3
 
 
 def test_same_seed_same_bytes_other_seed_differs(project):

@@ -27,8 +27,8 @@ TINY = {
              "duration_s": [1.0, 1.4]},
     "augment": {"copies": 1},
     "features": {"seconds": 1.0, "n_mels": 32, "n_mfcc": 13},
-    "models": {"cnn": {"filters": [8], "dense": [8]},
-               "cnn_lstm": {"filters": [8], "lstm_units": 8, "dense": [8]}},
+    "models": {"cnn": {"filters": [8], "dense": [8], "copies": 1},
+               "cnn_lstm": {"filters": [8], "lstm_units": 8, "dense": [8], "copies": 1}},
     "train": {"epochs": 2, "batch_size": 16, "early_stopping_patience": 2},
 }
 
