@@ -2,7 +2,9 @@
 
 ``--source original`` reads ``manifests/<corpus>.csv`` (every valid clip, whatever the class
 selection, so trying another class set extracts nothing); ``--source augmented`` reads the
-augment stage's ``augmented.csv``. Clips are decoded, mixed to mono, resampled to
+augment stage's ``augmented.csv``, of it only the copies a model reading frame features trains on
+(the largest ``models.<name>.copies`` of cnn, cnn_lstm and an SVM with ``input: utterance``;
+:func:`pipeline.sources.copies_read`). Clips are decoded, mixed to mono, resampled to
 ``base.sample_rate``, loudness-normalised, cropped or padded to ``features.seconds``, and every
 feature is derived from one STFT per clip (:mod:`pipeline.extraction`). Work is split in chunks
 of ``features.chunk_size`` clips over ``features.workers`` processes and written straight
@@ -151,6 +153,8 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, dtype: str
 
 def main(argv: list[str] | None = None) -> int:
     job = extraction_job(argv, description=__doc__.splitlines()[0])
+    if job.selection:
+        print(f"features {job.source}/{job.corpus}: {job.selection}")
     cfg = job.features
     out_dir = Path(cfg["out"]) / job.source / job.corpus
     s = run(job.table, out_dir, config=job.config, dtype=cfg["dtype"], chunk_size=cfg["chunk_size"], workers=cfg["workers"],

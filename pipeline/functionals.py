@@ -10,8 +10,9 @@ and cropped exactly as for the frame features (:func:`pipeline.extraction.prepar
 ``features`` params), then :func:`pipeline.egemaps.egemaps` reads its real audio.
 
 ``--source original`` reads ``manifests/<corpus>.csv``; ``--source augmented`` the augment
-stage's ``augmented.csv``. Output folder ``<features.out>/<kind>/<source>/<corpus>/``:
-``<kind>.npy`` (n_clips, 88 or 6373) float32, ``n_frames.npy`` (zeros, for the loader),
+stage's ``augmented.csv``, of it only the copies the SVM reading these functionals trains on
+(``models.svm.copies``, ``models.svm_compare.copies``; :func:`pipeline.sources.copies_read`).
+Output folder ``<features.out>/<kind>/<source>/<corpus>/``: ``<kind>.npy`` (n_clips, 88 or 6373) float32, ``n_frames.npy`` (zeros, for the loader),
 ``index.csv`` (clip_id per row), ``meta.json`` (feature config, column names, failed clips
 with reasons). A clip that fails to decode is listed there and counted, never dropped silently.
 
@@ -102,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--kind", choices=KINDS, default=KIND,
                         help="functionals: eGeMAPSv02 (stage functionals); compare: ComParE_2016 (stage compare)")
 
-    job = extraction_job(argv, description=__doc__.splitlines()[0], options=options)
+    job = extraction_job(argv, description=__doc__.splitlines()[0], options=options, stage_kind=lambda args: args.kind)
     kind = job.args.kind
+    if job.selection:
+        print(f"{kind} {job.source}/{job.corpus}: {job.selection}")
     out_dir = folder(Path(job.features["out"]), job.source, job.corpus, kind)
     s = run(job.table, out_dir, config=job.config, chunk_size=job.features["chunk_size"], workers=job.features["workers"],
             desc=f"{kind} {job.source}/{job.corpus}", kind=kind)

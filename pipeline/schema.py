@@ -38,6 +38,8 @@ SVM_INPUTS = ("functionals", "compare", "utterance")
 # What each SVM model may read: dvc.yaml's stages of svm depend on eGeMAPS, svm_compare's on ComParE.
 STAGE_SVM_INPUTS = {"svm": ("functionals", "utterance"), "svm_compare": ("compare", "utterance")}
 MODELS = ("cnn", "cnn_lstm", "svm", "svm_compare")
+# Every input each trainable model may read (its `input` key; cnn_lstm has none: sequence).
+MODEL_INPUTS = {"cnn": CNN_INPUTS, "cnn_lstm": ("sequence",), **STAGE_SVM_INPUTS}
 
 def folder_key(corpus: str) -> str:
     """How a corpus's folder is matched under ``data.dir``: case, '-' and '_' ignored

@@ -195,3 +195,36 @@ def test_the_precomputed_kernel_svm_is_the_libsvm_kernel_svm(tmp_path, gamma):
            feature_config=CONFIG.to_dict(), speaker_norm=False, mean=np.zeros(10), std=np.ones(10), info={})
     np.testing.assert_array_equal(B.load(tmp_path / "g").predict_proba(xt, np.zeros(len(xt))),
                                   gram(xt).astype(np.float64))
+
+
+def test_the_kernel_in_row_blocks_is_the_one_line_formula_to_the_bit():
+    from pipeline.models.svm import rbf_gram
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((50, 300)).astype(np.float32), rng.standard_normal((23, 300)).astype(np.float32)
+
+    def formula(p, q, gamma):   # three kernel-sized temporaries (rbf_gram before it worked in blocks)
+        p, q = p.astype(np.float64), q.astype(np.float64)
+        d = (p * p).sum(axis=1)[:, None] + (q * q).sum(axis=1)[None, :] - 2.0 * (p @ q.T)
+        return np.exp(-gamma * np.maximum(d, 0.0)).astype(np.float32).astype(np.float64)
+
+    for p, q in ((a, a), (b, a), (a, b)):
+        want = formula(p, q, 0.002)
+        for rows in (1, 7, 50, 1024):
+            got = rbf_gram(p, q, gamma=0.002, rows=rows)
+            assert got.dtype == np.float64 and got.shape == want.shape and got.tobytes() == want.tobytes(), rows
+
+
+def test_a_precomputed_kernel_too_large_for_the_memory_is_refused_naming_the_fix(monkeypatch):
+    import psutil
+    from pipeline.models.svm import SVMClassifier, check_gram_memory, gram_fit_bytes
+    assert gram_fit_bytes(22_000) == pytest.approx(8 * 22_000 ** 2 * 1.8)   # kernel + a calibration fold's slices
+    check_gram_memory(22_000, folds=5, name="svm_compare", available=10 ** 10)   # 7.0 GB of 10: fits
+    with pytest.raises(ParamsError, match=r"models\.svm_compare\.gram=true: the precomputed RBF kernel over 44,000 "
+                                          r"training clips needs about 27\.9 GB and 24\.0 GB of memory is available; "
+                                          r"lower models\.svm_compare\.copies .* or set models\.svm_compare\.gram: false"):
+        check_gram_memory(44_000, folds=5, name="svm_compare", available=24 * 10 ** 9)
+    x, y = _toy(40, seed=0)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("VM", (), {"available": 10_000})())
+    with pytest.raises(ParamsError, match=r"models\.svm_compare\.gram=true: .* 120 training clips"):
+        SVMClassifier(num_classes=4, C=1.0, gamma="scale", name="svm_compare", gram=True).fit(x, y, class_weight=None, seed=0)
+    SVMClassifier(num_classes=4, C=1.0, gamma="scale", name="svm", gram=False).fit(x, y, class_weight=None, seed=0)

@@ -19,21 +19,64 @@ from typing import Mapping
 
 import numpy as np
 
+from pipeline.params import ParamsError
 from pipeline.schema import SVM_INPUTS as INPUTS
 
 CALIBRATION_FOLDS = 5
 
 
-def rbf_gram(a: np.ndarray, b: np.ndarray, *, gamma: float) -> np.ndarray:
+GRAM_ROWS = 1024
+"""Kernel rows computed at once by :func:`rbf_gram`: its memory is the kernel and this many rows."""
+
+
+def rbf_gram(a: np.ndarray, b: np.ndarray, *, gamma: float, rows: int = GRAM_ROWS) -> np.ndarray:
     """The RBF kernel ``exp(-gamma * |a_i - b_j|^2)`` of every row pair (len(a), len(b)),
     float64 holding float32-rounded values (see the module docstring).
+
+    Computed ``rows`` rows at a time into the one output array, so the peak memory is the
+    kernel plus a block, not the three kernel-sized temporaries of the one-line formula (whose
+    values it gives to the bit: the same operations per element; ``tests/test_functionals.py``).
 
     >>> rbf_gram(np.zeros((1, 2)), np.array([[0.0, 0.0], [1.0, 1.0]]), gamma=0.5).round(4).tolist()
     [[1.0, 0.3679]]
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    d = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * (a @ b.T)
-    return np.exp(-gamma * np.maximum(d, 0.0)).astype(np.float32).astype(np.float64)
+    a_sq, b_sq = (a * a).sum(axis=1), (b * b).sum(axis=1)
+    out = np.empty((len(a), len(b)))
+    for start in range(0, len(a), rows):
+        block = slice(start, start + rows)
+        d = a_sq[block, None] + b_sq[None, :]
+        ab = a[block] @ b.T
+        ab *= 2.0
+        d -= ab
+        np.maximum(d, 0.0, out=d)
+        d *= -gamma
+        np.exp(d, out=d)
+        out[block] = d.astype(np.float32)
+    return out
+
+
+def gram_fit_bytes(n: int, folds: int = CALIBRATION_FOLDS) -> int:
+    """Peak memory of fitting on ``n`` clips with a precomputed kernel: the n x n float64
+    kernel, and the calibration fold's training and held-out slices of it that scikit-learn
+    copies (``(1 - 1/folds)`` of the rows by all but ``1/folds`` of the columns)."""
+    share = 1.0 - 1.0 / folds if folds >= 2 else 0.0
+    return int(8 * n * n * (1.0 + share))
+
+
+def check_gram_memory(n: int, *, folds: int, name: str, available: int | None = None) -> None:
+    """Refuse, in one line naming the fix, a precomputed-kernel fit that would not fit in the
+    memory available now (``available`` bytes; default: what psutil reports), rather than let
+    the system kill the process part way through."""
+    if available is None:
+        import psutil
+        available = int(psutil.virtual_memory().available)
+    need = gram_fit_bytes(n, folds)
+    if need > available:
+        raise ParamsError(f"params.yaml: models.{name}.gram=true: the precomputed RBF kernel over {n:,} training clips "
+                          f"needs about {need / 1e9:.1f} GB and {available / 1e9:.1f} GB of memory is available; lower "
+                          f"models.{name}.copies (fewer augmented copies per clip), or set models.{name}.gram: false "
+                          "(libsvm's own kernel loop: little memory, slower)")
 
 
 class SVMClassifier:
@@ -76,6 +119,8 @@ class SVMClassifier:
         # (what SVC(probability=True) did before scikit-learn 1.9 deprecated it).
         counts = np.bincount(np.asarray(y))
         folds = min(CALIBRATION_FOLDS, int(counts[counts > 0].min()) if counts.any() else 0)
+        if self.gram:
+            check_gram_memory(len(x), folds=folds, name=self.name)
         if folds < 2:  # a class with one clip: no calibration folds; softmax of the decision values instead
             self.estimator = svc
         else:
