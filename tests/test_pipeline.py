@@ -28,7 +28,8 @@ TINY = {
     "augment": {"copies": 1},
     "features": {"seconds": 1.0, "n_mels": 32, "n_mfcc": 13},
     "models": {"cnn": {"filters": [8], "dense": [8], "copies": 1},
-               "cnn_lstm": {"filters": [8], "lstm_units": 8, "dense": [8], "copies": 1}},
+               "cnn_lstm": {"filters": [8], "lstm_units": 8, "dense": [8], "copies": 1},
+               "svm_compare": {"copies": 1}},   # every model that takes a set number of copies: 1 is made
     "train": {"epochs": 2, "batch_size": 16, "early_stopping_patience": 2},
 }
 
