@@ -6,11 +6,10 @@ import pytest
 
 from pipeline.dataset import folder
 from pipeline.models import BUILDERS
-from pipeline.schema import CNN_INPUTS, MODEL_SECTIONS, SVM_INPUTS, STAGE_SVM_INPUTS
+from pipeline.schema import MODEL_INPUTS as INPUTS, MODEL_SECTIONS, SVM_INPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = PurePosixPath("data/features")
-INPUTS = {"cnn": CNN_INPUTS, "cnn_lstm": ("sequence",), **STAGE_SVM_INPUTS}
 
 
 @pytest.fixture(scope="module")
