@@ -163,6 +163,8 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
                     disable=len(inputs) < 2 or not sys.stderr.isatty())
     if predictor.speaker_norm and not args.one_speaker:
         raise UsageError(f"{predictor.folder}: {SPEAKER_NORM_HINT}")
+    if args.balance and not args.one_speaker:
+        raise UsageError("--balance needs --one-speaker: it balances the classes over one speaker's clips")
     for path in progress:
         try:
             if path.is_dir():
@@ -173,7 +175,11 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
             _fail(path, str(err), progress)
             results.append((path, None, str(err)))
     if args.one_speaker:  # every readable input is one speaker's clip: predicted together
-        predictions = iter(predictor.predict_clips([y for _, y, err in results if err is None], one_speaker=True))
+        try:
+            predictions = iter(predictor.predict_clips([y for _, y, err in results if err is None], one_speaker=True,
+                                                       balance=args.balance))
+        except InferenceError as err:   # e.g. too few readable clips to balance: nothing can be predicted
+            raise UsageError(str(err)) from None
         results = [(path, next(predictions) if err is None else None, err) for path, _, err in results]
     for path, pred, err in results:
         row = _row(path, pred) if err is None else _row(path, error=err)
@@ -313,6 +319,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--one-speaker", action="store_true",
                    help="the inputs are clips of one speaker: predict them together (required by, and only "
                         "meaningful for, a model trained with train.speaker_norm: true)")
+    p.add_argument("--balance", action="store_true",
+                   help="with --one-speaker: speaker-balanced decoding (transductive; assumes the clips cover the "
+                        "emotions about evenly; at least 14 clips): each class's probabilities divided by their "
+                        "mean over the clips")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object per input per line")
     fmt.add_argument("--csv", action="store_true", help="CSV: path, emotion, confidence, p_<label>..., error")

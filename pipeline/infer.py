@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import audio, bundle as B, params as P, vad
+from pipeline.balance import MIN_CLIPS, BalanceError, balance_fusion
 from pipeline.dataset import FUNCTIONAL_KINDS
 from pipeline.egemaps import egemaps
 from pipeline.extraction import FeatureConfig, extract, prepare
@@ -204,16 +205,28 @@ class Predictor:
         except vad.VADError as err:
             raise InferenceError(str(err)) from None
 
-    def probabilities(self, clips: list[np.ndarray], *, one_speaker: bool = False) -> np.ndarray:
+    def probabilities(self, clips: list[np.ndarray], *, one_speaker: bool = False, balance: bool = False) -> np.ndarray:
         """(n, n_classes) probabilities for mono clips at ``config.sr``, each handled as one
         utterance exactly as in training.
 
         A bundle trained with ``train.speaker_norm: true`` normalises each speaker's features
         with that speaker's own statistics: pass several clips of one speaker together with
         ``one_speaker=True`` (their statistics stand in for the speaker's); otherwise it is
-        refused. ``one_speaker`` does nothing for other bundles."""
+        refused. ``one_speaker`` does nothing else for other bundles.
+
+        ``balance=True`` (with ``one_speaker=True``, at least :data:`pipeline.balance.MIN_CLIPS`
+        clips) is speaker-balanced decoding (:mod:`pipeline.balance`): the clips are taken to
+        cover the classes about evenly, and each model's probabilities are divided by their mean
+        over the clips (a fusion's members one by one, then the fused probabilities), as
+        ``python -m pipeline.balance`` scores protocol predictions."""
         if self.speaker_norm and not one_speaker:
             raise InferenceError(SPEAKER_NORM_HINT)
+        if balance and not one_speaker:
+            raise InferenceError("speaker-balanced decoding needs one speaker's clips given together "
+                                 "(`ser predict --one-speaker --balance`)")
+        if balance and len(clips) < MIN_CLIPS:   # refused before any feature work
+            raise InferenceError(f"{len(clips)} clip(s) of one speaker: speaker-balanced decoding needs at least "
+                                 f"{MIN_CLIPS}; give more clips of the speaker, or predict without --balance")
         fixed = [prepare(y, config=self.config) for y in clips]
         Y, n_valid = np.stack([f[0] for f in fixed]), np.array([f[1] for f in fixed])
         kinds, inputs = self.bundle.input_kinds, {}
@@ -226,7 +239,15 @@ class Predictor:
         # rounded to the storage dtype, as the features and functionals stages stored them
         inputs = {k: (x.astype(self.dtypes[k]).astype(np.float32), n) for k, (x, n) in inputs.items()}
         speakers = ["speaker"] * len(clips) if self.speaker_norm else None
-        return self.bundle.predict_inputs(inputs, speakers=speakers)
+        if not balance:
+            return self.bundle.predict_inputs(inputs, speakers=speakers)
+        fusion = isinstance(self.bundle, B.FusionBundle)
+        models, weights = (list(self.bundle.members.values()), self.bundle.weights) if fusion else ([self.bundle], [1.0])
+        try:
+            return balance_fusion([m.predict_inputs(inputs, speakers=speakers) for m in models], weights,
+                                  ["speaker"] * len(clips))
+        except BalanceError as err:
+            raise InferenceError(str(err)) from None
 
     def _prediction(self, p: np.ndarray) -> Prediction:
         i = int(np.argmax(p))
@@ -261,10 +282,13 @@ class Predictor:
         self._check(y, str(path))
         return y
 
-    def predict_clips(self, clips: list[np.ndarray], *, one_speaker: bool = False) -> list[Prediction]:
+    def predict_clips(self, clips: list[np.ndarray], *, one_speaker: bool = False,
+                      balance: bool = False) -> list[Prediction]:
         """One :class:`Prediction` per mono clip at ``config.sr``, each one utterance cropped or
         padded as in training (see :meth:`probabilities`)."""
-        return [self._prediction(p) for p in self.probabilities(clips, one_speaker=one_speaker)] if clips else []
+        if not clips and not balance:
+            return []
+        return [self._prediction(p) for p in self.probabilities(clips, one_speaker=one_speaker, balance=balance)]
 
     def predict_file(self, path: str | Path) -> Prediction:
         """The recording-level prediction of an audio file (:meth:`predict_recording`)."""
