@@ -9,10 +9,11 @@ class prior, from the speaker's unlabelled clips (transductive, as per-speaker f
 normalisation is; report it as its own setting).
 
 The assumption is the setting's whole price: a speaker who is mostly neutral (a call, a
-meeting) is pushed away from neutral. It also needs enough clips: measured on the
-development folds (README, "Speaker-balanced decoding"), balancing random groups of 14 of a
-speaker's clips gained +0.007, of 28 +0.044, all of a speaker's 30-120 test clips +0.066; groups
-of 7 lost 0.037. :data:`MIN_CLIPS` refuses fewer.
+meeting) is pushed away from neutral. It also needs enough clips. Measured on the development
+folds with the committed predictions of ``cnn`` + ``svm`` + ``svm_compare`` (README,
+"Speaker-balanced decoding"): all of a speaker's 30-120 test clips +0.074 UAR; random groups of
+14-27 of them +0.022, of 28-55 +0.055; groups of 10-19 break even, of 7-13 lose 0.032; a speaker
+whose clips are 40-70 % one class loses 0.01-0.10. :data:`MIN_CLIPS` refuses fewer than 14.
 
 A fusion is balanced member by member, fused, and balanced again (:func:`balance_fusion`), as
 ``ser predict --one-speaker --balance`` does with a fusion bundle.
