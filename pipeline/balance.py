@@ -2,18 +2,17 @@
 
 A model's class probabilities for one speaker drift with the voice: a speaker whose every clip
 sounds a little angry to the model gets "angry" for many of them. When a speaker's clips are
-known to cover the classes about evenly (acted corpora: each actor reads every emotion), the
-speaker's mean probability per class estimates that drift. :func:`balance_speaker` divides each
-clip's probabilities by it and renormalises: one step of prior correction toward a uniform
-class prior, from the speaker's unlabelled clips (transductive, as per-speaker feature
-normalisation is; report it as its own setting).
+known to cover a set of classes about evenly (acted corpora: each actor reads every emotion of
+the corpus), the speaker's mean probability per class estimates that drift.
+:func:`balance_speaker` divides each clip's probabilities by it and renormalises: one step of
+prior correction toward an even prior over the speaker's classes, from the unlabelled clips
+(transductive, as per-speaker feature normalisation is; report it as its own setting).
 
-The assumption is the setting's whole price: a speaker who is mostly neutral (a call, a
-meeting) is pushed away from neutral. It also needs enough clips. Measured on the development
-folds with the committed predictions of ``cnn`` + ``svm`` + ``svm_compare`` (README,
-"Speaker-balanced decoding"): all of a speaker's 30-120 test clips +0.074 UAR; random groups of
-14-27 of them +0.022, of 28-55 +0.055; groups of 10-19 break even, of 7-13 lose 0.032; a speaker
-whose clips are 40-70 % one class loses 0.01-0.10. :data:`MIN_CLIPS` refuses fewer than 14.
+The assumption is the setting's price. Classes the speaker cannot show must be named (``classes``:
+EMO-DB has no ``surprised``), or balancing pushes clips into them; a speaker who is mostly one
+emotion (a call, a meeting) is pushed away from it; and it needs enough clips (:data:`MIN_CLIPS`).
+The README ("Speaker-balanced decoding") gives the measured effects and costs;
+``benchmarks/balance_robustness.py`` measures the costs from the committed fold predictions.
 
 A fusion is balanced member by member, fused, and balanced again (:func:`balance_fusion`), as
 ``ser predict --one-speaker --balance`` does with a fusion bundle.
@@ -32,86 +31,134 @@ import numpy as np
 import pandas as pd
 
 MIN_CLIPS = 14
-"""Fewest clips of one speaker :func:`balance_speaker` accepts (the measured break-even)."""
+"""Fewest clips of one speaker :func:`balance_speaker` accepts: on the development folds,
+balancing groups of about 7 of a speaker's clips lost 0.014 UAR, of about 10 gained 0.012 and of
+about 14 gained 0.042 (``benchmarks/balance_robustness.py``)."""
 
 
 class BalanceError(ValueError):
     """Too few clips, or inputs that cannot be balanced; the message names the fix."""
 
 
-def balance_speaker(proba: np.ndarray, *, min_clips: int = MIN_CLIPS) -> np.ndarray:
+def check_clip_count(n_clips: int, *, min_clips: int = MIN_CLIPS) -> None:
+    """Raise :class:`BalanceError` for fewer than ``min_clips`` clips of one speaker."""
+    if n_clips < min_clips:
+        raise BalanceError(f"{n_clips} clip(s) of one speaker: speaker-balanced decoding needs at least {min_clips} "
+                           "(fewer lose accuracy on the development folds); give more clips of the speaker, or "
+                           "predict without balancing")
+
+
+def balance_speaker(proba: np.ndarray, *, classes: np.ndarray | None = None, min_clips: int = MIN_CLIPS) -> np.ndarray:
     """One speaker's probabilities divided by their mean per class, rows renormalised.
 
     Parameters
     ----------
     proba : np.ndarray, shape (n_clips, n_classes)
-        Class probabilities of ``n_clips >= min_clips`` clips of one speaker (rows sum to 1).
+        Class probabilities of ``n_clips >= min_clips`` clips of one speaker.
+    classes : np.ndarray of bool, shape (n_classes,), optional
+        The classes the speaker's clips can hold (default: all). The others are set to 0
+        before the correction, so no clip is pushed into a class the speaker does not show.
     min_clips : int
         Fewer clips raise :class:`BalanceError`.
 
     Returns
     -------
     np.ndarray, shape (n_clips, n_classes), float64
-        The corrected probabilities; each row sums to 1. A class with mean probability 0
-        (never given any probability) stays at 0.
+        The corrected probabilities; each row sums to 1. A class outside ``classes``, or
+        with mean probability 0, is 0. A clip with no probability on any of ``classes``
+        gets them in equal shares.
     """
     p = np.asarray(proba, dtype=np.float64)
-    if p.ndim != 2:
-        raise BalanceError(f"expected (n_clips, n_classes) probabilities, got shape {p.shape}")
-    if len(p) < min_clips:
-        raise BalanceError(f"{len(p)} clip(s) of one speaker: speaker-balanced decoding needs at least {min_clips} "
-                           "(fewer lose accuracy on the development folds); give more clips of the speaker, or "
-                           "predict without balancing")
+    if p.ndim != 2 or p.shape[1] == 0:
+        raise BalanceError(f"expected (n_clips, n_classes) probabilities, got shape {p.shape}; pass one row per clip")
+    check_clip_count(len(p), min_clips=min_clips)
     if not np.isfinite(p).all() or (p < 0).any():
-        raise BalanceError("probabilities must be finite and non-negative")
+        raise BalanceError("probabilities must be finite and non-negative: pass a model's softmax or "
+                           "predict_proba output (0 for a class it lacks, not NaN)")
+    keep = np.ones(p.shape[1], bool) if classes is None else np.asarray(classes, dtype=bool)
+    if keep.shape != (p.shape[1],) or not keep.any():
+        raise BalanceError(f"classes must be {p.shape[1]} booleans with at least one true, got {keep.tolist()}")
+    p = np.where(keep, p, 0.0)
     prior = p.mean(axis=0, keepdims=True)
     q = np.divide(p, prior, out=np.zeros_like(p), where=prior > 0)
     total = q.sum(axis=1, keepdims=True)
-    return np.divide(q, total, out=np.full_like(q, 1.0 / q.shape[1]), where=total > 0)
+    even = np.broadcast_to(keep / keep.sum(), q.shape)
+    return np.divide(q, total, out=np.array(even), where=total > 0)
 
 
-def balance_groups(proba: np.ndarray, groups: Sequence, *, min_clips: int = MIN_CLIPS) -> np.ndarray:
-    """:func:`balance_speaker` within each group of rows (``groups``: one key per row, e.g.
-    the speaker, or (seed, fold, speaker) for protocol predictions)."""
+def balance_groups(proba: np.ndarray, groups: Sequence, *, classes: np.ndarray | None = None,
+                   min_clips: int = MIN_CLIPS) -> np.ndarray:
+    """:func:`balance_speaker` within each group of rows.
+
+    ``groups``: one key per row (the speaker; (seed, fold, speaker) for protocol predictions);
+    ``classes``: bool, shape (n_classes,) for every row or (n_rows, n_classes), the same
+    within a group (e.g. the classes of the group's corpus)."""
     proba = np.asarray(proba, dtype=np.float64)
-    keys = pd.Series(pd.factorize(pd.Series(list(groups)))[0])
+    keys = pd.Series(list(groups), dtype=object)
     if len(keys) != len(proba):
-        raise BalanceError(f"{len(keys)} group keys for {len(proba)} rows of probabilities")
+        raise BalanceError(f"{len(keys)} group keys for {len(proba)} rows of probabilities; give one key per row")
+    mask = np.ones(proba.shape, bool) if classes is None else np.broadcast_to(np.asarray(classes, bool), proba.shape)
     out = np.empty_like(proba)
-    for _, idx in keys.groupby(keys).indices.items():
-        out[idx] = balance_speaker(proba[idx], min_clips=min_clips)
+    for key, idx in keys.groupby(pd.factorize(keys)[0]).indices.items():
+        if (mask[idx] != mask[idx[0]]).any():
+            raise BalanceError(f"group {keys[idx[0]]!r} has rows with different class sets; give one set per group")
+        try:
+            out[idx] = balance_speaker(proba[idx], classes=mask[idx[0]], min_clips=min_clips)
+        except BalanceError as err:
+            raise BalanceError(f"group {keys[idx[0]]!r}: {err}") from None
     return out
 
 
 def balance_fusion(members: Sequence[np.ndarray], weights: Sequence[float], groups: Sequence, *,
-                   min_clips: int = MIN_CLIPS) -> np.ndarray:
+                   classes: np.ndarray | None = None, min_clips: int = MIN_CLIPS) -> np.ndarray:
     """Each member balanced per group, their weighted mean, balanced again (shape as a member's);
-    a single model (one member) is balanced once."""
+    a single model (one member) is balanced once. ``classes`` as in :func:`balance_groups`."""
     if len(members) != len(weights) or not members:
-        raise BalanceError(f"{len(members)} member probability tables for {len(weights)} weights")
+        raise BalanceError(f"{len(members)} member probability tables for {len(weights)} weights; give one weight each")
+    if any(not np.isfinite(w) or w <= 0 for w in weights):
+        raise BalanceError(f"fusion weights must be positive numbers, got {list(weights)}")
+    kw = dict(classes=classes, min_clips=min_clips)
     if len(members) == 1:
-        return balance_groups(members[0], groups, min_clips=min_clips)
-    fused = sum(w * balance_groups(m, groups, min_clips=min_clips) for m, w in zip(members, weights, strict=True))
-    return balance_groups(fused / float(sum(weights)), groups, min_clips=min_clips)
+        return balance_groups(members[0], groups, **kw)
+    fused = sum(w * balance_groups(m, groups, **kw) for m, w in zip(members, weights, strict=True))
+    return balance_groups(fused / float(sum(weights)), groups, **kw)
 
 
-def rescore(tables: Mapping[str, pd.DataFrame], weights: Sequence[float], *, labels: Sequence[str]) -> pd.DataFrame:
+def corpus_classes(table: pd.DataFrame, *, labels: Sequence[str]) -> np.ndarray:
+    """bool (n_rows, n_classes): for each row, the classes its corpus has (every label that
+    occurs in the corpus over the table). In the acted corpora every speaker reads every
+    emotion of the corpus, so this is the set the corpus's training speakers show too: the
+    corpus's design (EMO-DB: no ``surprised``), not a test speaker's labels."""
+    have = table.groupby("corpus").label.agg(set)
+    return np.array([[c in have[corpus] for c in labels] for corpus in table.corpus])
+
+
+def rescore(tables: Mapping[str, pd.DataFrame], weights: Sequence[float], *, labels: Sequence[str],
+            per_corpus_classes: bool = True, min_clips: int = MIN_CLIPS) -> pd.DataFrame:
     """Protocol predictions (``seed, run, clip_id, corpus, speaker, label, p_<label>``) of one
     model, or of a fusion's members on the same runs and clips, balanced per (seed, run,
-    speaker): a protocol predictions table with ``predicted`` and ``p_<label>`` replaced."""
+    speaker) over its corpus's classes (:func:`corpus_classes`; ``per_corpus_classes=False``:
+    over every label): a protocol predictions table with ``predicted`` and ``p_<label>``
+    replaced, sorted by seed, run and clip."""
     cols = [f"p_{c}" for c in labels]
+    if not cols:
+        raise BalanceError("no classes to balance: the predictions need p_<emotion> columns")
     keyed = {}
     for name, t in tables.items():
-        if missing := sorted({"seed", "run", "clip_id", "speaker", *cols} - set(t.columns)):
+        if missing := sorted({"seed", "run", "clip_id", "corpus", "speaker", "label", *cols} - set(t.columns)):
             raise BalanceError(f"predictions of {name!r} lack column(s) {missing}; pass a protocol predictions.csv")
-        keyed[name] = t.sort_values(["seed", "run", "clip_id"]).reset_index(drop=True)
+        if t.duplicated(["seed", "run", "clip_id"]).any():
+            raise BalanceError(f"predictions of {name!r} repeat a (seed, run, clip_id); pass one protocol run's table")
+        keyed[name] = t.sort_values(["seed", "run", "clip_id"], kind="stable").reset_index(drop=True)
     first_name, first = next(iter(keyed.items()))
     for name, t in keyed.items():
         if not t[["seed", "run", "clip_id"]].equals(first[["seed", "run", "clip_id"]]):
             raise BalanceError(f"{name!r} and {first_name!r} hold different runs or clips; score both with the same "
                                "protocol params")
     groups = list(zip(first.seed, first.run, first.speaker))
-    proba = balance_fusion([t[cols].fillna(0.0).to_numpy() for t in keyed.values()], weights, groups)
+    classes = corpus_classes(first, labels=labels) if per_corpus_classes else None
+    proba = balance_fusion([t[cols].fillna(0.0).to_numpy() for t in keyed.values()], weights, groups,
+                           classes=classes, min_clips=min_clips)
     out = first.drop(columns=[c for c in first.columns if c.startswith("p_")] + ["predicted"], errors="ignore")
     out[cols] = proba
     out["predicted"] = np.asarray(labels)[proba.argmax(axis=1)]
@@ -126,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--member", action="append", required=True, metavar="NAME=PREDICTIONS_CSV",
                     help="a model's protocol predictions.csv (repeat for a fusion's members)")
     ap.add_argument("--weights", type=float, nargs="+", help="fusion weights, one per --member (default: equal)")
+    ap.add_argument("--all-classes", action="store_true",
+                    help="balance every speaker over every class, not only its corpus's (EMO-DB has no surprised)")
+    ap.add_argument("--min-clips", type=int, default=MIN_CLIPS, help=f"fewest clips of a test speaker (default {MIN_CLIPS})")
     ap.add_argument("--metrics", type=Path, required=True, help="summary JSON to write (as the protocol stage's)")
     ap.add_argument("--predictions", type=Path, help="also write the balanced predictions here")
     args = ap.parse_args(argv)
@@ -143,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         tables[name] = pd.read_csv(path)
     labels = [c for c in EMOTIONS if f"p_{c}" in next(iter(tables.values())).columns]
     try:
-        table = rescore(tables, weights, labels=labels)
+        table = rescore(tables, weights, labels=labels, per_corpus_classes=not args.all_classes,
+                        min_clips=args.min_clips)
     except BalanceError as err:
         raise SystemExit(f"balance: {err}") from None
     seeds = [int(s) for s in dict.fromkeys(table.seed)]

@@ -153,6 +153,16 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
     inputs = expand_inputs(args.paths, list_file=args.list)
     if not inputs:
         raise UsageError("no input: pass audio files or folders, or --list FILE")
+    if args.balance and not args.one_speaker:
+        raise UsageError("--balance needs --one-speaker: it balances the classes over one speaker's clips")
+    if args.classes and not args.balance:
+        raise UsageError("--classes only applies with --balance (the classes a speaker's clips cover)")
+    if args.balance:
+        from pipeline.balance import BalanceError, check_clip_count
+        try:
+            check_clip_count(len(inputs))
+        except BalanceError as err:
+            raise UsageError(str(err)) from None
     predictor = load_predictor(args.model or best_bundle(root), settings=with_flags(infer_settings(root), args))
     labels = predictor.labels
     writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
@@ -163,8 +173,12 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
                     disable=len(inputs) < 2 or not sys.stderr.isatty())
     if predictor.speaker_norm and not args.one_speaker:
         raise UsageError(f"{predictor.folder}: {SPEAKER_NORM_HINT}")
-    if args.balance and not args.one_speaker:
-        raise UsageError("--balance needs --one-speaker: it balances the classes over one speaker's clips")
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    if classes:
+        try:
+            predictor.class_mask(classes)
+        except InferenceError as err:
+            raise UsageError(f"--classes: {err}") from None
     for path in progress:
         try:
             if path.is_dir():
@@ -177,7 +191,7 @@ def cmd_predict(args: argparse.Namespace, root: Path | None) -> int:
     if args.one_speaker:  # every readable input is one speaker's clip: predicted together
         try:
             predictions = iter(predictor.predict_clips([y for _, y, err in results if err is None], one_speaker=True,
-                                                       balance=args.balance))
+                                                       balance=args.balance, classes=classes))
         except InferenceError as err:   # e.g. too few readable clips to balance: nothing can be predicted
             raise UsageError(str(err)) from None
         results = [(path, next(predictions) if err is None else None, err) for path, _, err in results]
@@ -323,6 +337,9 @@ def parser() -> argparse.ArgumentParser:
                    help="with --one-speaker: speaker-balanced decoding (transductive; assumes the clips cover the "
                         "emotions about evenly; at least 14 clips): each class's probabilities divided by their "
                         "mean over the clips")
+    p.add_argument("--classes", metavar="A,B,...",
+                   help="with --balance: the emotions the speaker's clips cover (default: all the model's); the "
+                        "others get probability 0")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object per input per line")
     fmt.add_argument("--csv", action="store_true", help="CSV: path, emotion, confidence, p_<label>..., error")

@@ -25,13 +25,13 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from pipeline import audio, bundle as B, params as P, vad
-from pipeline.balance import MIN_CLIPS, BalanceError, balance_fusion
+from pipeline.balance import BalanceError, balance_fusion, check_clip_count
 from pipeline.dataset import FUNCTIONAL_KINDS
 from pipeline.egemaps import egemaps
 from pipeline.extraction import FeatureConfig, extract, prepare
@@ -205,7 +205,8 @@ class Predictor:
         except vad.VADError as err:
             raise InferenceError(str(err)) from None
 
-    def probabilities(self, clips: list[np.ndarray], *, one_speaker: bool = False, balance: bool = False) -> np.ndarray:
+    def probabilities(self, clips: list[np.ndarray], *, one_speaker: bool = False, balance: bool = False,
+                      classes: Sequence[str] | None = None) -> np.ndarray:
         """(n, n_classes) probabilities for mono clips at ``config.sr``, each handled as one
         utterance exactly as in training.
 
@@ -216,17 +217,23 @@ class Predictor:
 
         ``balance=True`` (with ``one_speaker=True``, at least :data:`pipeline.balance.MIN_CLIPS`
         clips) is speaker-balanced decoding (:mod:`pipeline.balance`): the clips are taken to
-        cover the classes about evenly, and each model's probabilities are divided by their mean
-        over the clips (a fusion's members one by one, then the fused probabilities), as
-        ``python -m pipeline.balance`` scores protocol predictions."""
+        cover ``classes`` (default: every label of the bundle) about evenly; each model's
+        probabilities are divided by their mean over the clips (a fusion's members one by one,
+        then the fused probabilities), and the other classes get 0, as ``python -m
+        pipeline.balance`` scores protocol predictions over each corpus's classes."""
         if self.speaker_norm and not one_speaker:
             raise InferenceError(SPEAKER_NORM_HINT)
         if balance and not one_speaker:
-            raise InferenceError("speaker-balanced decoding needs one speaker's clips given together "
-                                 "(`ser predict --one-speaker --balance`)")
-        if balance and len(clips) < MIN_CLIPS:   # refused before any feature work
-            raise InferenceError(f"{len(clips)} clip(s) of one speaker: speaker-balanced decoding needs at least "
-                                 f"{MIN_CLIPS}; give more clips of the speaker, or predict without --balance")
+            raise InferenceError("speaker-balanced decoding needs one speaker's clips given together: pass "
+                                 "one_speaker=True (`ser predict --one-speaker --balance`)")
+        if classes is not None and not balance:
+            raise InferenceError("classes only apply to speaker-balanced decoding: pass balance=True too")
+        mask = self.class_mask(classes) if balance else None
+        if balance:
+            try:
+                check_clip_count(len(clips))      # refused before any feature work
+            except BalanceError as err:
+                raise InferenceError(str(err)) from None
         fixed = [prepare(y, config=self.config) for y in clips]
         Y, n_valid = np.stack([f[0] for f in fixed]), np.array([f[1] for f in fixed])
         kinds, inputs = self.bundle.input_kinds, {}
@@ -245,9 +252,17 @@ class Predictor:
         models, weights = (list(self.bundle.members.values()), self.bundle.weights) if fusion else ([self.bundle], [1.0])
         try:
             return balance_fusion([m.predict_inputs(inputs, speakers=speakers) for m in models], weights,
-                                  ["speaker"] * len(clips))
+                                  ["speaker"] * len(clips), classes=mask)
         except BalanceError as err:
             raise InferenceError(str(err)) from None
+
+    def class_mask(self, classes: Sequence[str] | None) -> np.ndarray:
+        """bool (n_classes,): which of the bundle's labels ``classes`` names (None: all)."""
+        if classes is None:
+            return np.ones(len(self.labels), bool)
+        if unknown := sorted(set(classes) - set(self.labels)):
+            raise InferenceError(f"class(es) {unknown} not among this model's labels {self.labels}; name some of those")
+        return np.array([c in set(classes) for c in self.labels])
 
     def _prediction(self, p: np.ndarray) -> Prediction:
         i = int(np.argmax(p))
@@ -282,13 +297,14 @@ class Predictor:
         self._check(y, str(path))
         return y
 
-    def predict_clips(self, clips: list[np.ndarray], *, one_speaker: bool = False,
-                      balance: bool = False) -> list[Prediction]:
+    def predict_clips(self, clips: list[np.ndarray], *, one_speaker: bool = False, balance: bool = False,
+                      classes: Sequence[str] | None = None) -> list[Prediction]:
         """One :class:`Prediction` per mono clip at ``config.sr``, each one utterance cropped or
         padded as in training (see :meth:`probabilities`)."""
         if not clips and not balance:
             return []
-        return [self._prediction(p) for p in self.probabilities(clips, one_speaker=one_speaker, balance=balance)]
+        return [self._prediction(p) for p in self.probabilities(clips, one_speaker=one_speaker, balance=balance,
+                                                                  classes=classes)]
 
     def predict_file(self, path: str | Path) -> Prediction:
         """The recording-level prediction of an audio file (:meth:`predict_recording`)."""
