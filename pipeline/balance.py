@@ -2,8 +2,8 @@
 
 A model's class probabilities for one speaker drift with the voice: a speaker whose every clip
 sounds a little angry to the model gets "angry" for many of them. When a speaker's clips are
-known to cover a set of classes about evenly (acted corpora: each actor reads every emotion of
-the corpus), the speaker's mean probability per class estimates that drift.
+known to cover a set of classes about evenly (acted corpora: each actor acts the corpus's
+emotions about equally often), the speaker's mean probability per class estimates that drift.
 :func:`balance_speaker` divides each clip's probabilities by it and renormalises: one step of
 prior correction toward an even prior over the speaker's classes, from the unlabelled clips
 (transductive, as per-speaker feature normalisation is; report it as its own setting).
@@ -32,8 +32,8 @@ import pandas as pd
 
 MIN_CLIPS = 14
 """Fewest clips of one speaker :func:`balance_speaker` accepts: on the development folds,
-balancing groups of about 7 of a speaker's clips lost 0.014 UAR, of about 10 gained 0.012 and of
-about 14 gained 0.042 (``benchmarks/balance_robustness.py``)."""
+balancing groups of about 7 of a speaker's clips lost 0.014 UAR, of about 10 gained only 0.012
+and of about 14 gained 0.042 (``benchmarks/balance_robustness.py``)."""
 
 
 class BalanceError(ValueError):
@@ -44,8 +44,8 @@ def check_clip_count(n_clips: int, *, min_clips: int = MIN_CLIPS) -> None:
     """Raise :class:`BalanceError` for fewer than ``min_clips`` clips of one speaker."""
     if n_clips < min_clips:
         raise BalanceError(f"{n_clips} clip(s) of one speaker: speaker-balanced decoding needs at least {min_clips} "
-                           "(fewer lose accuracy on the development folds); give more clips of the speaker, or "
-                           "predict without balancing")
+                           "(fewer gained little or lost on the development folds); give more clips of the speaker, "
+                           "or predict without balancing")
 
 
 def balance_speaker(proba: np.ndarray, *, classes: np.ndarray | None = None, min_clips: int = MIN_CLIPS) -> np.ndarray:
@@ -125,10 +125,16 @@ def balance_fusion(members: Sequence[np.ndarray], weights: Sequence[float], grou
 
 
 def corpus_classes(table: pd.DataFrame, *, labels: Sequence[str]) -> np.ndarray:
-    """bool (n_rows, n_classes): for each row, the classes its corpus has (every label that
-    occurs in the corpus over the table). In the acted corpora every speaker reads every
-    emotion of the corpus, so this is the set the corpus's training speakers show too: the
-    corpus's design (EMO-DB: no ``surprised``), not a test speaker's labels."""
+    """bool (n_rows, n_classes): for each row, the classes its corpus has: every label that
+    occurs in the corpus over the whole table (every fold's test speakers). On the development
+    folds this is, in every fold, the set the corpus's training speakers show (the corpus's
+    design: EMO-DB has no ``surprised``), not a test speaker's own set (EMO-DB speaker 08 has no
+    ``disgust`` and is balanced over it too). A corpus with one speaker in the table would give
+    that speaker's own labels, so it is refused."""
+    speakers = table.groupby("corpus").speaker.nunique()
+    if lone := sorted(speakers.index[speakers < 2]):
+        raise BalanceError(f"corpus(es) {lone} have one test speaker in the predictions, so their class set would be "
+                           "that speaker's own labels; balance over every class (--all-classes) instead")
     have = table.groupby("corpus").label.agg(set)
     return np.array([[c in have[corpus] for c in labels] for corpus in table.corpus])
 

@@ -331,8 +331,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, metavar="S",
                    help="refuse longer inputs, in s (default: infer.max_duration_s; 0: no limit)")
     p.add_argument("--one-speaker", action="store_true",
-                   help="the inputs are clips of one speaker: predict them together (required by, and only "
-                        "meaningful for, a model trained with train.speaker_norm: true)")
+                   help="the inputs are clips of one speaker: predict them together (required by a model trained "
+                        "with train.speaker_norm: true, and by --balance)")
     p.add_argument("--balance", action="store_true",
                    help="with --one-speaker: speaker-balanced decoding (transductive; assumes the clips cover the "
                         "emotions about evenly; at least 14 clips): each class's probabilities divided by their "

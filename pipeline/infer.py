@@ -260,6 +260,8 @@ class Predictor:
         """bool (n_classes,): which of the bundle's labels ``classes`` names (None: all)."""
         if classes is None:
             return np.ones(len(self.labels), bool)
+        if isinstance(classes, str) or not len(classes):
+            raise InferenceError(f"classes must be a non-empty list of labels, e.g. {self.labels[:2]}, got {classes!r}")
         if unknown := sorted(set(classes) - set(self.labels)):
             raise InferenceError(f"class(es) {unknown} not among this model's labels {self.labels}; name some of those")
         return np.array([c in set(classes) for c in self.labels])

@@ -83,17 +83,21 @@ def test_each_group_is_balanced_with_its_own_clips_and_a_fusion_member_by_member
 
 
 def protocol_table(seed: int, drift: int) -> pd.DataFrame:
-    """Two folds, one speaker each, every class twice; fold1's corpus has no last class (its
-    column NaN, as a run whose model lacks a class)."""
-    y0 = np.repeat(np.arange(K), 2)
-    y1 = np.concatenate([np.repeat(np.arange(K - 1), 2), [0, 1]])
-    rows = pd.DataFrame({"seed": seed, "run": np.repeat(["fold0", "fold1"], 2 * K),
-                         "clip_id": [f"c{i}" for i in range(4 * K)], "corpus": np.repeat(["x", "y"], 2 * K),
-                         "speaker": np.repeat(["s1", "s2"], 2 * K), "label": np.array(LABELS)[np.r_[y0, y1]]})
-    p = np.vstack([drifted(y0, drift=drift), 0.4 * np.eye(K)[y1] + 0.6 * np.eye(K)[drift]])
-    rows[[f"p_{c}" for c in LABELS]] = p
-    rows.loc[rows.run == "fold1", f"p_{LABELS[-1]}"] = np.nan
-    rows["predicted"] = np.array(LABELS)[np.nan_to_num(p).argmax(1)]
+    """Two folds, each testing one speaker of corpus x and one of corpus y; every class twice a
+    speaker, but corpus y has no last class (its column NaN, as a run whose model lacks a class)."""
+    y_x = np.repeat(np.arange(K), 2)
+    y_y = np.concatenate([np.repeat(np.arange(K - 1), 2), [0, 1]])
+    blocks = []
+    for run, sx, sy in (("fold0", "x1", "y1"), ("fold1", "x2", "y2")):
+        for corpus, speaker, y in (("x", sx, y_x), ("y", sy, y_y)):
+            b = pd.DataFrame({"seed": seed, "run": run, "corpus": corpus, "speaker": speaker,
+                              "label": np.array(LABELS)[y]})
+            b[[f"p_{c}" for c in LABELS]] = 0.4 * np.eye(K)[y] + 0.6 * np.eye(K)[drift]
+            blocks.append(b)
+    rows = pd.concat(blocks, ignore_index=True)
+    rows.insert(2, "clip_id", [f"c{i:02d}" for i in range(len(rows))])
+    rows.loc[rows.corpus == "y", f"p_{LABELS[-1]}"] = np.nan
+    rows["predicted"] = np.array(LABELS)[rows[[f"p_{c}" for c in LABELS]].fillna(0).to_numpy().argmax(1)]
     return rows
 
 
@@ -112,8 +116,12 @@ def test_rescored_protocol_predictions_and_the_command(tmp_path, capsys):
         rescore({"m": pd.concat([table, table.iloc[:1]])}, [1.0], labels=LABELS)
     with pytest.raises(BalanceError, match="no classes to balance"):
         rescore({"m": table}, [1.0], labels=[])
-    with pytest.raises(BalanceError, match=r"group \(42, 'fold0', 's1'\): 14 clip\(s\)"):
+    with pytest.raises(BalanceError, match=r"group \(42, 'fold0', 'x1'\): 14 clip\(s\)"):
         rescore({"m": table}, [1.0], labels=LABELS, min_clips=15)
+    lone = table[table.speaker != "y2"]      # corpus y's class set would be y1's own labels
+    with pytest.raises(BalanceError, match=r"corpus\(es\) \['y'\] have one test speaker.*--all-classes"):
+        rescore({"m": lone}, [1.0], labels=LABELS)
+    assert (rescore({"m": lone}, [1.0], labels=LABELS, per_corpus_classes=False).predicted != "").all()
 
     table.to_csv(tmp_path / "m.csv", index=False)
     pd.concat([protocol_table(42, drift=5), protocol_table(43, drift=3)]).to_csv(tmp_path / "n.csv", index=False)
@@ -213,6 +221,11 @@ def test_classes_outside_the_speakers_set_get_zero(capsys, bundles, speaker_clip
     code, _, err = predict_json(capsys, "predict", "--one-speaker", "--balance", "--classes", "angry,bored",
                                 "--model", bundles["cnn"], *speaker_clips)
     assert code == 2 and "--classes: class(es) ['bored'] not among this model's labels" in err
+    from pipeline.infer import InferenceError
+
+    for bad in ("angry", []):     # a bare string would be read letter by letter
+        with pytest.raises(InferenceError, match="non-empty list of labels"):
+            predictor.class_mask(bad)
     code, _, err = predict_json(capsys, "predict", "--classes", "angry", "--model", bundles["cnn"], *speaker_clips)
     assert code == 2 and "--classes only applies with --balance" in err
 
