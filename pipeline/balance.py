@@ -89,21 +89,27 @@ def balance_speaker(proba: np.ndarray, *, classes: np.ndarray | None = None, min
 
 
 def balance_groups(proba: np.ndarray, groups: Sequence, *, classes: np.ndarray | None = None,
-                   min_clips: int = MIN_CLIPS) -> np.ndarray:
+                   min_clips: int = MIN_CLIPS, keep_small: bool = False) -> np.ndarray:
     """:func:`balance_speaker` within each group of rows.
 
     ``groups``: one key per row (the speaker; (seed, fold, speaker) for protocol predictions);
     ``classes``: bool, shape (n_classes,) for every row or (n_rows, n_classes), the same
-    within a group (e.g. the classes of the group's corpus)."""
+    within a group (e.g. the classes of the group's corpus); ``keep_small``: a group of fewer
+    than ``min_clips`` rows keeps its probabilities (:func:`small_groups` counts them) instead
+    of raising :class:`BalanceError`."""
     proba = np.asarray(proba, dtype=np.float64)
     keys = pd.Series(list(groups), dtype=object)
     if len(keys) != len(proba):
         raise BalanceError(f"{len(keys)} group keys for {len(proba)} rows of probabilities; give one key per row")
     mask = np.ones(proba.shape, bool) if classes is None else np.broadcast_to(np.asarray(classes, bool), proba.shape)
+    small = small_groups(keys, min_clips=min_clips) if keep_small else np.zeros(len(keys), bool)
     out = np.empty_like(proba)
     for key, idx in keys.groupby(pd.factorize(keys)[0]).indices.items():
         if (mask[idx] != mask[idx[0]]).any():
             raise BalanceError(f"group {keys[idx[0]]!r} has rows with different class sets; give one set per group")
+        if small[idx[0]]:
+            out[idx] = proba[idx]
+            continue
         try:
             out[idx] = balance_speaker(proba[idx], classes=mask[idx[0]], min_clips=min_clips)
         except BalanceError as err:
@@ -111,15 +117,24 @@ def balance_groups(proba: np.ndarray, groups: Sequence, *, classes: np.ndarray |
     return out
 
 
+def small_groups(groups: Sequence, *, min_clips: int = MIN_CLIPS) -> np.ndarray:
+    """bool, one per row: the row's group has fewer than ``min_clips`` rows (left unbalanced
+    by ``keep_small``)."""
+    keys = pd.Series(pd.factorize(pd.Series(list(groups), dtype=object))[0])
+    return (keys.map(keys.value_counts()) < min_clips).to_numpy()
+
+
 def balance_fusion(members: Sequence[np.ndarray], weights: Sequence[float], groups: Sequence, *,
-                   classes: np.ndarray | None = None, min_clips: int = MIN_CLIPS) -> np.ndarray:
+                   classes: np.ndarray | None = None, min_clips: int = MIN_CLIPS,
+                   keep_small: bool = False) -> np.ndarray:
     """Each member balanced per group, their weighted mean, balanced again (shape as a member's);
-    a single model (one member) is balanced once. ``classes`` as in :func:`balance_groups`."""
+    a single model (one member) is balanced once. ``classes`` and ``keep_small`` as in
+    :func:`balance_groups` (a small group gets the plain weighted mean)."""
     if len(members) != len(weights) or not members:
         raise BalanceError(f"{len(members)} member probability tables for {len(weights)} weights; give one weight each")
     if any(not np.isfinite(w) or w <= 0 for w in weights):
         raise BalanceError(f"fusion weights must be positive numbers, got {list(weights)}")
-    kw = dict(classes=classes, min_clips=min_clips)
+    kw = dict(classes=classes, min_clips=min_clips, keep_small=keep_small)
     if len(members) == 1:
         return balance_groups(members[0], groups, **kw)
     fused = fuse_probabilities([balance_groups(m, groups, **kw) for m in members], weights)
@@ -141,13 +156,31 @@ def corpus_classes(table: pd.DataFrame, *, labels: Sequence[str]) -> np.ndarray:
     return np.array([[c in have[corpus] for c in labels] for corpus in table.corpus])
 
 
+def labelled_classes(rows: pd.DataFrame, *, labels: Sequence[str], fold_labels: Sequence[str] | None = None
+                     ) -> dict[str, np.ndarray]:
+    """``{corpus: bool (n_labels,)}`` for one fold's rows (``split.csv`` columns ``corpus``,
+    ``label``, ``split``): the classes the corpus's labelled speakers (``train`` and ``val``)
+    show, so no test clip's label enters a test speaker's class set. A corpus with no labelled
+    rows in the fold (the test corpus of a cross-corpus fold) gets every one of ``fold_labels``
+    (default ``labels``), the classes the fold's model predicts: under ``cross_corpus`` these
+    are the classes the training corpora share with the test corpus, a selection that (like
+    ``split.classes``, which decides which clips are tested at all) reads the corpus's labels."""
+    fold_labels = set(labels if fold_labels is None else fold_labels)
+    labelled = rows[rows.split.isin(["train", "val"])].groupby("corpus").label.agg(set)
+    return {corpus: np.array([c in fold_labels and (corpus not in labelled or c in labelled[corpus]) for c in labels])
+            for corpus in sorted(rows.corpus.unique())}
+
+
 def rescore(tables: Mapping[str, pd.DataFrame], weights: Sequence[float], *, labels: Sequence[str],
-            per_corpus_classes: bool = True, min_clips: int = MIN_CLIPS) -> pd.DataFrame:
+            per_corpus_classes: bool = True, fold_classes: Mapping[tuple[str, str], np.ndarray] | None = None,
+            min_clips: int = MIN_CLIPS, keep_small: bool = False) -> pd.DataFrame:
     """Protocol predictions (``seed, run, clip_id, corpus, speaker, label, p_<label>``) of one
     model, or of a fusion's members on the same runs and clips, balanced per (seed, run,
-    speaker) over its corpus's classes (:func:`corpus_classes`; ``per_corpus_classes=False``:
-    over every label): a protocol predictions table with ``predicted`` and ``p_<label>``
-    replaced, sorted by seed, run and clip."""
+    speaker) over its corpus's classes: ``fold_classes[(run, corpus)]`` when given (the
+    protocol stage: :func:`labelled_classes` of each fold), else :func:`corpus_classes`
+    (``per_corpus_classes=False``: every label). Returns the first table, rows in its order,
+    with ``predicted`` and ``p_<label>`` replaced (NaN where it had NaN: a class the run's model
+    lacks) and a ``balanced`` column (False for a speaker left as predicted with ``keep_small``)."""
     cols = [f"p_{c}" for c in labels]
     if not cols:
         raise BalanceError("no classes to balance: the predictions need p_<emotion> columns")
@@ -157,20 +190,27 @@ def rescore(tables: Mapping[str, pd.DataFrame], weights: Sequence[float], *, lab
             raise BalanceError(f"predictions of {name!r} lack column(s) {missing}; pass a protocol predictions.csv")
         if t.duplicated(["seed", "run", "clip_id"]).any():
             raise BalanceError(f"predictions of {name!r} repeat a (seed, run, clip_id); pass one protocol run's table")
-        keyed[name] = t.sort_values(["seed", "run", "clip_id"], kind="stable").reset_index(drop=True)
+        keyed[name] = (t.reset_index(drop=True).assign(_row=np.arange(len(t)))
+                       .sort_values(["seed", "run", "clip_id"], kind="stable").reset_index(drop=True))
     first_name, first = next(iter(keyed.items()))
     for name, t in keyed.items():
         if not t[["seed", "run", "clip_id"]].equals(first[["seed", "run", "clip_id"]]):
             raise BalanceError(f"{name!r} and {first_name!r} hold different runs or clips; score both with the same "
                                "protocol params")
     groups = list(zip(first.seed, first.run, first.speaker))
-    classes = corpus_classes(first, labels=labels) if per_corpus_classes else None
+    if fold_classes is not None:
+        if missing := sorted({(r, c) for r, c in zip(first.run, first.corpus)} - set(fold_classes)):
+            raise BalanceError(f"no class set for (run, corpus) {missing}; give one for every fold and corpus tested")
+        classes = np.array([fold_classes[r, c] for r, c in zip(first.run, first.corpus)], dtype=bool)
+    else:
+        classes = corpus_classes(first, labels=labels) if per_corpus_classes else None
     proba = balance_fusion([t[cols].fillna(0.0).to_numpy() for t in keyed.values()], weights, groups,
-                           classes=classes, min_clips=min_clips)
+                           classes=classes, min_clips=min_clips, keep_small=keep_small)
     out = first.drop(columns=[c for c in first.columns if c.startswith("p_")] + ["predicted"], errors="ignore")
-    out[cols] = proba
+    out[cols] = np.where(first[cols].isna(), np.nan, proba)
     out["predicted"] = np.asarray(labels)[proba.argmax(axis=1)]
-    return out
+    out["balanced"] = ~small_groups(groups, min_clips=min_clips) if keep_small else True
+    return out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,11 @@ UAR, test UAR, seconds), ``metrics/<model>_protocol.json`` (keys:
 ``--model fusion`` (:mod:`pipeline.fuse`) trains nothing: per fold and seed it averages its
 members' protocol predictions with ``models.fusion.weights``.
 
+``--balanced <json>`` also scores the transductive speaker-balanced setting
+(:func:`speaker_balanced`, :mod:`pipeline.balance`) from the same predictions, at no training
+cost: ``<json>`` (the same keys, plus the speakers left unbalanced) and
+``<evaluate.protocol_out>/<model>/predictions_balanced.csv``.
+
 Run: ``dvc repro protocol@cnn`` (``dvc.yaml`` gives the output paths); or as an experiment:
 ``dvc exp run -S evaluate.protocol=speaker_kfold``.
 """
@@ -41,7 +46,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline import dataset, feed, folds, params as P, stage
+from pipeline import balance, dataset, feed, folds, params as P, stage
 from pipeline.metrics import prediction_table
 from pipeline.schema import PROTOCOLS
 from pipeline.speakers import LeakageError, check_unseen
@@ -154,18 +159,28 @@ def reused_holdout(predictions_csv: Path, fold: Fold) -> tuple[pd.DataFrame, dic
                          "reused": str(predictions_csv)}
 
 
+def member_predictions(members: list[str], *, protocol_out: Path, seeds: list[int],
+                       fold_list: list[Fold]) -> dict[str, pd.DataFrame]:
+    """Each fusion member's protocol predictions (``<protocol_out>/<member>/predictions.csv``),
+    only the runs of ``seeds`` x ``fold_list``."""
+    runs = [f.name for f in fold_list]
+    tables = {}
+    for m in members:
+        path = protocol_out / m / "predictions.csv"
+        if not path.is_file():
+            raise P.ParamsError(f"{path}: no protocol predictions of fusion member {m!r}; run `dvc repro protocol@{m}`")
+        t = pd.read_csv(path)
+        tables[m] = t[t.seed.isin(seeds) & t.run.isin(runs)].reset_index(drop=True)
+    return tables
+
+
 def fused_runs(members: list[str], weights: list[float], *, protocol_out: Path, seeds: list[int],
                fold_list: list[Fold]) -> tuple[list[pd.DataFrame], list[dict]]:
     """The fusion's protocol predictions from its members' (same folds, seeds and clips):
     per (seed, fold), the weighted mean of the members' probabilities."""
     from pipeline.bundle import fuse_probabilities
 
-    tables = {}
-    for m in members:
-        path = protocol_out / m / "predictions.csv"
-        if not path.is_file():
-            raise P.ParamsError(f"{path}: no protocol predictions of fusion member {m!r}; run `dvc repro protocol@{m}`")
-        tables[m] = pd.read_csv(path)
+    tables = member_predictions(members, protocol_out=protocol_out, seeds=seeds, fold_list=fold_list)
     out, logs = [], []
     for seed in seeds:
         for fold in fold_list:
@@ -189,12 +204,50 @@ def fused_runs(members: list[str], weights: list[float], *, protocol_out: Path, 
     return out, logs
 
 
+def speaker_balanced(tables: dict[str, pd.DataFrame], weights: list[float], *, fold_list: list[Fold],
+                     labels: list[str], min_clips: int = balance.MIN_CLIPS) -> pd.DataFrame:
+    """Protocol predictions in the speaker-balanced setting (transductive; :mod:`pipeline.balance`):
+    per (seed, fold), each test speaker's probabilities divided by their mean over the
+    speaker's test clips and renormalised, over the classes that the fold's labelled (train
+    and val) speakers of the speaker's corpus show (:func:`pipeline.balance.labelled_classes`).
+    ``tables``: one model's predictions, or a fusion's members' (balanced, fused with
+    ``weights``, balanced again). A speaker with fewer than ``min_clips`` test clips keeps its
+    probabilities (``balanced`` False)."""
+    fold_classes = {(f.name, corpus): mask for f in fold_list
+                    for corpus, mask in balance.labelled_classes(f.rows, labels=labels, fold_labels=f.labels).items()}
+    return balance.rescore(tables, weights, labels=labels, fold_classes=fold_classes, min_clips=min_clips,
+                           keep_small=True)
+
+
+def balanced_summary(table: pd.DataFrame, *, protocol: str, seeds: list[int], labels: list[str],
+                     min_clips: int) -> dict:
+    """The protocol summary of :func:`speaker_balanced`'s table (balanced with ``min_clips``),
+    with the setting named and the test speakers (per seed, over every fold) and clips left
+    unbalanced counted."""
+    first = table[table.seed == seeds[0]]
+    left = first[~first.balanced]
+    return {"protocol": protocol, "seeds": seeds, "setting": "speaker-balanced (transductive)",
+            "min_clips": min_clips, "unbalanced_speakers": int(left.groupby(["run", "speaker"]).ngroups),
+            "unbalanced_clips": len(left), **folds.summarise(table, labels=labels)}
+
+
+def balanced_run(tables: dict[str, pd.DataFrame], weights: list[float], *, protocol: str, seeds: list[int],
+                 fold_list: list[Fold], labels: list[str], min_clips: int = balance.MIN_CLIPS
+                 ) -> tuple[pd.DataFrame, dict]:
+    """:func:`speaker_balanced` predictions and their :func:`balanced_summary`, with one ``min_clips``."""
+    table = speaker_balanced(tables, weights, fold_list=fold_list, labels=labels, min_clips=min_clips)
+    return table, balanced_summary(table, protocol=protocol, seeds=seeds, labels=labels, min_clips=min_clips)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--metrics", type=Path, required=True,
                     help="metrics JSON to write (dvc.yaml: metrics/<model>_protocol.json)")
     ap.add_argument("--plots", type=Path, required=True, help="folder of the plots (dvc.yaml: plots/<model>)")
+    ap.add_argument("--balanced", type=Path,
+                    help="also write the speaker-balanced setting's metrics JSON here (dvc.yaml: "
+                         "metrics/<model>_protocol_balanced.json)")
     args = ap.parse_args(argv)
     params = P.load()
     from pipeline.models import BUILDERS, FUSION, is_keras
@@ -257,6 +310,21 @@ def main(argv: list[str] | None = None) -> int:
     runs.to_csv(out / "runs.csv", index=False)
     args.metrics.parent.mkdir(parents=True, exist_ok=True)
     args.metrics.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.balanced:
+        if name == FUSION:   # members balanced, fused, balanced again
+            member_tables = member_predictions(model_params["members"], protocol_out=Path(cfg["protocol_out"]),
+                                               seeds=seeds, fold_list=fold_list)
+            weights = model_params["weights"]
+        else:
+            member_tables, weights = {name: predictions}, [1.0]
+        table, balanced = balanced_run(member_tables, weights, protocol=protocol, seeds=seeds, fold_list=fold_list,
+                                       labels=labels)
+        table.reindex(columns=[*cols, "balanced"]).to_csv(out / "predictions_balanced.csv", index=False)
+        args.balanced.parent.mkdir(parents=True, exist_ok=True)
+        args.balanced.write_text(json.dumps(balanced, indent=2) + "\n")
+        print(f"protocol {name} ({protocol}), speaker-balanced: UAR {balanced['uar_mean']:.3f} ± "
+              f"{balanced['uar_std']:.3f} over folds, pooled {balanced['uar_pooled']:.3f}; "
+              f"{balanced['unbalanced_speakers']} test speaker(s) under {balanced['min_clips']} clips left unbalanced")
     plot_dir = args.plots
     plot_dir.mkdir(parents=True, exist_ok=True)
     runs.assign(run=runs.run + " seed " + runs.seed.astype(str))[["run", "uar"]].to_csv(
@@ -273,4 +341,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stage.run(main, name="protocol", errors=(LeakageError, dataset.CacheError), allocator="unmap")
+    stage.run(main, name="protocol", errors=(LeakageError, dataset.CacheError, balance.BalanceError),
+              allocator="unmap")

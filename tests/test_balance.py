@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from pipeline import folds
-from pipeline.balance import (MIN_CLIPS, BalanceError, balance_fusion, balance_groups, balance_speaker, main,
-                              rescore)
+from pipeline.balance import (MIN_CLIPS, BalanceError, balance_fusion, balance_groups, balance_speaker,
+                              labelled_classes, main, rescore, small_groups)
 from pipeline.bundle import fuse_probabilities
 from fakes import LABELS, SR, speech
 
@@ -104,10 +104,11 @@ def protocol_table(seed: int, drift: int) -> pd.DataFrame:
 def test_rescored_protocol_predictions_and_the_command(tmp_path, capsys):
     # two seeds whose models drift differently: balancing must not mix a seed's runs with another's
     table = pd.concat([protocol_table(42, drift=3), protocol_table(43, drift=5)], ignore_index=True)
-    out = rescore({"m": table.sample(frac=1.0, random_state=0)}, [1.0], labels=LABELS)
+    shuffled = table.sample(frac=1.0, random_state=0)
+    out = rescore({"m": shuffled}, [1.0], labels=LABELS)
     assert (out.predicted == out.label).all()
-    assert list(out.clip_id) == list(table.sort_values(["seed", "run", "clip_id"]).clip_id)
-    assert (out.loc[out.corpus == "y", f"p_{LABELS[-1]}"] == 0).all()      # corpus y has no such class
+    assert list(zip(out.seed, out.clip_id)) == list(zip(shuffled.seed, shuffled.clip_id))   # the input's row order
+    assert out.loc[out.corpus == "y", f"p_{LABELS[-1]}"].isna().all()      # corpus y has no such class: NaN stays
     with pytest.raises(BalanceError, match="different runs or clips"):
         rescore({"m": table, "n": table.iloc[1:]}, [1.0, 1.0], labels=LABELS)
     with pytest.raises(BalanceError, match=r"lack column\(s\) \['corpus'\]"):
@@ -138,6 +139,39 @@ def test_rescored_protocol_predictions_and_the_command(tmp_path, capsys):
     assert exit_.value.code == 2 and "missing.csv: no such predictions file" in capsys.readouterr().err
     with pytest.raises(SystemExit, match=r"balance: group .*: 14 clip\(s\) of one speaker"):
         main(["--member", f"m={tmp_path / 'm.csv'}", "--min-clips", "20", "--metrics", str(tmp_path / "s.json")])
+
+
+def test_class_sets_from_a_folds_labelled_speakers_and_small_speakers_kept():
+    rows = pd.DataFrame({"corpus": ["x", "x", "x", "x", "z"], "speaker": ["a", "b", "c", "d", "e"],
+                         "label": [LABELS[0], LABELS[1], LABELS[2], LABELS[3], LABELS[0]],
+                         "split": ["train", "val", "test", "excluded", "test"]})
+    sets = labelled_classes(rows, labels=LABELS)
+    assert sets["x"].tolist() == [c in LABELS[:2] for c in LABELS]   # train and val only: not the test speaker's
+    assert sets["z"].all()                                            # no labelled speaker: every class
+    assert labelled_classes(rows, labels=LABELS, fold_labels=LABELS[1:])["z"].tolist() == [False] + [True] * (K - 1)
+
+    table = protocol_table(42, drift=3)
+    sets = {(run, c): np.array([c == "x" or label != LABELS[-1] for label in LABELS])
+            for run in ("fold0", "fold1") for c in ("x", "y")}
+    pd.testing.assert_frame_equal(rescore({"m": table}, [1.0], labels=LABELS, fold_classes=sets),
+                                  rescore({"m": table}, [1.0], labels=LABELS))   # the same sets as the table's
+    with pytest.raises(BalanceError, match=r"no class set for \(run, corpus\) \[\('fold1', 'y'\)\]"):
+        rescore({"m": table}, [1.0], labels=LABELS, fold_classes={k: v for k, v in sets.items() if k != ("fold1", "y")})
+    # two seeds: x1 has 12 clips in each (24 rows over both), so it stays unbalanced in both
+    both = pd.concat([protocol_table(42, drift=3), protocol_table(43, drift=5)], ignore_index=True)
+    small = both[~both.clip_id.isin(both.clip_id[both.speaker == "x1"].iloc[:2])]
+    cols = [f"p_{c}" for c in LABELS]
+    for members in ([small], [small, small.assign(**{c: small[c] * 0 + 1 / K for c in cols})]):
+        out = rescore({str(i): m for i, m in enumerate(members)}, [1.0] * len(members), labels=LABELS,
+                      fold_classes=sets, keep_small=True)
+        kept = out.speaker == "x1"
+        assert not out.balanced[kept].any() and out.balanced[~kept].all()
+        plain = fuse_probabilities([m[cols].fillna(0).to_numpy() for m in members], [1.0] * len(members))
+        np.testing.assert_allclose(out.loc[kept, cols].fillna(0), plain[kept.to_numpy()])   # the plain (fused) output
+        assert (out.predicted[~kept] == out.label[~kept]).all()
+    assert small_groups(["a"] * 13 + ["b"] * 14).tolist() == [True] * 13 + [False] * 14
+    with pytest.raises(BalanceError, match="12 clip"):
+        rescore({"m": small}, [1.0], labels=LABELS, fold_classes=sets)
 
 
 COMMITTED = ROOT / "metrics" / "real"
@@ -258,3 +292,41 @@ def test_ser_predict_balance_refusals(capsys, bundles, speaker_clips, monkeypatc
     from pipeline.cli import parser
 
     assert f"at least {MIN_CLIPS} clips" in parser()._subparsers._group_actions[0].choices["predict"].format_help()
+
+
+@pytest.mark.skipif(not (COMMITTED / "svm_predictions.csv.gz").is_file(), reason="no committed real predictions")
+@pytest.mark.parametrize("name", ["cnn", "cnn_lstm", "svm", "svm_compare", "fusion"])
+def test_the_protocol_stages_balanced_metrics_of_the_committed_real_runs(name):
+    """metrics/real/<model>_protocol_balanced.json is what the protocol stage's --balanced
+    computes from the committed fold predictions (it pins the committed figures; the README
+    rows' test above re-derives them through the command's other path, the table's own class
+    sets). Each fold's rows are rebuilt from them: in the
+    development folds every speaker is tested exactly once, so a fold's labelled speakers of a
+    tested corpus are the ones the other folds test (TESS, train-only, is never tested)."""
+    from pipeline.protocol import Fold, balanced_run
+    import yaml
+    fusion = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]["fusion"]
+    members, weights = (fusion["members"], fusion["weights"]) if name == "fusion" else ([name], [1.0])
+    tables = {m: pd.read_csv(COMMITTED / f"{m}_predictions.csv.gz") for m in members}
+    first = next(iter(tables.values()))
+    labels = [c for c in LABELS if f"p_{c}" in first.columns]
+    one = first[first.seed == first.seed.iloc[0]]
+    fold_list = [Fold(run, one.assign(split=np.where(one.run == run, "test", "train")), labels)
+                 for run in dict.fromkeys(one.run)]
+    seeds = [int(s) for s in dict.fromkeys(first.seed)]
+    _, got = balanced_run(tables, weights, protocol="speaker_kfold", seeds=seeds, fold_list=fold_list, labels=labels)
+    want = json.loads((COMMITTED / f"{name}_protocol_balanced.json").read_text())
+    got, want = flat(json.loads(json.dumps(got))), flat(want)
+    floats = {k for k, v in want.items() if isinstance(v, float)}
+    assert got.keys() == want.keys() and all(got[k] == want[k] for k in want.keys() - floats)
+    assert {k: got[k] for k in floats} == pytest.approx({k: want[k] for k in floats}, rel=1e-9, abs=1e-12)
+    if name == "fusion":
+        assert (round(got["uar_mean"], 3), round(got["uar_std"], 3)) == README_ROWS[tuple(members)][:2]
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """A nested dict as {"a.b": leaf}, so pytest.approx can compare it."""
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out

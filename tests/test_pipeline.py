@@ -158,6 +158,11 @@ def test_repro_then_experiment_then_metrics_diff(repo):
         assert (dst / "plots" / model / "protocol_confusion.png").is_file()
     board = (dst / "metrics" / "scoreboard.md").read_text()
     assert all(f"| `{model}` |" in board for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "fusion")), board
+    assert "Speaker-balanced decoding (transductive" in board
+    for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "fusion"):   # the same test clips, balanced per speaker
+        inductive = json.loads((dst / "metrics" / f"{model}_protocol.json").read_text())
+        balanced = json.loads((dst / "metrics" / f"{model}_protocol_balanced.json").read_text())
+        assert balanced["setting"] == "speaker-balanced (transductive)" and balanced["n"] == inductive["n"]
     assert "up to date" in dvc(repo, "status").stdout
     assert sh("git", "status", "--porcelain", cwd=dst, env=env).stdout == ""
 

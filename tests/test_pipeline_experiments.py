@@ -36,6 +36,11 @@ def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(built):
         for seed, g in pred.groupby("seed"):  # every clip of every speaker tested exactly once per seed
             assert sorted(g.clip_id) == sorted(rows.clip_id)
             assert {run: set(s.speaker) for run, s in g.groupby("run")} == expected
+        balanced = pd.read_csv(dst / "data" / "protocol" / model / "predictions_balanced.csv")
+        assert sorted(zip(balanced.seed, balanced.clip_id)) == sorted(zip(pred.seed, pred.clip_id))
+        b = json.loads((dst / "metrics" / f"{model}_protocol_balanced.json").read_text())
+        assert b["protocol"] == "speaker_kfold" and b["seeds"] == [1, 2] and b["n_folds"] == 2
+        assert b["unbalanced_clips"] == int((~balanced.balanced[balanced.seed == 1]).sum())
         runs = pd.read_csv(dst / "data" / "protocol" / model / "runs.csv")
         assert len(runs) == 4 and (runs.epochs >= 1).all()
         if model.startswith("svm"):   # fitted once per fold: seed 2's runs are seed 1's fits

@@ -121,3 +121,58 @@ def test_fusion_runs_average_the_members_predictions_and_refuse_mismatches(tmp_p
         fused_runs(["cnn", "svm"], [1, 1], protocol_out=tmp_path, seeds=[2], fold_list=folds_)
     with pytest.raises(ParamsError, match=r"run `dvc repro protocol@cnn_lstm`"):
         fused_runs(["cnn", "cnn_lstm"], [1, 1], protocol_out=tmp_path, seeds=[1], fold_list=folds_)
+
+
+def test_speaker_balanced_takes_each_corpus_classes_from_the_folds_labelled_speakers():
+    rows = split_rows()                  # test speakers a:0, b:0, c:0 with 8 clips each; corpus c has no 'sad'
+    fold, = protocol.plan(rows, protocol="holdout", cfg=CFG, classes=CLASSES, seed=0)
+    test = rows[rows.split == "test"]
+    cols = [f"p_{c}" for c in CLASSES]
+    rng = np.random.default_rng(0)
+    columns = ("clip_id", "corpus", "speaker", "label")
+    table = pd.concat([prediction_table(test, rng.dirichlet(np.ones(len(CLASSES)), len(test)), labels=CLASSES,
+                                        columns=columns).assign(seed=seed, run="holdout")
+                       for seed in (2, 1)], ignore_index=True)        # two seeds, not in ascending order
+    out, s = protocol.balanced_run({"m": table}, [1.0], protocol="holdout", seeds=[2, 1], fold_list=[fold],
+                                   labels=CLASSES, min_clips=8)
+    assert out.balanced.all() and (out.p_sad[out.corpus == "c"] == 0).all() and (out.p_sad[out.corpus != "c"] > 0).all()
+    assert list(zip(out.seed, out.clip_id)) == list(zip(table.seed, table.clip_id))     # rows in the input's order
+    for _, g in out.groupby(["seed", "speaker"]):  # each speaker's mean probability is now about even over its classes
+        mean = g[cols].mean()
+        assert mean[mean > 0].max() - mean[mean > 0].min() < 0.1
+    assert list(s["per_seed"]) == ["2", "1"] and (s["unbalanced_speakers"], s["min_clips"]) == (0, 8)
+    # under the default 14 clips every test speaker keeps its probabilities, and is counted once per seed
+    kept, s = protocol.balanced_run({"m": table}, [1.0], protocol="holdout", seeds=[2, 1], fold_list=[fold],
+                                    labels=CLASSES)
+    np.testing.assert_allclose(kept[cols], table[cols])
+    assert (s["unbalanced_speakers"], s["unbalanced_clips"], s["min_clips"]) == (3, 24, 14)
+    assert s["setting"] == "speaker-balanced (transductive)" and s["n"] == 24 and s["seeds"] == [2, 1]
+
+    # cross-corpus: the test corpus has no labelled speaker in the fold, so it takes the fold's (shared) classes;
+    # the runs' models lack a class (NaN), which stays NaN
+    to_c, to_b = protocol.plan(rows, protocol="cross_corpus", cfg={**CFG, "cross_corpus": {
+        "train": "all", "test": ["c", "b"], "val_share": 0.15}}, classes=CLASSES, seed=0)
+    parts = []
+    for f in (to_c, to_b):
+        t = f.rows[f.rows.split == "test"]
+        proba = rng.dirichlet(np.ones(len(f.labels)), len(t))
+        parts.append(prediction_table(t, proba, labels=f.labels, columns=("clip_id", "corpus", "speaker", "label"))
+                     .assign(seed=1, run=f.name))
+    table = pd.concat(parts, ignore_index=True).reindex(columns=["seed", "run", "clip_id", "corpus", "speaker", "label",
+                                                                 "predicted", *cols])
+    out = protocol.speaker_balanced({"m": table}, [1.0], fold_list=[to_c, to_b], labels=CLASSES, min_clips=8)
+    assert out.p_sad[out.run == "to_c"].isna().all() and (out.p_sad[out.run == "to_b"] > 0).all()
+    assert (out.predicted[out.run == "to_c"] != "sad").all() and out.balanced.all()
+
+
+def test_fusion_members_predictions_are_only_the_planned_runs(tmp_path):
+    base = pd.DataFrame({"seed": [1, 1, 2, 1], "run": ["fold0", "fold9", "fold0", "fold0"],
+                         "clip_id": ["c:0", "c:0", "c:0", "c:1"], "corpus": "c", "speaker": "c:1", "label": "sad",
+                         "p_sad": 1.0})
+    (tmp_path / "cnn").mkdir()
+    base.to_csv(tmp_path / "cnn" / "predictions.csv", index=False)
+    got = protocol.member_predictions(["cnn"], protocol_out=tmp_path, seeds=[1],
+                                      fold_list=[protocol.Fold("fold0", base, ["sad"])])
+    assert list(got) == ["cnn"] and got["cnn"].clip_id.tolist() == ["c:0", "c:1"] and (got["cnn"].seed == 1).all()
+    with pytest.raises(ParamsError, match=r"fusion member 'svm'; run `dvc repro protocol@svm`"):
+        protocol.member_predictions(["svm"], protocol_out=tmp_path, seeds=[1], fold_list=[])

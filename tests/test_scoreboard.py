@@ -42,3 +42,30 @@ def test_the_stage_refuses_missing_results_and_mixed_protocols(tmp_path, monkeyp
     (tmp_path / "metrics" / "svm_protocol.json").write_text(json.dumps(summary(shift=1.0)))
     assert scoreboard.main(["--models", "cnn", "svm", "--metrics", "metrics"]) == 0
     assert "`svm`" in (tmp_path / "metrics" / "scoreboard.md").read_text()
+
+
+def test_the_speaker_balanced_setting_is_a_section_of_its_own(tmp_path, monkeypatch):
+    a, b = summary(), summary(shift=5.0)
+    balanced = {"cnn": {**b, "min_clips": 14, "unbalanced_speakers": 0},
+                "svm": {**a, "min_clips": 14, "unbalanced_speakers": 3}}
+    text = scoreboard.render({"cnn": a, "svm": b}, balanced)
+    head, tail = text.split("Speaker-balanced decoding (transductive")
+    assert scoreboard.render({"cnn": a, "svm": b}) == head.rstrip("\n") + "\n"   # the inductive tables unchanged
+    row = next(line for line in tail.splitlines() if line.startswith("| `cnn` |") and "±" in line)
+    assert f"{b['uar_mean']:.3f} ± {b['uar_std']:.3f}" in row                    # the balanced summary's figures
+    assert tail.rstrip().endswith("fewer than 14 clips, left unbalanced (per seed, over every fold): `svm` 3")
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": PARAMS["evaluate"]}))
+    (tmp_path / "metrics").mkdir()
+    for model, s in (("cnn", a), ("svm", b)):
+        (tmp_path / "metrics" / f"{model}_protocol.json").write_text(json.dumps(s))
+    (tmp_path / "metrics" / "cnn_protocol_balanced.json").write_text(json.dumps(balanced["cnn"]))
+    with pytest.raises(ParamsError, match=r"no speaker-balanced results for 'svm'.*--balanced"):
+        scoreboard.main(["--models", "cnn", "svm", "--metrics", "metrics", "--balanced"])
+    (tmp_path / "metrics" / "svm_protocol_balanced.json").write_text(json.dumps({**balanced["svm"], "seeds": [9]}))
+    with pytest.raises(ParamsError, match="different protocols/seeds"):
+        scoreboard.main(["--models", "cnn", "svm", "--metrics", "metrics", "--balanced"])
+    (tmp_path / "metrics" / "svm_protocol_balanced.json").write_text(json.dumps(balanced["svm"]))
+    assert scoreboard.main(["--models", "cnn", "svm", "--metrics", "metrics", "--balanced"]) == 0
+    assert (tmp_path / "metrics" / "scoreboard.md").read_text() == text
