@@ -64,10 +64,13 @@ def mixup(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, rng: np.random.Generat
 
 def make_sequence(x, y: np.ndarray, *, num_classes: int, class_weight: Mapping[int, float] | None,
                   batch_size: int, seed: int, mixup_alpha: float, spec: Mapping[str, int],
-                  sample_weight: np.ndarray | None = None):
+                  sample_weight: np.ndarray | None = None, speakers: np.ndarray | None = None,
+                  num_speakers: int = 0):
     """A ``keras.utils.PyDataset`` of shuffled ``(x, one-hot y, sample weight)`` batches; ``x`` is
     an array or a :class:`pipeline.feed.Feed` (read batch by batch). The weight of an example is
-    its class's ``class_weight``, or its entry of ``sample_weight`` (one per example) when given."""
+    its class's ``class_weight``, or its entry of ``sample_weight`` (one per example) when given.
+    With ``speakers`` (an index below ``num_speakers`` per example) each target row is the
+    class's one-hot then the speaker's (:mod:`pipeline.models.adversary`), mixed alike by mixup."""
     import keras
 
     from pipeline.feed import Feed
@@ -94,6 +97,8 @@ def make_sequence(x, y: np.ndarray, *, num_classes: int, class_weight: Mapping[i
             rng = np.random.default_rng([seed, self.epoch, i])
             xb = mask(x.read(idx), rng=rng, **spec)
             yb = np.eye(num_classes, dtype=np.float32)[y[idx]]
+            if speakers is not None:
+                yb = np.concatenate([yb, np.eye(num_speakers, dtype=np.float32)[speakers[idx]]], axis=1)
             wb = weights[y[idx]] if sample_weight is None else sample_weight[idx]
             if mixup_alpha > 0:
                 xb, yb, wb = mixup(xb, yb, wb, rng=rng, alpha=mixup_alpha)

@@ -248,6 +248,11 @@ class SpecAugment(Section):
     feature_width: NonNegativeInt
 
 
+class Adversary(Section):
+    weight: PositiveFloat     # the gradient reversal's factor on the speaker loss's gradient into the encoder
+    dense: Widths             # ReLU dense layers of the speaker head, before its softmax
+
+
 def spec_on(spec: Mapping[str, int] | None) -> bool:
     """Whether a model's ``specaugment`` masks anything: a count and a width above 0, in time or features."""
     return bool(spec) and (bool(spec["time_masks"] and spec["time_width"]) or
@@ -270,7 +275,9 @@ class Cnn(Section):
     # `augment.copies` (copies are seeded by their number, so a model that takes 2 of 4 sees
     # exactly what augment.copies: 2 made); null: all of them. Optional.
     copies: Optional[NonNegativeInt] = None
-    optional: ClassVar[tuple[str, ...]] = ("copies",)
+    # Speaker-adversarial training (pipeline.models.adversary): null, off. Optional.
+    adversary: Optional[Adversary] = None
+    optional: ClassVar[tuple[str, ...]] = ("copies", "adversary")
 
 
 class CnnLstm(Section):
@@ -289,7 +296,8 @@ class CnnLstm(Section):
     recurrent_dropout: Rate = 0.0   # dropout of the LSTM's recurrent state (Keras recurrent_dropout); optional
     l2: NonNegativeFloat = 0.0      # L2 penalty on every kernel (conv, LSTM, dense), added to the loss; optional
     copies: Optional[NonNegativeInt] = None   # as Cnn.copies; optional
-    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2", "copies")
+    adversary: Optional[Adversary] = None     # as Cnn.adversary; optional
+    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2", "copies", "adversary")
 
 
 class Svm(Section):

@@ -164,7 +164,7 @@ def cosine_rate(epoch: int, *, rate: float, epochs: int) -> float:
 
 
 def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_train, y_train, x_val, y_val,
-        labels: list[str], groups=None, live=None, verbose: int = 2):
+        labels: list[str], groups=None, speakers=None, live=None, verbose: int = 2):
     """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state.
 
     ``x_train`` and ``x_val`` are standardised model input: arrays, or :class:`pipeline.feed.Feed`
@@ -172,7 +172,8 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     models train for up to ``train.epochs`` with early stopping on validation UAR; the
     scikit-learn SVM is fitted once on all of it (its history has one entry per metric).
     ``groups`` is the corpus of every training example, which ``train.class_weight: per_corpus``
-    needs (:func:`corpus_weights`)."""
+    needs (:func:`corpus_weights`); ``speakers`` its speaker, which ``models.<name>.adversary``
+    needs (:mod:`pipeline.models.adversary`: the returned model is the emotion model alone)."""
     from pipeline.models import build, is_keras
 
     train, val = Feed.of(x_train), None if x_val is None or len(x_val) == 0 else Feed.of(x_val)
@@ -200,6 +201,8 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     import keras
     import tensorflow as tf
 
+    from pipeline.models.adversary import emotion_accuracy, joint_loss, with_adversary
+
     keras.backend.clear_session()  # fresh layer/optimizer name counters: the same fit saves the same config
     configure_determinism(seed, threads=int(train_cfg["threads"]))
     strategy = distribution(train_cfg["distribute"])
@@ -207,13 +210,24 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
         model = build(model_name, input_shape=train.shape, num_classes=len(labels), params=model_params)
     spec = check_spec(model_params["specaugment"], key=f"models.{model_name}.specaugment")
     mixup_alpha, smoothing = float(train_cfg["mixup_alpha"]), float(train_cfg["label_smoothing"])
-    batched = mixup_alpha > 0 or smoothing > 0 or spec_on(spec)
+    adversary, speaker_ids, n_speakers = model_params.get("adversary"), None, 0
+    if adversary:
+        if speakers is None:
+            raise ValueError(f"models.{model_name}.adversary needs the speaker of every training example (speakers=...)")
+        names, speaker_ids = np.unique(np.asarray(speakers), return_inverse=True)
+        n_speakers = len(names)
+        with strategy.scope():
+            trainer = with_adversary(model, speakers=n_speakers, weight=float(adversary["weight"]),
+                                     dense=adversary["dense"])
+    else:
+        trainer = model
+    batched = mixup_alpha > 0 or smoothing > 0 or spec_on(spec) or bool(adversary)
     batch_size = int(train_cfg["batch_size"])
     x_spec = tf.TensorSpec((None,) + train.shape, tf.float32)
     if batched:  # one-hot (soft) labels; class weights travel as sample weights
         data = make_sequence(train, y_train, num_classes=len(labels), class_weight=weights,
                              batch_size=batch_size, seed=seed, mixup_alpha=mixup_alpha, spec=spec,
-                             sample_weight=per_example)
+                             sample_weight=per_example, speakers=speaker_ids, num_speakers=n_speakers)
     else:        # Keras's own order and class weights, as ``fit(x, y, shuffle=True, class_weight=...)``
         w = np.ones(len(labels), np.float32)
         for c, v in (weights or {}).items():
@@ -223,15 +237,20 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
                              [x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.float32)],
                              batch_size=batch_size, shuffle=True)
     with strategy.scope():
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
-                      loss=(keras.losses.CategoricalCrossentropy(label_smoothing=smoothing) if smoothing > 0
-                            else "categorical_crossentropy" if batched else "sparse_categorical_crossentropy"),
-                      metrics=["accuracy"])
+        if adversary:
+            loss, metrics = joint_loss(len(labels), label_smoothing=smoothing), [emotion_accuracy(len(labels))]
+        else:
+            loss, metrics = (keras.losses.CategoricalCrossentropy(label_smoothing=smoothing) if smoothing > 0
+                             else "categorical_crossentropy" if batched else "sparse_categorical_crossentropy"), ["accuracy"]
+        trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=float(train_cfg["learning_rate"])),
+                        loss=loss, metrics=metrics)
 
     callbacks, validation = [], None
     if val is not None:
         y_val = np.asarray(y_val)
         y_fit = np.eye(len(labels), dtype=np.float32)[y_val] if batched else y_val.astype(np.int64)
+        if adversary:   # no speaker targets: validation speakers are not training speakers
+            y_fit = np.concatenate([y_fit, np.zeros((len(y_fit), n_speakers), np.float32)], axis=1)
         validation = keras_batches(len(val), lambda i: (val.read(i), y_fit[i]),
                                    [x_spec, tf.TensorSpec((None,) + y_fit.shape[1:], y_fit.dtype)],
                                    batch_size=batch_size, shuffle=False)
@@ -239,7 +258,8 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
 
         class ValUAR(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                logs["val_uar"] = uar(y_val, np.argmax(self.model.predict(val_inputs, verbose=0), axis=1))
+                probs = self.model.predict(val_inputs, verbose=0)[:, :len(labels)]   # the emotion columns
+                logs["val_uar"] = uar(y_val, np.argmax(probs, axis=1))
 
         callbacks += [ValUAR(),
                       keras.callbacks.EarlyStopping(monitor="val_uar", mode="max", patience=int(train_cfg["early_stopping_patience"]),
@@ -255,8 +275,8 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
         callbacks.append(DVCLiveCallback(live=live))
     # shuffle: Keras also shuffles the order in which it asks the PyDataset for its batches (as
     # it did before training streamed; ignored for the tf.data pipeline, which orders its own)
-    history = model.fit(data, validation_data=validation, epochs=int(train_cfg["epochs"]), shuffle=batched,
-                        callbacks=callbacks, verbose=verbose)
+    history = trainer.fit(data, validation_data=validation, epochs=int(train_cfg["epochs"]), shuffle=batched,
+                          callbacks=callbacks, verbose=verbose)
     return model, history.history
 
 
@@ -309,7 +329,7 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
               f"validation clips, input {kind} {train.shape}, {len(train.missing)} clips without features")
     model, history = fit(model_name=name, model_params=model_params, train_cfg=cfg, seed=seed, x_train=prep(train, train_stats),
                          y_train=y_train, x_val=x_val, y_val=y_val, labels=labels, groups=train.rows.corpus.to_numpy(),
-                         live=live, verbose=verbose)
+                         speakers=train.rows.speaker.to_numpy(), live=live, verbose=verbose)
     meta = dataset.feature_meta(features_dir, corpora[0])  # the feature config (functionals use its preparation)
     info = {"model": name, "model_params": model_params, "seed": seed,
             "epochs_run": len(next(iter(history.values()))),
