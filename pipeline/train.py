@@ -214,6 +214,9 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     if adversary:
         if speakers is None:
             raise ValueError(f"models.{model_name}.adversary needs the speaker of every training example (speakers=...)")
+        if len(speakers) != len(y_train):
+            raise ValueError(f"models.{model_name}.adversary: {len(speakers)} speakers for {len(y_train)} training "
+                             "examples; give one speaker per training example")
         names, speaker_ids = np.unique(np.asarray(speakers), return_inverse=True)
         n_speakers = len(names)
         with strategy.scope():

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from fakes import PARAMS, TINY as FAKE_TINY
+from pipeline import bundle as B
 from pipeline.batches import make_sequence
 from pipeline.models import build, check_params
 from pipeline.models.adversary import GradientReversal, embedding, joint_loss, with_adversary
@@ -42,6 +43,9 @@ def test_joint_loss_adds_the_speaker_term_only_where_there_are_speaker_targets()
     loss = joint_loss(3)
     np.testing.assert_allclose(np.asarray(loss(validation, probs)), -np.log([0.7, 0.8]), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(loss(with_speaker, probs)), -np.log([0.7 * 0.75, 0.8 * 0.5]), rtol=1e-5)
+    smoothed = joint_loss(3, label_smoothing=0.3)   # the emotion targets only: still no speaker loss in validation
+    soft = validation[:, :3] * 0.7 + 0.1
+    np.testing.assert_allclose(np.asarray(smoothed(validation, probs)), -(soft * np.log(probs[:, :3])).sum(1), rtol=1e-5)
 
 
 def test_batches_carry_the_speaker_one_hot_after_the_classes_and_mixup_mixes_both():
@@ -54,12 +58,13 @@ def test_batches_carry_the_speaker_one_hot_after_the_classes_and_mixup_mixes_bot
     assert yb.shape == (10, 7)
     np.testing.assert_array_equal(yb[:, :3].argmax(1), y)      # batch 0 holds every clip, in order
     np.testing.assert_array_equal(yb[:, 3:].argmax(1), speakers)
+    own = np.arange(10)   # every clip its own speaker: the speaker half then says which clips were mixed, and how
     mixed = make_sequence(x, y, num_classes=3, class_weight=None, batch_size=10, seed=0, mixup_alpha=0.4, spec=spec,
-                          speakers=speakers, num_speakers=4)
+                          speakers=own, num_speakers=10)
     _, yb, _ = mixed[0]
-    np.testing.assert_allclose(yb[:, :3].sum(1), 1, rtol=1e-6)
+    assert ((yb[:, 3:] > 0).sum(1) > 1).any()
     np.testing.assert_allclose(yb[:, 3:].sum(1), 1, rtol=1e-6)
-    assert ((yb[:, :3] > 0).sum(1) > 1).any()
+    np.testing.assert_allclose(yb[:, :3], yb[:, 3:] @ np.eye(3)[y], rtol=1e-6, atol=1e-7)   # same clips, same weights
 
 
 @pytest.mark.parametrize("name, width", [("cnn", 8), ("cnn_lstm", 8)])
@@ -71,8 +76,6 @@ def test_the_training_model_shares_the_emotion_models_layers(name, width):
     assert embedding(model).shape[-1] == width      # the pooled embedding, the input of dense1
     x = np.random.default_rng(0).normal(size=(5, 12, 6)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(trainer(x))[:, :3], np.asarray(model(x)), rtol=1e-6)
-    names = {layer.name for layer in model.layers}
-    assert not any(n.startswith("speaker") for n in names)   # what is saved: the emotion model alone
 
 
 def test_adversary_params_are_checked():
@@ -86,6 +89,10 @@ def test_adversary_params_are_checked():
         fit(model_name="cnn", model_params={**TINY, "adversary": {"weight": 1.0, "dense": [8]}}, train_cfg=CFG,
             seed=0, x_train=np.zeros((6, 12, 6), np.float32), y_train=np.arange(6) % 3, x_val=None, y_val=None,
             labels=LABELS, verbose=0)
+    with pytest.raises(ValueError, match=r"models\.cnn\.adversary: 5 speakers for 6 training examples"):
+        fit(model_name="cnn", model_params={**TINY, "adversary": {"weight": 1.0, "dense": [8]}}, train_cfg=CFG,
+            seed=0, x_train=np.zeros((6, 12, 6), np.float32), y_train=np.arange(6) % 3, x_val=None, y_val=None,
+            labels=LABELS, speakers=["s"] * 5, verbose=0)
 
 
 def test_the_encoder_gets_the_speaker_losss_gradient_reversed_and_the_head_its_own():
@@ -118,7 +125,7 @@ def test_the_encoder_gets_the_speaker_losss_gradient_reversed_and_the_head_its_o
         np.testing.assert_allclose(reversed_[k], plain[k], rtol=1e-5, atol=1e-7)
 
 
-def test_an_adversarial_fit_learns_the_emotion_is_deterministic_and_returns_the_emotion_model():
+def test_an_adversarial_fit_learns_the_emotion_is_deterministic_and_the_bundle_holds_the_emotion_model(tmp_path):
     rng = np.random.default_rng(0)
     y, speakers = np.arange(96) % 3, np.array(["s1", "s2", "s3", "s4"])[(np.arange(96) // 3) % 4]
     x = (rng.normal(size=(96, 12, 6)) + 2.0 * np.eye(6)[y][:, None, :]).astype(np.float32)
@@ -129,5 +136,9 @@ def test_an_adversarial_fit_learns_the_emotion_is_deterministic_and_returns_the_
     assert h1["loss"] == h2["loss"] and max(h1["val_uar"]) > 0.9, h1["val_uar"]
     assert set(h1) >= {"accuracy", "loss", "val_loss", "val_uar"}
     assert h1["loss"][-1] > h1["val_loss"][-1] + 0.5     # training adds the speaker term (about log 4), validation not
-    assert m1.output.shape[-1] == len(LABELS) and not any(l.name.startswith("speaker") for l in m1.layers)
     np.testing.assert_array_equal(np.asarray(m1(x)), np.asarray(m2(x)))
+    B.save(tmp_path, model=m1, labels=LABELS, input_kind="sequence", feature_config={}, speaker_norm=False,
+           mean=np.zeros(6, np.float32), std=np.ones(6, np.float32), info={})
+    saved = B.load(tmp_path).model                 # what the bundle holds: the emotion model alone
+    assert saved.output.shape[-1] == len(LABELS) and not any("speaker" in layer.name for layer in saved.layers)
+    np.testing.assert_allclose(np.asarray(saved(x)), np.asarray(m1(x)), rtol=1e-6)

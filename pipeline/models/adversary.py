@@ -6,8 +6,14 @@ Lempitsky 2015; for emotion, e.g. Li et al. 2020, "Speaker-invariant affective r
 learning via adversarial training"): the head itself descends the speaker loss, while the
 encoder below the embedding receives that loss's gradient times ``-weight``, so it is pushed
 toward features that do not tell who is speaking. Training only: the emotion model is a
-sub-graph of the training model (the same layers and weights), and that is what is saved, so
-inference and the bundle are those of a model trained without it.
+sub-graph of the training model (the same layers and weights), and that is what is saved: the
+bundle holds no speaker layer, and inference reads it as any other bundle (the saved model is
+uncompiled, as nothing trains a bundle further).
+
+The per-example weights (``train.class_weight``) scale the whole joint loss, the speaker term
+included, and the speakers are not balanced: a speaker with more training clips (TESS's one
+speaker, more than half the clips on the development folds) weighs more in the speaker loss.
+The training ``loss`` is the sum of both terms, ``val_loss`` the emotion's alone.
 
 Targets travel as one row per example: the emotion's one-hot (or mixed, or smoothed) classes,
 then the speaker's one-hot; a validation example has zeros for the speaker part (its speakers
@@ -59,7 +65,7 @@ def with_adversary(model: keras.Model, *, speakers: int, weight: float, dense: S
         x = layers.Dense(n, activation="relu", name=f"speaker_dense{i}")(x)
     speaker = layers.Dense(speakers, activation="softmax", name="speaker_probs")(x)
     out = layers.Concatenate(name="emotion_and_speaker")([model.output, speaker])
-    return keras.Model(model.inputs, out, name=f"{model.name}_adversarial")
+    return keras.Model(model.input, out, name=f"{model.name}_adversarial")
 
 
 def joint_loss(num_classes: int, *, label_smoothing: float = 0.0):
