@@ -277,7 +277,10 @@ class Cnn(Section):
     copies: Optional[NonNegativeInt] = None
     # Speaker-adversarial training (pipeline.models.adversary): null, off. Optional.
     adversary: Optional[Adversary] = None
-    optional: ClassVar[tuple[str, ...]] = ("copies", "adversary")
+    # Networks trained per fit (pipeline.train.fit_ensemble), member k with seed base + 1000 k;
+    # the saved model averages their probabilities. 1: one network. Optional.
+    ensemble: PositiveInt = 1
+    optional: ClassVar[tuple[str, ...]] = ("copies", "adversary", "ensemble")
 
 
 class CnnLstm(Section):
@@ -297,7 +300,8 @@ class CnnLstm(Section):
     l2: NonNegativeFloat = 0.0      # L2 penalty on every kernel (conv, LSTM, dense), added to the loss; optional
     copies: Optional[NonNegativeInt] = None   # as Cnn.copies; optional
     adversary: Optional[Adversary] = None     # as Cnn.adversary; optional
-    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2", "copies", "adversary")
+    ensemble: PositiveInt = 1                 # as Cnn.ensemble; optional
+    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2", "copies", "adversary", "ensemble")
 
 
 class Svm(Section):

@@ -163,6 +163,49 @@ def cosine_rate(epoch: int, *, rate: float, epochs: int) -> float:
     return float(rate * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs)))
 
 
+ENSEMBLE_SEED_STEP = 1000
+"""Member k of an ensemble (``models.<name>.ensemble``) trains with seed ``seed + 1000 k``:
+member 0 is the single network of the same seed, and the ensembles of nearby seeds
+(``train.seeds: [42, 43, 44]``) share no member."""
+
+
+def average_models(models: list, *, name: str):
+    """One Keras model whose output is the mean of ``models``' probabilities (same input shape);
+    each member sits in it as a sub-model ``member_<k>``, so the result saves, loads, predicts
+    and exports as one model."""
+    import keras
+
+    first = models[0]
+    inputs = keras.Input(shape=tuple(first.input_shape[1:]), name=first.layers[0].name)
+    outputs = [keras.Model(m.input, m.output, name=f"member_{k}")(inputs) for k, m in enumerate(models)]
+    return keras.Model(inputs, keras.layers.Average(name="ensemble_mean")(outputs), name=name)
+
+
+def fit_ensemble(members: int, *, model_name: str, model_params: dict, seed: int, x_val, y_val, verbose: int = 2,
+                 **kwargs):
+    """``models.<name>.ensemble: members``: that many networks, each fitted as :func:`fit` fits
+    one (early stopping on the validation speakers alike), member k with seed ``seed +
+    ENSEMBLE_SEED_STEP * k``, then :func:`average_models`. Returns (model, history): each
+    history key holds the members' epochs one after another (DVCLive's steps run on through
+    the members), and ``val_uar_ensemble`` the averaged model's validation UAR."""
+    single, nets, history = {**model_params, "ensemble": 1}, [], {}
+    for k in range(members):
+        if verbose:
+            print(f"fit {model_name}: ensemble member {k + 1} of {members}, seed {seed + ENSEMBLE_SEED_STEP * k}")
+        net, h = fit(model_name=model_name, model_params=single, seed=seed + ENSEMBLE_SEED_STEP * k,
+                     x_val=x_val, y_val=y_val, verbose=verbose, **kwargs)
+        nets.append(net)
+        for key, values in h.items():
+            history.setdefault(key, []).extend(values)
+    model = average_models(nets, name=f"{model_name}_ensemble")
+    if x_val is not None and len(x_val):
+        val = Feed.of(x_val)
+        probs = [np.asarray(model(val.read(np.arange(i, min(i + 256, len(val)))), training=False))
+                 for i in range(0, len(val), 256)]
+        history["val_uar_ensemble"] = [uar(np.asarray(y_val), np.argmax(np.concatenate(probs), axis=1))]
+    return model, history
+
+
 def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_train, y_train, x_val, y_val,
         labels: list[str], groups=None, speakers=None, live=None, verbose: int = 2):
     """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state.
@@ -173,8 +216,15 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     scikit-learn SVM is fitted once on all of it (its history has one entry per metric).
     ``groups`` is the corpus of every training example, which ``train.class_weight: per_corpus``
     needs (:func:`corpus_weights`); ``speakers`` its speaker, which ``models.<name>.adversary``
-    needs (:mod:`pipeline.models.adversary`: the returned model is the emotion model alone)."""
+    needs (:mod:`pipeline.models.adversary`: the returned model is the emotion model alone).
+    ``models.<name>.ensemble`` above 1 fits that many networks (:func:`fit_ensemble`)."""
     from pipeline.models import build, is_keras
+
+    members = int(model_params.get("ensemble") or 1)
+    if members > 1 and is_keras(model_name):
+        return fit_ensemble(members, model_name=model_name, model_params=model_params, train_cfg=train_cfg, seed=seed,
+                            x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, labels=labels,
+                            groups=groups, speakers=speakers, live=live, verbose=verbose)
 
     train, val = Feed.of(x_train), None if x_val is None or len(x_val) == 0 else Feed.of(x_val)
     y_train = np.asarray(y_train)
@@ -344,7 +394,10 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
 
 
 def best_val_uar(history: dict) -> float | None:
-    """The best validation UAR over the epochs (the restored weights'), or None without validation."""
+    """The best validation UAR over the epochs (the restored weights'), an ensemble's own
+    (``val_uar_ensemble``), or None without validation."""
+    if history.get("val_uar_ensemble"):
+        return float(history["val_uar_ensemble"][0])
     return float(max(history["val_uar"])) if history.get("val_uar") else None
 
 
@@ -370,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                            augment_dir=Path(augment["out"]), live=live)
         best = best_val_uar(trained.history)
         if best is not None:  # what `ser sweep` ranks by: validation speakers, never test speakers
-            live.summary["best"] = {"val_uar": best, "epoch": int(np.argmax(trained.history["val_uar"]))}
+            live.summary["best"] = ({"val_uar": best} if "val_uar_ensemble" in trained.history else
+                                    {"val_uar": best, "epoch": int(np.argmax(trained.history["val_uar"]))})
     out = Path(cfg["out"]) / name
     b = trained.bundle
     B.save(out, model=b.model, labels=b.labels, input_kind=b.input_kind, feature_config=b.feature_config,

@@ -1,0 +1,70 @@
+"""Seed ensembles (models.<name>.ensemble): n networks fitted with their own seeds, saved as
+one model that averages their probabilities."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fakes import PARAMS
+from pipeline import bundle as B
+from pipeline.export import TFLiteModel, to_tflite
+from pipeline.models import build, check_params
+from pipeline.params import ParamsError
+from pipeline.train import ENSEMBLE_SEED_STEP, best_val_uar, fit
+
+LABELS = ["a", "b", "c"]
+TINY = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
+        "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
+CFG = {**PARAMS["train"], "epochs": 6, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced",
+       "threads": 2, "early_stopping_patience": 40, "reduce_lr_patience": 40, "reduce_lr_factor": 0.5,
+       "mixup_alpha": 0.0, "label_smoothing": 0.0, "lr_schedule": "plateau"}
+
+
+def data():
+    rng = np.random.default_rng(0)
+    y = np.arange(48) % 3
+    x = (rng.normal(size=(48, 12, 6)) + 1.5 * np.eye(6)[y][:, None, :]).astype(np.float32)
+    return x, y
+
+
+def test_ensemble_params_are_checked_and_default_to_one_network():
+    assert check_params("cnn", TINY)["ensemble"] == 1
+    assert check_params("cnn_lstm", {**PARAMS["models"]["cnn_lstm"], "ensemble": 3})["ensemble"] == 3
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ParamsError, match=r"models\.cnn\.ensemble"):
+            check_params("cnn", {**TINY, "ensemble": bad})
+    with pytest.raises(ParamsError, match=r"models\.svm has unknown key\(s\) \[.ensemble.\]"):   # an SVM is deterministic
+        check_params("svm", {**PARAMS["models"]["svm"], "ensemble": 2})
+    assert build("cnn", input_shape=(12, 6), num_classes=3, params={**TINY, "ensemble": 2}).output.shape[-1] == 3
+
+
+def test_an_ensemble_is_the_mean_of_the_single_networks_of_its_member_seeds(tmp_path):
+    """Member k is exactly the single network fitted with seed + 1000 k; the saved model
+    averages them, and saves, loads and exports (TensorFlow Lite) as one model."""
+    x, y = data()
+    kwargs = dict(train_cfg=CFG, x_train=x, y_train=y, x_val=x[1::2], y_val=y[1::2], labels=LABELS, verbose=0)
+    model, history = fit(model_name="cnn", model_params={**TINY, "ensemble": 2}, seed=5, **kwargs)
+    singles = [fit(model_name="cnn", model_params=TINY, seed=5 + ENSEMBLE_SEED_STEP * k, **kwargs) for k in (0, 1)]
+    probs = [np.asarray(m(x)) for m, _ in singles]
+    assert not np.allclose(probs[0], probs[1])       # the members differ (their seeds)
+    np.testing.assert_allclose(np.asarray(model(x)), (probs[0] + probs[1]) / 2, rtol=1e-5, atol=1e-7)
+    # the history: the members' epochs one after another, and the averaged model's own validation UAR
+    assert history["loss"] == singles[0][1]["loss"] + singles[1][1]["loss"]
+    assert len(history["val_uar"]) == 2 * CFG["epochs"]
+    assert best_val_uar(history) == history["val_uar_ensemble"][0] and len(history["val_uar_ensemble"]) == 1
+    again, _ = fit(model_name="cnn", model_params={**TINY, "ensemble": 2}, seed=5, **kwargs)
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))   # deterministic
+    B.save(tmp_path, model=model, labels=LABELS, input_kind="sequence", feature_config={}, speaker_norm=False,
+           mean=np.zeros(6, np.float32), std=np.ones(6, np.float32), info={})
+    saved = B.load(tmp_path).model
+    np.testing.assert_allclose(np.asarray(saved(x)), np.asarray(model(x)), rtol=1e-6)
+    lite = TFLiteModel(to_tflite(saved, input_shape=(12, 6)))
+    np.testing.assert_allclose(lite(x[:4]), np.asarray(model(x[:4])), rtol=1e-4, atol=1e-6)
+
+
+def test_one_network_is_the_plain_fit():
+    x, y = data()
+    kwargs = dict(train_cfg=CFG, x_train=x, y_train=y, x_val=x[1::2], y_val=y[1::2], labels=LABELS, verbose=0)
+    (a, ha), (b, hb) = (fit(model_name="cnn", model_params=p, seed=5, **kwargs) for p in (TINY, {**TINY, "ensemble": 1}))
+    assert "val_uar_ensemble" not in hb and ha["loss"] == hb["loss"]
+    np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(b(x)))
