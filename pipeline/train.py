@@ -181,22 +181,33 @@ def average_models(models: list, *, name: str):
     return keras.Model(inputs, keras.layers.Average(name="ensemble_mean")(outputs), name=name)
 
 
+def epochs_trained(history: dict) -> list[int]:
+    """The epochs each network of a :func:`fit` trained: one number, or one per member of an
+    ensemble (its history's ``member_epochs``)."""
+    if "member_epochs" in history:
+        return [int(n) for n in history["member_epochs"]]
+    return [len(next(iter(history.values())))]
+
+
 def fit_ensemble(members: int, *, model_name: str, model_params: dict, seed: int, x_val, y_val, verbose: int = 2,
                  **kwargs):
     """``models.<name>.ensemble: members``: that many networks, each fitted as :func:`fit` fits
     one (early stopping on the validation speakers alike), member k with seed ``seed +
     ENSEMBLE_SEED_STEP * k``, then :func:`average_models`. Returns (model, history): each
     history key holds the members' epochs one after another (DVCLive's steps run on through
-    the members), and ``val_uar_ensemble`` the averaged model's validation UAR."""
-    single, nets, history = {**model_params, "ensemble": 1}, [], {}
+    the members), ``member_epochs`` how many each trained (:func:`epochs_trained`), and
+    ``val_uar_ensemble`` the averaged model's validation UAR."""
+    single, nets, history, member_epochs = {**model_params, "ensemble": 1}, [], {}, []
     for k in range(members):
         if verbose:
             print(f"fit {model_name}: ensemble member {k + 1} of {members}, seed {seed + ENSEMBLE_SEED_STEP * k}")
         net, h = fit(model_name=model_name, model_params=single, seed=seed + ENSEMBLE_SEED_STEP * k,
                      x_val=x_val, y_val=y_val, verbose=verbose, **kwargs)
         nets.append(net)
+        member_epochs.append(epochs_trained(h)[0])
         for key, values in h.items():
             history.setdefault(key, []).extend(values)
+    history["member_epochs"] = member_epochs
     model = average_models(nets, name=f"{model_name}_ensemble")
     if x_val is not None and len(x_val):
         val = Feed.of(x_val)
@@ -385,9 +396,11 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
                          speakers=train.rows.speaker.to_numpy(), live=live, verbose=verbose)
     meta = dataset.feature_meta(features_dir, corpora[0])  # the feature config (functionals use its preparation)
     info = {"model": name, "model_params": model_params, "seed": seed,
-            "epochs_run": len(next(iter(history.values()))),
+            "epochs_run": sum(epochs_trained(history)),   # an ensemble's members' added up
             "feature_dtype": dataset.feature_meta(features_dir, corpora[0], kind=kind)["dtype"], "train_clips": len(train.rows),
             "train_speakers": sorted(train.rows.speaker.unique())}
+    if "member_epochs" in history:
+        info["member_epochs"] = epochs_trained(history)
     bundle = B.Bundle(model=model, labels=list(labels), input_kind=kind, feature_config=meta["config"],
                       speaker_norm=speaker_norm, mean=mean, std=std, info=info)
     return Trained(bundle=bundle, history=history, train_rows=train.rows, n_val=0 if val is None else len(val.rows))
@@ -431,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
            speaker_norm=b.speaker_norm, mean=b.mean, std=b.std, info=b.info)
     from pipeline.plots import training_curves
     training_curves(trained.history, args.curves, title=name)
-    print(f"train {name}: {b.info['epochs_run']} epochs in {time.perf_counter() - t0:.0f} s -> {out}")
+    each = b.info.get("member_epochs")
+    each = f" ({'+'.join(map(str, each))}, {len(each)} networks)" if each else ""
+    print(f"train {name}: {b.info['epochs_run']} epochs{each} in {time.perf_counter() - t0:.0f} s -> {out}")
     return 0
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fakes import PARAMS
+from fakes import PARAMS, TINY as FAKE_TINY
 from pipeline import bundle as B
 from pipeline.export import TFLiteModel, to_tflite
 from pipeline.models import build, check_params
 from pipeline.params import ParamsError
-from pipeline.train import ENSEMBLE_SEED_STEP, best_val_uar, fit
+from pipeline.metrics import uar
+from pipeline.train import ENSEMBLE_SEED_STEP, best_val_uar, epochs_trained, fit
 
 LABELS = ["a", "b", "c"]
 TINY = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
@@ -51,7 +52,9 @@ def test_an_ensemble_is_the_mean_of_the_single_networks_of_its_member_seeds(tmp_
     # the history: the members' epochs one after another, and the averaged model's own validation UAR
     assert history["loss"] == singles[0][1]["loss"] + singles[1][1]["loss"]
     assert len(history["val_uar"]) == 2 * CFG["epochs"]
-    assert best_val_uar(history) == history["val_uar_ensemble"][0] and len(history["val_uar_ensemble"]) == 1
+    assert history["val_uar_ensemble"] == [uar(y[1::2], np.argmax(np.asarray(model(x[1::2])), axis=1))]
+    assert best_val_uar(history) == history["val_uar_ensemble"][0]
+    assert epochs_trained(history) == [CFG["epochs"]] * 2 and epochs_trained(singles[0][1]) == [CFG["epochs"]]
     again, _ = fit(model_name="cnn", model_params={**TINY, "ensemble": 2}, seed=5, **kwargs)
     np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))   # deterministic
     B.save(tmp_path, model=model, labels=LABELS, input_kind="sequence", feature_config={}, speaker_norm=False,
@@ -68,3 +71,20 @@ def test_one_network_is_the_plain_fit():
     (a, ha), (b, hb) = (fit(model_name="cnn", model_params=p, seed=5, **kwargs) for p in (TINY, {**TINY, "ensemble": 1}))
     assert "val_uar_ensemble" not in hb and ha["loss"] == hb["loss"]
     np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(b(x)))
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn_lstm"])
+def test_members_stop_early_each_on_their_own_and_the_epochs_add_up(name):
+    """Early stopping per member: members of different lengths, counted one by one."""
+    x, y = data()
+    params = {**(TINY if name == "cnn" else FAKE_TINY["cnn_lstm"]), "specaugment": None, "ensemble": 3}
+    cfg = {**CFG, "epochs": 12, "early_stopping_patience": 1, "learning_rate": 0.05}
+    kwargs = dict(train_cfg=cfg, x_train=x, y_train=y, x_val=x[1::2], y_val=y[1::2], labels=LABELS, verbose=0)
+    model, history = fit(model_name=name, model_params=params, seed=1, **kwargs)
+    epochs = epochs_trained(history)
+    singles = [fit(model_name=name, model_params={**params, "ensemble": 1}, seed=1 + ENSEMBLE_SEED_STEP * k, **kwargs)
+               for k in range(3)]
+    assert epochs == [len(h["loss"]) for _, h in singles] and len(history["loss"]) == sum(epochs)
+    assert all(e < cfg["epochs"] for e in epochs) and len(set(epochs)) > 1, epochs
+    np.testing.assert_allclose(np.asarray(model(x)), np.mean([np.asarray(m(x)) for m, _ in singles], axis=0),
+                               rtol=1e-5, atol=1e-7)
