@@ -30,6 +30,13 @@ TINY = {
     "svm_compare": {"input": "compare", "C": 1.0, "gamma": "scale", "gram": True, "train_on_val": False},
 }
 
+# A small cnn and the training params of the tests that fit one directly (pipeline.train.fit).
+FIT_CNN = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
+           "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
+FIT_CFG = {**PARAMS["train"], "epochs": 40, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced",
+           "threads": 2, "early_stopping_patience": 40, "reduce_lr_patience": 40, "reduce_lr_factor": 0.5,
+           "mixup_alpha": 0.0, "label_smoothing": 0.0, "lr_schedule": "plateau"}
+
 
 def speech(duration_s: float, *, emotion: str = "angry", seed: int = 0, sr: int = SR) -> np.ndarray:
     """A demo-corpus utterance (pipeline.demo's voice model), float32 (n,)."""

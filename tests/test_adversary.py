@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fakes import PARAMS, TINY as FAKE_TINY
+from fakes import FIT_CFG, FIT_CNN, TINY as FAKE_TINY
 from pipeline import bundle as B
 from pipeline.batches import make_sequence
 from pipeline.models import build, check_params
@@ -17,11 +17,7 @@ from pipeline.params import ParamsError
 from pipeline.train import fit
 
 LABELS = ["a", "b", "c"]
-TINY = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
-        "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
-CFG = {**PARAMS["train"], "epochs": 40, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced",
-       "threads": 2, "early_stopping_patience": 40, "reduce_lr_patience": 40, "reduce_lr_factor": 0.5,
-       "mixup_alpha": 0.0, "label_smoothing": 0.0, "lr_schedule": "plateau"}
+TINY, CFG = FIT_CNN, FIT_CFG
 
 
 def test_gradient_reversal_is_the_identity_forward_and_negates_the_gradient():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fakes import PARAMS, TINY as FAKE_TINY
+from fakes import FIT_CFG, FIT_CNN, PARAMS, TINY as FAKE_TINY
 from pipeline import bundle as B
 from pipeline.export import TFLiteModel, to_tflite
 from pipeline.models import build, check_params
@@ -14,11 +14,7 @@ from pipeline.metrics import uar
 from pipeline.train import ENSEMBLE_SEED_STEP, best_val_uar, epochs_trained, fit
 
 LABELS = ["a", "b", "c"]
-TINY = {"input": "sequence", "pooling": "mean", "filters": [8], "kernel_size": 3, "pool_size": 2, "dropout": 0.0,
-        "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None}
-CFG = {**PARAMS["train"], "epochs": 6, "batch_size": 16, "learning_rate": 0.01, "class_weight": "balanced",
-       "threads": 2, "early_stopping_patience": 40, "reduce_lr_patience": 40, "reduce_lr_factor": 0.5,
-       "mixup_alpha": 0.0, "label_smoothing": 0.0, "lr_schedule": "plateau"}
+TINY, CFG = FIT_CNN, {**FIT_CFG, "epochs": 6}
 
 
 def data():
