@@ -1,8 +1,10 @@
-"""Training batches with SpecAugment-style masking and mixup (pure NumPy, seeded).
+"""Training batches with random crops, SpecAugment-style masking and mixup (pure NumPy, seeded).
 
 Applied to *standardised* model input while a Keras model trains (never at inference, and
 never to validation or test data): a masked span is set to 0, the training mean.
 
+- **Crops** (``models.<name>.crop_s``, :mod:`pipeline.windows`): a window of the clip at a
+  random start, drawn first.
 - **Masks** (Park et al. 2019, on the frame features): ``time_masks`` spans of up to
   ``time_width`` frames (all features) and ``feature_masks`` spans of up to ``feature_width``
   adjacent feature columns (all frames), per example; only for sequence input.
@@ -65,17 +67,21 @@ def mixup(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, rng: np.random.Generat
 def make_sequence(x, y: np.ndarray, *, num_classes: int, class_weight: Mapping[int, float] | None,
                   batch_size: int, seed: int, mixup_alpha: float, spec: Mapping[str, int],
                   sample_weight: np.ndarray | None = None, speakers: np.ndarray | None = None,
-                  num_speakers: int = 0):
+                  num_speakers: int = 0, crop: int | None = None):
     """A ``keras.utils.PyDataset`` of shuffled ``(x, one-hot y, sample weight)`` batches; ``x`` is
     an array or a :class:`pipeline.feed.Feed` (read batch by batch). The weight of an example is
     its class's ``class_weight``, or its entry of ``sample_weight`` (one per example) when given.
     With ``speakers`` (an index below ``num_speakers`` per example) each target row is the
-    class's one-hot then the speaker's (:mod:`pipeline.models.adversary`), mixed alike by mixup."""
+    class's one-hot then the speaker's (:mod:`pipeline.models.adversary`), mixed alike by mixup.
+    With ``crop`` (frames), each example is a window of that many frames at a random start
+    inside its real frames (:func:`pipeline.windows.random_starts`), drawn before the masks."""
     import keras
 
     from pipeline.feed import Feed
+    from pipeline.windows import cut, random_starts
 
     x = Feed.of(x)
+    n_frames = None if crop is None else (np.full(len(x), x.shape[0]) if x.n_frames is None else x.n_frames)
 
     weights = np.ones(num_classes, np.float32)
     for c, v in (class_weight or {}).items():
@@ -95,7 +101,10 @@ def make_sequence(x, y: np.ndarray, *, num_classes: int, class_weight: Mapping[i
         def __getitem__(self, i: int):
             idx = np.sort(self._order()[i * batch_size:(i + 1) * batch_size])
             rng = np.random.default_rng([seed, self.epoch, i])
-            xb = mask(x.read(idx), rng=rng, **spec)
+            xb = x.read(idx)
+            if crop is not None:
+                xb = cut(xb, random_starts(n_frames[idx], width=crop, rng=rng), width=crop)
+            xb = mask(xb, rng=rng, **spec)
             yb = np.eye(num_classes, dtype=np.float32)[y[idx]]
             if speakers is not None:
                 yb = np.concatenate([yb, np.eye(num_speakers, dtype=np.float32)[speakers[idx]]], axis=1)

@@ -16,6 +16,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from pipeline.windows import crop_frames, predict_covering
+
 MODEL_FILES = {"keras": "model.keras", "sklearn": "model.pkl"}
 """The model file of a bundle: a Keras model, or the pickled scikit-learn SVM (trusted bundles only)."""
 
@@ -149,9 +151,22 @@ class Bundle:
             raise ValueError("this model normalises features per speaker; pass the speaker of each clip")
         z = standardise(x, n_frames, mean=self.mean, std=self.std, speakers=speakers if self.speaker_norm else None,
                         speaker_stats=speaker_stats)
+        if not len(z):
+            return np.zeros((0, len(self.labels)))
         # A direct call per batch: Model.predict costs tens of milliseconds of set-up per call.
+        width = self.crop_frames
+        if width is not None:   # the mean over the windows covering each clip (pipeline.windows)
+            return predict_covering(lambda w: self.model(w, training=False), z, n_frames, width=width,
+                                    batch_size=batch_size)
         out = [np.asarray(self.model(z[i:i + batch_size], training=False)) for i in range(0, len(z), batch_size)]
-        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.labels)))
+        return np.concatenate(out).astype(np.float64)
+
+    @property
+    def crop_frames(self) -> int | None:
+        """The window of a model trained on crops (``models.<name>.crop_s``) in frames, else None."""
+        if self.input_kind != "sequence":
+            return None
+        return crop_frames(self.info.get("model_params") or {}, self.feature_config)
 
 
 @dataclass

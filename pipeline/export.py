@@ -73,7 +73,7 @@ def feature_shape(bundle: B.Bundle) -> tuple[int, ...]:
     """Shape of one example the bundle's model gets: (frames, features) or (features,)."""
     config = FeatureConfig.from_dict(bundle.feature_config)
     if bundle.input_kind == "sequence":
-        return config.n_frames, len(config.sequence_names())
+        return bundle.crop_frames or config.n_frames, len(config.sequence_names())
     return (len(config.utterance_names()),)
 
 
@@ -106,7 +106,10 @@ def export_bundle(folder: str | Path, *, out: str | Path | None = None) -> Path:
         "input_kind": bundle.input_kind, "input_shape": [1, *input_shape], "input_dtype": "float32",
         "feature_dtype": dtype, "output": "probabilities",
         "preprocessing": f"bundle.json feature_config; features rounded to {dtype}; then scaler.npz: "
-                         "(x - mean) / std, padded frames set to 0",
+                         "(x - mean) / std, padded frames set to 0"
+                         + ("" if bundle.crop_frames is None else
+                            f"; then windows of {bundle.crop_frames} frames covering the clip's real frames, half a "
+                            "window apart (pipeline/windows.py cover), the clip's probabilities their mean"),
     }, indent=1) + "\n")
     return out
 

@@ -28,11 +28,13 @@ BLOCK = 256
 
 @dataclass
 class Feed:
-    """``n`` examples of ``shape``; ``read(idx)`` gives examples ``idx`` as standardised float32."""
+    """``n`` examples of ``shape``; ``read(idx)`` gives examples ``idx`` as standardised float32;
+    ``n_frames`` the real-audio frames of each (None: every frame is real)."""
 
     n: int
     shape: tuple[int, ...]
     read: Callable[[np.ndarray], np.ndarray]
+    n_frames: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.n
@@ -82,7 +84,22 @@ def standardised(source: Source, *, mean: np.ndarray, std: np.ndarray, stats: di
     def read(idx: np.ndarray) -> np.ndarray:
         return B.standardise(source.read(idx), source.n_frames[idx], mean=mean, std=std,
                              speakers=None if stats is None else speakers[idx], speaker_stats=stats)
-    return Feed(len(source), source.shape, read)
+    return Feed(len(source), source.shape, read, source.n_frames)
+
+
+def covering(feed: Feed, *, width: int) -> tuple[Feed, np.ndarray]:
+    """A feed of the windows of ``width`` frames that cover each example of ``feed``
+    (:func:`pipeline.windows.cover`), and the example each window comes from."""
+    from pipeline.windows import cover, cut
+
+    n_frames = np.full(feed.n, feed.shape[0]) if feed.n_frames is None else feed.n_frames
+    clip, starts = cover(n_frames, width=width)
+
+    def read(idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx, np.int64)
+        own, back = np.unique(clip[idx], return_inverse=True)
+        return cut(feed.read(own)[back], starts[idx], width=width)
+    return Feed(len(clip), (width,) + tuple(feed.shape[1:]), read), clip
 
 
 def keras_batches(n: int, read: Callable[[np.ndarray], tuple], signature: Sequence, *, batch_size: int, shuffle: bool):
@@ -142,7 +159,8 @@ def predict(bundle, sources: dict[str, Source]) -> np.ndarray:
     predicted block by block; with speaker normalisation each speaker's statistics come from
     all of that speaker's clips, as when the set is predicted at once. Blocks of
     :data:`BLOCK` clips, a multiple of the bundle's batch of 64, so each clip gets the
-    probabilities a whole-set call gives."""
+    probabilities a whole-set call gives (a model that crops batches the windows of a block,
+    :mod:`pipeline.windows`: the same up to the float rounding of another batch)."""
     first = next(iter(sources.values()))
     speakers = first.rows.speaker.to_numpy()
     stats = {k: speaker_stats(s) for k, s in sources.items()} if bundle.speaker_norm else None

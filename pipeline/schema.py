@@ -280,7 +280,11 @@ class Cnn(Section):
     # Networks trained per fit (pipeline.train.fit_ensemble), member k with seed base + 1000 k;
     # the saved model averages their probabilities. 1: one network. Optional.
     ensemble: PositiveInt = 1
-    optional: ClassVar[tuple[str, ...]] = ("copies", "adversary", "ensemble")
+    # Seconds per window (pipeline.windows): trains on a random window of each clip (cached whole
+    # up to features.seconds), predicts the mean over windows covering the clip. null: the whole
+    # cached clip. Optional.
+    crop_s: Optional[PositiveFloat] = None
+    optional: ClassVar[tuple[str, ...]] = ("copies", "adversary", "ensemble", "crop_s")
 
 
 class CnnLstm(Section):
@@ -301,7 +305,8 @@ class CnnLstm(Section):
     copies: Optional[NonNegativeInt] = None   # as Cnn.copies; optional
     adversary: Optional[Adversary] = None     # as Cnn.adversary; optional
     ensemble: PositiveInt = 1                 # as Cnn.ensemble; optional
-    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2", "copies", "adversary", "ensemble")
+    crop_s: Optional[PositiveFloat] = None    # as Cnn.crop_s; optional
+    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2", "copies", "adversary", "ensemble", "crop_s")
 
 
 class Svm(Section):

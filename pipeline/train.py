@@ -29,10 +29,11 @@ import pandas as pd
 
 from pipeline import bundle as B, dataset, feed, params as P, stage
 from pipeline.batches import check_spec, make_sequence
-from pipeline.feed import Feed, keras_batches
+from pipeline.feed import Feed, covering, keras_batches
 from pipeline.metrics import uar
 from pipeline.schema import spec_on
 from pipeline.speakers import check_disjoint
+from pipeline.windows import check_crop, crop_frames, mean_by_clip
 
 
 def training_rows(split_rows: pd.DataFrame, *, augment_dir: Path, corpora: list[str],
@@ -211,14 +212,16 @@ def fit_ensemble(members: int, *, model_name: str, model_params: dict, seed: int
     model = average_models(nets, name=f"{model_name}_ensemble")
     if x_val is not None and len(x_val):
         val = Feed.of(x_val)
-        probs = [np.asarray(model(val.read(np.arange(i, min(i + 256, len(val)))), training=False))
-                 for i in range(0, len(val), 256)]
-        history["val_uar_ensemble"] = [uar(np.asarray(y_val), np.argmax(np.concatenate(probs), axis=1))]
+        seen, clip = (val, np.arange(len(val))) if kwargs.get("crop") is None else covering(val, width=kwargs["crop"])
+        probs = [np.asarray(model(seen.read(np.arange(i, min(i + 256, len(seen)))), training=False))
+                 for i in range(0, len(seen), 256)]
+        probs = mean_by_clip(np.concatenate(probs), clip, n=len(val))
+        history["val_uar_ensemble"] = [uar(np.asarray(y_val), np.argmax(probs, axis=1))]
     return model, history
 
 
 def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_train, y_train, x_val, y_val,
-        labels: list[str], groups=None, speakers=None, live=None, verbose: int = 2):
+        labels: list[str], groups=None, speakers=None, crop: int | None = None, live=None, verbose: int = 2):
     """Build and fit a model; returns (model, history dict). Pure apart from TensorFlow state.
 
     ``x_train`` and ``x_val`` are standardised model input: arrays, or :class:`pipeline.feed.Feed`
@@ -228,14 +231,20 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     ``groups`` is the corpus of every training example, which ``train.class_weight: per_corpus``
     needs (:func:`corpus_weights`); ``speakers`` its speaker, which ``models.<name>.adversary``
     needs (:mod:`pipeline.models.adversary`: the returned model is the emotion model alone).
-    ``models.<name>.ensemble`` above 1 fits that many networks (:func:`fit_ensemble`)."""
+    ``models.<name>.ensemble`` above 1 fits that many networks (:func:`fit_ensemble`).
+    ``crop``: the frames of ``models.<name>.crop_s`` (:func:`pipeline.windows.crop_frames`):
+    the network takes windows that long, a random one per clip in each training batch, and is
+    validated on the mean over the windows covering each validation clip (:mod:`pipeline.windows`)."""
     from pipeline.models import build, is_keras
 
+    if model_params.get("crop_s") is not None and crop is None:
+        raise ValueError(f"models.{model_name}.crop_s is {model_params['crop_s']}: pass its window in frames, "
+                         "crop=pipeline.windows.crop_frames(model_params, feature_config)")
     members = int(model_params.get("ensemble") or 1)
     if members > 1 and is_keras(model_name):
         return fit_ensemble(members, model_name=model_name, model_params=model_params, train_cfg=train_cfg, seed=seed,
                             x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, labels=labels,
-                            groups=groups, speakers=speakers, live=live, verbose=verbose)
+                            groups=groups, speakers=speakers, crop=crop, live=live, verbose=verbose)
 
     train, val = Feed.of(x_train), None if x_val is None or len(x_val) == 0 else Feed.of(x_val)
     y_train = np.asarray(y_train)
@@ -267,8 +276,9 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     keras.backend.clear_session()  # fresh layer/optimizer name counters: the same fit saves the same config
     configure_determinism(seed, threads=int(train_cfg["threads"]))
     strategy = distribution(train_cfg["distribute"])
+    shape = train.shape if crop is None else (crop,) + tuple(train.shape[1:])
     with strategy.scope():
-        model = build(model_name, input_shape=train.shape, num_classes=len(labels), params=model_params)
+        model = build(model_name, input_shape=shape, num_classes=len(labels), params=model_params)
     spec = check_spec(model_params["specaugment"], key=f"models.{model_name}.specaugment")
     mixup_alpha, smoothing = float(train_cfg["mixup_alpha"]), float(train_cfg["label_smoothing"])
     adversary, speaker_ids, n_speakers = model_params.get("adversary"), None, 0
@@ -285,13 +295,13 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
                                      dense=adversary["dense"])
     else:
         trainer = model
-    batched = mixup_alpha > 0 or smoothing > 0 or spec_on(spec) or bool(adversary)
+    batched = mixup_alpha > 0 or smoothing > 0 or spec_on(spec) or bool(adversary) or crop is not None
     batch_size = int(train_cfg["batch_size"])
-    x_spec = tf.TensorSpec((None,) + train.shape, tf.float32)
+    x_spec = tf.TensorSpec((None,) + shape, tf.float32)
     if batched:  # one-hot (soft) labels; class weights travel as sample weights
         data = make_sequence(train, y_train, num_classes=len(labels), class_weight=weights,
                              batch_size=batch_size, seed=seed, mixup_alpha=mixup_alpha, spec=spec,
-                             sample_weight=per_example, speakers=speaker_ids, num_speakers=n_speakers)
+                             sample_weight=per_example, speakers=speaker_ids, num_speakers=n_speakers, crop=crop)
     else:        # Keras's own order and class weights, as ``fit(x, y, shuffle=True, class_weight=...)``
         w = np.ones(len(labels), np.float32)
         for c, v in (weights or {}).items():
@@ -312,18 +322,21 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     callbacks, validation = [], None
     if val is not None:
         y_val = np.asarray(y_val)
-        y_fit = np.eye(len(labels), dtype=np.float32)[y_val] if batched else y_val.astype(np.int64)
+        # with crops: every window covering a validation clip, labelled as its clip (val_loss),
+        # and the clip's probabilities the mean of its windows' (val_uar)
+        seen, clip = (val, np.arange(len(val))) if crop is None else covering(val, width=crop)
+        y_fit = np.eye(len(labels), dtype=np.float32)[y_val[clip]] if batched else y_val.astype(np.int64)
         if adversary:   # no speaker targets: validation speakers are not training speakers
             y_fit = np.concatenate([y_fit, np.zeros((len(y_fit), n_speakers), np.float32)], axis=1)
-        validation = keras_batches(len(val), lambda i: (val.read(i), y_fit[i]),
+        validation = keras_batches(len(seen), lambda i: (seen.read(i), y_fit[i]),
                                    [x_spec, tf.TensorSpec((None,) + y_fit.shape[1:], y_fit.dtype)],
                                    batch_size=batch_size, shuffle=False)
-        val_inputs = keras_batches(len(val), lambda i: (val.read(i),), [x_spec], batch_size=256, shuffle=False)
+        val_inputs = keras_batches(len(seen), lambda i: (seen.read(i),), [x_spec], batch_size=256, shuffle=False)
 
         class ValUAR(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 probs = self.model.predict(val_inputs, verbose=0)[:, :len(labels)]   # the emotion columns
-                logs["val_uar"] = uar(y_val, np.argmax(probs, axis=1))
+                logs["val_uar"] = uar(y_val, np.argmax(mean_by_clip(probs, clip, n=len(val)), axis=1))
 
         callbacks += [ValUAR(),
                       keras.callbacks.EarlyStopping(monitor="val_uar", mode="max", patience=int(train_cfg["early_stopping_patience"]),
@@ -377,6 +390,10 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
                           features_dir=features_dir, kind=kind)
     has_val = (rows.split == "val").any()
     val = dataset.open_source(rows[rows.split == "val"], features_dir=features_dir, kind=kind) if has_val else None
+    meta = dataset.feature_meta(features_dir, corpora[0])  # the feature config (functionals use its preparation)
+    crop = crop_frames(model_params, meta["config"])
+    check_crop(crop, kind=kind, frames=train.shape[0], crop_s=model_params.get("crop_s"),
+               seconds=meta["config"].get("seconds"), key=f"models.{name}.crop_s")
     speaker_norm = bool(cfg["speaker_norm"])
     mean, std, train_stats = feed.scaler(train, speaker_norm=speaker_norm)
 
@@ -393,8 +410,7 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
               f"validation clips, input {kind} {train.shape}, {len(train.missing)} clips without features")
     model, history = fit(model_name=name, model_params=model_params, train_cfg=cfg, seed=seed, x_train=prep(train, train_stats),
                          y_train=y_train, x_val=x_val, y_val=y_val, labels=labels, groups=train.rows.corpus.to_numpy(),
-                         speakers=train.rows.speaker.to_numpy(), live=live, verbose=verbose)
-    meta = dataset.feature_meta(features_dir, corpora[0])  # the feature config (functionals use its preparation)
+                         speakers=train.rows.speaker.to_numpy(), crop=crop, live=live, verbose=verbose)
     info = {"model": name, "model_params": model_params, "seed": seed,
             "epochs_run": sum(epochs_trained(history)),   # an ensemble's members' added up
             "feature_dtype": dataset.feature_meta(features_dir, corpora[0], kind=kind)["dtype"], "train_clips": len(train.rows),

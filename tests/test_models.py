@@ -21,11 +21,11 @@ UTTERANCE = (20,)       # (features,)
 TINY = {
     "cnn": {"input": "sequence", "pooling": "mean", "filters": [4, 8], "kernel_size": 3, "pool_size": 2,
             "dropout": 0.1, "dense": [8], "mask_padding": False, "conv": "1d", "stride": 1, "specaugment": None,
-            "copies": None, "adversary": None, "ensemble": 1},
+            "copies": None, "adversary": None, "ensemble": 1, "crop_s": None},
     "cnn_lstm": {"filters": [4], "kernel_size": 3, "pool_size": 2, "conv_dropout": 0.1,
                  "lstm_units": 4, "lstm_layers": 1, "bidirectional": True,
                  "pooling": "attention", "dense": [8], "dropout": 0.1, "mask_padding": False, "specaugment": None,
-                 "recurrent_dropout": 0.0, "l2": 0.0, "copies": None, "adversary": None, "ensemble": 1},
+                 "recurrent_dropout": 0.0, "l2": 0.0, "copies": None, "adversary": None, "ensemble": 1, "crop_s": None},
     "svm": {"input": "functionals", "C": 1.0, "gamma": "scale", "gram": False, "train_on_val": False, "copies": None},
     "svm_compare": {"input": "compare", "C": 1.0, "gamma": "scale", "gram": True, "train_on_val": False, "copies": None},
 }
@@ -148,9 +148,10 @@ def test_cnn_lstm_l2_penalises_every_kernel_but_the_attention_scorer():
 
 
 def test_cnn_lstm_regularisation_keys_are_optional_and_off_when_left_out():
-    params = {k: v for k, v in tiny("cnn_lstm").items() if k not in ("recurrent_dropout", "l2", "copies", "adversary", "ensemble")}
+    optional = ("recurrent_dropout", "l2", "copies", "adversary", "ensemble", "crop_s")
+    params = {k: v for k, v in tiny("cnn_lstm").items() if k not in optional}
     assert models.check_params("cnn_lstm", params) == {**params, "recurrent_dropout": 0.0, "l2": 0.0, "copies": None,
-                                                       "adversary": None, "ensemble": 1}
+                                                       "adversary": None, "ensemble": 1, "crop_s": None}
     model = build("cnn_lstm", params)
     assert model.get_layer("bilstm1").forward_layer.cell.recurrent_dropout == 0 and not model.losses
 

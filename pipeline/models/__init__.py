@@ -57,7 +57,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_c
 """Keras models (trained with :func:`pipeline.train.fit`'s epochs) and the scikit-learn SVMs
 (``svm``: eGeMAPS, the classic baseline; ``svm_compare``: the same recipe over ComParE_2016)."""
 
-TRAINING_KEYS = ("specaugment", "train_on_val", "copies", "adversary", "ensemble")
+TRAINING_KEYS = ("specaugment", "train_on_val", "copies", "adversary", "ensemble", "crop_s")
 """Keys of a model's section that set how it trains (:func:`pipeline.train.fit`,
 :func:`pipeline.train.train_on`), not the network."""
 
