@@ -77,6 +77,15 @@ def feature_shape(bundle: B.Bundle) -> tuple[int, ...]:
     return (len(config.utterance_names()),)
 
 
+def windows_spec(width: int) -> dict:
+    """How a cropping model's clip is cut into model inputs (:func:`pipeline.windows.cover`), as
+    data for ``export.json``: exact, so a port predicts what ``ser predict`` does."""
+    return {"frames": width, "n": "the clip's real frames: 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // hop_length",
+            "starts": f"rint(linspace(0, max(n - {width}, 0), 1 + ceil(max(n - {width}, 0) / {max(width // 2, 1)})))",
+            "each": f"frames start .. start + {width} of the standardised clip (padding included past n)",
+            "combine": "the mean of the windows' probabilities"}
+
+
 def export_bundle(folder: str | Path, *, out: str | Path | None = None) -> Path:
     """Write ``<folder>/model.tflite`` (or ``out``) and ``export.json`` beside it; return the path.
 
@@ -107,9 +116,8 @@ def export_bundle(folder: str | Path, *, out: str | Path | None = None) -> Path:
         "feature_dtype": dtype, "output": "probabilities",
         "preprocessing": f"bundle.json feature_config; features rounded to {dtype}; then scaler.npz: "
                          "(x - mean) / std, padded frames set to 0"
-                         + ("" if bundle.crop_frames is None else
-                            f"; then windows of {bundle.crop_frames} frames covering the clip's real frames, half a "
-                            "window apart (pipeline/windows.py cover), the clip's probabilities their mean"),
+                         + ("" if bundle.crop_frames is None else "; then the windows below, one model run each"),
+        **({} if bundle.crop_frames is None else {"windows": windows_spec(bundle.crop_frames)}),
     }, indent=1) + "\n")
     return out
 

@@ -102,13 +102,18 @@ def covering(feed: Feed, *, width: int) -> tuple[Feed, np.ndarray]:
     return Feed(len(clip), (width,) + tuple(feed.shape[1:]), read), clip
 
 
-def keras_batches(n: int, read: Callable[[np.ndarray], tuple], signature: Sequence, *, batch_size: int, shuffle: bool):
+def keras_batches(n: int, read: Callable[[np.ndarray], tuple], signature: Sequence, *, batch_size: int, shuffle: bool,
+                  min_batch: int = 1):
     """A ``tf.data.Dataset`` of ``read(indices)`` batches (a tuple of arrays matching the
     ``tf.TensorSpec`` ``signature``), in Keras's array order: with ``shuffle``, a fresh
-    seeded permutation each epoch, as ``keras``'s ``ArrayDataAdapter`` draws it."""
+    seeded permutation each epoch, as ``keras``'s ``ArrayDataAdapter`` draws it. A last
+    partial batch of fewer than ``min_batch`` examples (the replicas of a distribution
+    strategy, each of which needs one) joins the batch before it."""
     import tensorflow as tf
 
     full, partial = divmod(n, batch_size)
+    if 0 < partial < min_batch and full:
+        full, partial = full - 1, partial + batch_size
 
     def permutation(_):
         # The same two ops as Keras's adapter, so the seeded shuffle draws the same order.

@@ -234,7 +234,8 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
     ``models.<name>.ensemble`` above 1 fits that many networks (:func:`fit_ensemble`).
     ``crop``: the frames of ``models.<name>.crop_s`` (:func:`pipeline.windows.crop_frames`):
     the network takes windows that long, a random one per clip in each training batch, and is
-    validated on the mean over the windows covering each validation clip (:mod:`pipeline.windows`)."""
+    validated on the mean over the windows covering each validation clip (:mod:`pipeline.windows`);
+    array input (no ``n_frames``) counts every frame as real."""
     from pipeline.models import build, is_keras
 
     if model_params.get("crop_s") is not None and crop is None:
@@ -309,7 +310,7 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
         sample_weight = w[y_train] if per_example is None else per_example
         data = keras_batches(len(train), lambda i: (train.read(i), y_train[i].astype(np.int64), sample_weight[i]),
                              [x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.float32)],
-                             batch_size=batch_size, shuffle=True)
+                             batch_size=batch_size, shuffle=True, min_batch=int(strategy.num_replicas_in_sync))
     with strategy.scope():
         if adversary:
             loss, metrics = joint_loss(len(labels), label_smoothing=smoothing), [emotion_accuracy(len(labels))]
@@ -328,10 +329,12 @@ def fit(*, model_name: str, model_params: dict, train_cfg: dict, seed: int, x_tr
         y_fit = np.eye(len(labels), dtype=np.float32)[y_val[clip]] if batched else y_val.astype(np.int64)
         if adversary:   # no speaker targets: validation speakers are not training speakers
             y_fit = np.concatenate([y_fit, np.zeros((len(y_fit), n_speakers), np.float32)], axis=1)
+        replicas = int(strategy.num_replicas_in_sync)   # each needs an example of every batch
         validation = keras_batches(len(seen), lambda i: (seen.read(i), y_fit[i]),
                                    [x_spec, tf.TensorSpec((None,) + y_fit.shape[1:], y_fit.dtype)],
-                                   batch_size=batch_size, shuffle=False)
-        val_inputs = keras_batches(len(seen), lambda i: (seen.read(i),), [x_spec], batch_size=256, shuffle=False)
+                                   batch_size=batch_size, shuffle=False, min_batch=replicas)
+        val_inputs = keras_batches(len(seen), lambda i: (seen.read(i),), [x_spec], batch_size=256, shuffle=False,
+                                   min_batch=replicas)
 
         class ValUAR(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
@@ -391,7 +394,7 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
     has_val = (rows.split == "val").any()
     val = dataset.open_source(rows[rows.split == "val"], features_dir=features_dir, kind=kind) if has_val else None
     meta = dataset.feature_meta(features_dir, corpora[0])  # the feature config (functionals use its preparation)
-    crop = crop_frames(model_params, meta["config"])
+    crop = crop_frames(model_params, meta["config"], key=f"models.{name}.crop_s")
     check_crop(crop, kind=kind, frames=train.shape[0], crop_s=model_params.get("crop_s"),
                seconds=meta["config"].get("seconds"), key=f"models.{name}.crop_s")
     speaker_norm = bool(cfg["speaker_norm"])

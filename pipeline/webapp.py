@@ -8,8 +8,9 @@ internet), and ``/openapi.json``:
 - ``POST /predict``: a multipart upload (field ``file``) → :class:`PredictionOut`, by the one
   rule of :meth:`Predictor.predict_recording` that ``ser predict`` uses too: audio of at
   least two ``infer.window_s`` windows also gets a timeline, and its headline emotion is the
-  mean over the windows holding speech (the model hears ``features.seconds`` at a time; one
-  crop of a long recording would ignore most of it); input without speech gets 422.
+  mean over the windows holding speech (the model hears ``features.seconds``, or a cropping
+  model's ``crop_s``, at a time; one crop of a long recording would ignore most of it); input
+  without speech gets 422.
 - ``GET /health``: the model in use, its labels and the upload limit.
 
 Errors are JSON ``{"detail": "..."}`` naming the upload and the reason: 413 over

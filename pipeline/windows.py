@@ -4,7 +4,7 @@ With ``models.<cnn|cnn_lstm>.crop_s`` set, the feature cache holds each clip who
 ``features.seconds``, padded after it) and the network sees windows of ``crop_s`` seconds:
 in training one window a clip at a random start, drawn afresh every epoch (an augmentation
 that uses every part of a long recording, not only its centre); for validation, test and
-inference, windows that cover the clip's real frames, half a window apart, whose class
+inference, windows that cover the clip's real frames, at most half a window apart, whose class
 probabilities are averaged into the clip's. A clip no longer than the window is one window
 from its first frame (its padding included), as before. Pure NumPy; the model is any
 callable from a (windows, frames, features) batch to probabilities.
@@ -16,28 +16,35 @@ from typing import Callable, Mapping
 import numpy as np
 
 
-def crop_frames(model_params: Mapping, feature_config: Mapping) -> int | None:
+def crop_frames(model_params: Mapping, feature_config: Mapping, *, key: str = "crop_s") -> int | None:
     """Frames in one window of ``model_params["crop_s"]`` seconds at the cache's frame rate
     (as many as a clip of that length has), or None when the model does not crop."""
     from pipeline.extraction.config import FeatureConfig, n_valid_frames
+    from pipeline.params import ParamsError
 
     seconds = model_params.get("crop_s")
     if seconds is None:
         return None
     config = FeatureConfig.from_dict(dict(feature_config))
-    return n_valid_frames(int(round(float(seconds) * config.sr)), config=config)
+    samples = int(round(float(seconds) * config.sr))
+    if samples < config.n_fft:
+        raise ParamsError(f"{key}: {seconds} s gives {samples} samples at {config.sr} Hz, fewer than "
+                          f"features.n_fft={config.n_fft}; raise {key} (e.g. 3.0)")
+    return n_valid_frames(samples, config=config)
 
 
 def check_crop(width: int | None, *, kind: str, frames: int, crop_s: float | None, seconds: float, key: str) -> None:
     """Windows are cut from frame sequences (``kind``), shorter than the cached clip (``frames``
-    of ``seconds``), else cropping would do nothing."""
+    of ``seconds``), else cropping would do nothing; raises :class:`pipeline.params.ParamsError`."""
+    from pipeline.params import ParamsError
+
     if width is None:
         return
     if kind != "sequence":
-        raise ValueError(f"{key}: {crop_s} s crops frame sequences, and this model reads {kind} vectors; "
+        raise ParamsError(f"{key}: {crop_s} s crops frame sequences, and this model reads {kind} vectors; "
                          f"set its input to sequence or {key}: null")
     if width >= frames:
-        raise ValueError(f"{key}: {crop_s} s is not shorter than the cached clips (features.seconds: {seconds}); "
+        raise ParamsError(f"{key}: {crop_s} s is not shorter than the cached clips (features.seconds: {seconds}); "
                          f"raise features.seconds (e.g. 9.0, the longest clip of the corpora) or set {key}: null")
 
 

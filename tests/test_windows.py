@@ -3,6 +3,7 @@ the mean over windows covering the clip at validation, test and inference."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 from fakes import FIT_CFG, FIT_CNN, PARAMS, SR
 from pipeline import bundle as B, feed
 from pipeline.batches import check_spec, make_sequence
-from pipeline.export import feature_shape
+from pipeline.export import export_bundle, feature_shape
 from pipeline.extraction import FeatureConfig
 from pipeline.metrics import uar
 from pipeline.models import check_params
@@ -20,7 +21,8 @@ from pipeline.train import fit, train_on
 from pipeline.windows import check_crop, cover, crop_frames, cut, mean_by_clip, predict_covering, random_starts
 
 LABELS = ["a", "b", "c"]
-CONFIG = FeatureConfig.from_params({**PARAMS["features"], "seconds": 0.5}, sr=SR)   # 51 frames a clip
+CONFIG = FeatureConfig.from_params({**PARAMS["features"], "seconds": 0.5, "sequence": ["mfcc"], "n_mfcc": 6},
+                                   sr=SR)                                          # 51 frames of 6 a clip
 WIDTH = crop_frames({"crop_s": 0.2}, CONFIG.to_dict())                            # 21 frames a window
 
 
@@ -131,13 +133,20 @@ def test_a_cropping_bundle_predicts_the_mean_of_the_windows_covering_each_clip(t
     B.save(tmp_path, model=model, labels=LABELS, input_kind="sequence", feature_config=CONFIG.to_dict(),
            speaker_norm=False, mean=mean, std=std, info={"model_params": {**FIT_CNN, "crop_s": 0.2}})
     bundle = B.load(tmp_path)
-    assert bundle.crop_frames == WIDTH and feature_shape(bundle) == (WIDTH, len(CONFIG.sequence_names()))
+    assert bundle.crop_frames == WIDTH and feature_shape(bundle) == (WIDTH, 6) == (WIDTH, len(CONFIG.sequence_names()))
     z = B.standardise(x51, n, mean=mean, std=std)
     expected = predict_covering(lambda w: model(w, training=False), z, n, width=WIDTH)
     np.testing.assert_allclose(bundle.predict_proba(x51, n), expected, rtol=1e-6)
     short = n <= WIDTH                                                # one window: the plain model on the start
     np.testing.assert_allclose(bundle.predict_proba(x51[short], n[short]), np.asarray(model(z[short, :WIDTH])), rtol=1e-5)
     assert bundle.predict_proba(x51[:0], n[:0]).shape == (0, 3)
+    export_bundle(tmp_path)                                            # export.json spells the windows out
+    spec = json.loads((tmp_path / "export.json").read_text())
+    assert spec["input_shape"] == [1, WIDTH, len(CONFIG.sequence_names())] and spec["windows"]["frames"] == WIDTH
+    for length in (5, 21, 22, 37, 51):
+        starts = eval(spec["windows"]["starts"], {"rint": np.rint, "linspace": np.linspace, "ceil": math.ceil,
+                                                  "max": max, "n": length})
+        assert np.array_equal(starts, cover(np.array([length]), width=WIDTH)[1])
 
 
 def test_crop_params_are_checked():
@@ -148,10 +157,13 @@ def test_crop_params_are_checked():
             check_params("cnn", {**FIT_CNN, "crop_s": bad})
     with pytest.raises(ParamsError, match=r"models\.svm has unknown key"):
         check_params("svm", {**PARAMS["models"]["svm"], "crop_s": 3.0})
-    with pytest.raises(ValueError, match=r"models\.cnn\.crop_s: 3\.0 s is not shorter than the cached clips "
+    with pytest.raises(ParamsError, match=r"models\.cnn\.crop_s: 0\.01 s gives 160 samples at 16000 Hz, fewer than "
+                                          r"features\.n_fft=512; raise"):
+        crop_frames({"crop_s": 0.01}, CONFIG.to_dict(), key="models.cnn.crop_s")
+    with pytest.raises(ParamsError, match=r"models\.cnn\.crop_s: 3\.0 s is not shorter than the cached clips "
                                          r"\(features\.seconds: 3\.0\); raise features\.seconds"):
         check_crop(301, kind="sequence", frames=301, crop_s=3.0, seconds=3.0, key="models.cnn.crop_s")
-    with pytest.raises(ValueError, match=r"crops frame sequences, and this model reads utterance vectors"):
+    with pytest.raises(ParamsError, match=r"crops frame sequences, and this model reads utterance vectors"):
         check_crop(301, kind="utterance", frames=901, crop_s=3.0, seconds=9.0, key="models.cnn.crop_s")
     check_crop(None, kind="utterance", frames=1, crop_s=None, seconds=1.0, key="models.cnn.crop_s")
 
@@ -190,5 +202,5 @@ def test_train_on_crops_from_params_and_refuses_a_window_as_long_as_the_clip(cac
     sources = feed.open_inputs(rows[rows.split == "test"], features_dir=base / "features", kinds=["sequence"])
     probs = feed.predict(trained.bundle, sources)
     assert probs.shape == (30, 3) and np.allclose(probs.sum(axis=1), 1)
-    with pytest.raises(ValueError, match=r"models\.cnn\.crop_s: 0\.5 s is not shorter than the cached clips"):
+    with pytest.raises(ParamsError, match=r"models\.cnn\.crop_s: 0\.5 s is not shorter than the cached clips"):
         train_on(rows, name="cnn", model_params={**FIT_CNN, "crop_s": 0.5}, **kwargs)
