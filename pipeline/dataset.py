@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-KINDS = ("sequence", "utterance", "functionals", "compare")
+KINDS = ("sequence", "utterance", "functionals", "compare", "ge2e")
 """Feature arrays: the ``features`` stage's frame sequences and utterance vectors, the
 ``functionals`` stage's eGeMAPS functionals (in ``<features.out>/functionals/<source>/<corpus>/``)
-and the ``compare`` stage's ComParE_2016 functionals (``<features.out>/compare/...``)."""
-FUNCTIONAL_KINDS = ("functionals", "compare")
-"""The kinds openSMILE extracts, each in its own stage and folder named after it."""
+the ``compare`` stage's ComParE_2016 functionals (``<features.out>/compare/...``) and the
+``ge2e`` stage's voice-encoder features (``<features.out>/ge2e/...``)."""
+FUNCTIONAL_KINDS = ("functionals", "compare", "ge2e")
+"""The per-clip descriptors (:mod:`pipeline.descriptors`: openSMILE's two sets, the GE2E voice
+encoder's), each in its own stage and folder named after it."""
 
 
 class CacheError(ValueError):

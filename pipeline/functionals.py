@@ -1,18 +1,20 @@
-"""Stages ``functionals`` and ``compare``: cached openSMILE functionals of one corpus's clips.
+"""Stages ``functionals``, ``compare`` and ``ge2e``: cached per-clip descriptors of one corpus's clips.
 
-``--kind functionals`` (stage ``functionals``): eGeMAPSv02, 88 per clip; ``--kind compare``
-(stage ``compare``): ComParE_2016, 6,373 per clip.
+``--kind functionals`` (stage ``functionals``): openSMILE's eGeMAPSv02, 88 per clip; ``--kind
+compare`` (stage ``compare``): ComParE_2016, 6,373 per clip; ``--kind ge2e`` (stage ``ge2e``): the
+GE2E voice encoder's features, 256 per clip (:mod:`pipeline.voice`).
 
-The input of the classic baseline (``models.svm``; ComParE: ``models.svm_compare``). Kept apart from the ``features`` stage
+The input of the classic baseline (``models.svm``; ComParE: ``models.svm_compare``; GE2E: ``models.svm_ge2e``). Kept apart from the ``features`` stage
 because openSMILE costs about 50 times more CPU per clip than the whole single-STFT frame
 feature set, and the deep models do not need it. Each clip is decoded, loudness-normalised
 and cropped exactly as for the frame features (:func:`pipeline.extraction.prepare`, the
-``features`` params), then :func:`pipeline.egemaps.egemaps` reads its real audio.
+``features`` params), then :func:`pipeline.descriptors.describe` reads its real audio.
 
 ``--source original`` reads ``manifests/<corpus>.csv``; ``--source augmented`` the augment
 stage's ``augmented.csv``, of it only the copies the SVM reading these functionals trains on
-(``models.svm.copies``, ``models.svm_compare.copies``; :func:`pipeline.sources.copies_read`).
-Output folder ``<features.out>/<kind>/<source>/<corpus>/``: ``<kind>.npy`` (n_clips, 88 or 6373) float32, ``n_frames.npy`` (zeros, for the loader),
+(``models.svm.copies``, ``models.svm_compare.copies``, ``models.svm_ge2e.copies``;
+:func:`pipeline.sources.copies_read`).
+Output folder ``<features.out>/<kind>/<source>/<corpus>/``: ``<kind>.npy`` (n_clips, 88, 6373 or 256) float32, ``n_frames.npy`` (zeros, for the loader),
 ``index.csv`` (clip_id per row), ``meta.json`` (feature config, column names, failed clips
 with reasons). A clip that fails to decode is listed there and counted, never dropped silently.
 
@@ -32,12 +34,12 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pipeline import egemaps, stage
+from pipeline import descriptors, stage, voice
 from pipeline.sources import extraction_job, load_prepared
 from pipeline.extraction import FeatureConfig
 
 KIND = "functionals"
-KINDS = tuple(egemaps.FEATURE_SETS)   # functionals (eGeMAPS) | compare (ComParE_2016)
+KINDS = descriptors.KINDS   # functionals (eGeMAPS) | compare (ComParE_2016) | ge2e (voice encoder)
 
 
 def folder(features_dir: Path, source: str, corpus: str, kind: str = KIND) -> Path:
@@ -48,10 +50,10 @@ def folder(features_dir: Path, source: str, corpus: str, kind: str = KIND) -> Pa
 def extract_files(paths: list[str], *, config: FeatureConfig, kind: str = KIND) -> tuple[np.ndarray, list[int], list[str]]:
     """(functionals of the clips that loaded, their positions in ``paths``, one error line per other clip)."""
     loaded, errors = load_prepared(paths, config=config)
-    rows = [egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=config.sr, kind=kind)[0]
+    rows = [descriptors.describe(y_fixed[None], np.array([n_valid]), sr=config.sr, kind=kind)[0]
             for _, y_fixed, n_valid in loaded]
     ok = [i for i, _, _ in loaded]
-    width = len(egemaps.names(kind))
+    width = len(descriptors.names(kind))
     return (np.stack(rows) if rows else np.zeros((0, width), np.float32)), ok, errors
 
 
@@ -73,7 +75,7 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, chunk_size
     """Functionals of ``kind`` of every row of ``table`` (columns clip_id, path) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(table)
-    x = np.zeros((n, len(egemaps.names(kind))), np.float32)
+    x = np.zeros((n, len(descriptors.names(kind))), np.float32)
     kept = np.zeros(n, dtype=bool)
     failed: list[str] = []
     paths = table.path.astype(str).tolist()
@@ -92,8 +94,8 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, chunk_size
     np.save(out_dir / f"{kind}.npy", x[kept])
     np.save(out_dir / "n_frames.npy", np.zeros(int(kept.sum()), np.int32))
     table.loc[kept, ["clip_id"]].to_csv(out_dir / "index.csv", index=False)
-    meta = {"config": config.to_dict(), "dtype": "float32", "feature_set": egemaps.FEATURE_SETS[kind],
-            "names": egemaps.names(kind), "clips": int(kept.sum()), "failed": failed}
+    meta = {"config": config.to_dict(), "dtype": "float32", "feature_set": descriptors.FEATURE_SETS[kind],
+            "names": descriptors.names(kind), "clips": int(kept.sum()), "failed": failed}
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
     return {"clips": int(kept.sum()), "failed": len(failed), "seconds": time.perf_counter() - t0}
 
@@ -101,10 +103,13 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, chunk_size
 def main(argv: list[str] | None = None) -> int:
     def options(ap: argparse.ArgumentParser) -> None:
         ap.add_argument("--kind", choices=KINDS, default=KIND,
-                        help="functionals: eGeMAPSv02 (stage functionals); compare: ComParE_2016 (stage compare)")
+                        help="functionals: eGeMAPSv02 (stage functionals); compare: ComParE_2016 (stage compare); "
+                             "ge2e: the GE2E voice encoder's features (stage ge2e)")
 
     job = extraction_job(argv, description=__doc__.splitlines()[0], options=options, stage_kind=lambda args: args.kind)
     kind = job.args.kind
+    if kind == "ge2e":
+        voice.weights()    # a missing weights file stops the stage before any clip, naming the install command
     if job.selection:
         print(f"{kind} {job.source}/{job.corpus}: {job.selection}")
     out_dir = folder(Path(job.features["out"]), job.source, job.corpus, kind)
@@ -116,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stage.run(main, name="functionals")
+    stage.run(main, name="functionals", errors=(voice.VoiceError,))

@@ -30,10 +30,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline import audio, bundle as B, params as P, vad
+from pipeline import audio, bundle as B, params as P, vad, voice
 from pipeline.balance import BalanceError, balance_fusion, check_clip_count
 from pipeline.dataset import FUNCTIONAL_KINDS
-from pipeline.egemaps import egemaps
+from pipeline.descriptors import describe
 from pipeline.extraction import FeatureConfig, extract, prepare
 
 
@@ -155,6 +155,11 @@ class Predictor:
         self.speaker_norm = bool(self.bundle.speaker_norm)
         self.config = FeatureConfig.from_dict(self.bundle.feature_config)
         self.dtypes = self.bundle.feature_dtypes
+        if "ge2e" in self.bundle.input_kinds:      # the voice encoder's weights: checked before any input
+            try:
+                voice.weights()
+            except voice.VoiceError as err:
+                raise InferenceError(str(err)) from None
         self.labels = list(self.bundle.labels)
         self.min_duration_s, self.silence_dbfs, self.max_duration_s = min_duration_s, silence_dbfs, max_duration_s
         self.min_speech_s, self.window_s, self.hop_s = min_speech_s, window_s, hop_s
@@ -240,9 +245,9 @@ class Predictor:
         if {"sequence", "utterance"} & set(kinds):
             feats = extract(Y, n_valid, config=self.config)
             inputs.update({k: (feats[k], feats["n_frames"]) for k in kinds if k in feats})
-        for kind in FUNCTIONAL_KINDS:     # openSMILE's eGeMAPS and ComParE functionals
+        for kind in FUNCTIONAL_KINDS:     # openSMILE's eGeMAPS and ComParE functionals, the voice encoder's
             if kind in kinds:
-                inputs[kind] = (egemaps(Y, n_valid, sr=self.config.sr, kind=kind), np.zeros(len(Y), np.int32))
+                inputs[kind] = (describe(Y, n_valid, sr=self.config.sr, kind=kind), np.zeros(len(Y), np.int32))
         # rounded to the storage dtype, as the features and functionals stages stored them
         inputs = {k: (x.astype(self.dtypes[k]).astype(np.float32), n) for k, (x, n) in inputs.items()}
         speakers = ["speaker"] * len(clips) if self.speaker_norm else None

@@ -34,10 +34,12 @@ CNN_INPUTS = ("sequence", "utterance")
 CNN_POOLINGS = ("mean", "stats")
 CNN_CONVS = ("1d", "2d")
 CNN_LSTM_POOLINGS = ("attention", "last", "mean")
-SVM_INPUTS = ("functionals", "compare", "utterance")
-# What each SVM model may read: dvc.yaml's stages of svm depend on eGeMAPS, svm_compare's on ComParE.
-STAGE_SVM_INPUTS = {"svm": ("functionals", "utterance"), "svm_compare": ("compare", "utterance")}
-MODELS = ("cnn", "cnn_lstm", "svm", "svm_compare")
+SVM_INPUTS = ("functionals", "compare", "ge2e", "utterance")
+# What each SVM model may read: dvc.yaml's stages of svm depend on eGeMAPS, svm_compare's on ComParE,
+# svm_ge2e's on the GE2E voice encoder's features (pipeline/voice.py).
+STAGE_SVM_INPUTS = {"svm": ("functionals", "utterance"), "svm_compare": ("compare", "utterance"),
+                    "svm_ge2e": ("ge2e", "utterance")}
+MODELS = ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e")
 # Every input each trainable model may read (its `input` key; cnn_lstm has none: sequence).
 MODEL_INPUTS = {"cnn": CNN_INPUTS, "cnn_lstm": ("sequence",), **STAGE_SVM_INPUTS}
 
@@ -331,12 +333,16 @@ class Svm(Section):
         allowed = get_args(cls.model_fields["input"].annotation)
         if value in SVM_INPUTS and value not in allowed:   # a valid input, but not this model's
             raise ValueError(f"is not this model's: its dvc.yaml stages depend on {' and '.join(allowed)} features only "
-                             "(eGeMAPS: models.svm, ComParE: models.svm_compare)")
+                             "(eGeMAPS: models.svm, ComParE: models.svm_compare, GE2E: models.svm_ge2e)")
         return value
 
 
 class SvmCompare(Svm):
     input: Literal[STAGE_SVM_INPUTS["svm_compare"]]
+
+
+class SvmGe2e(Svm):
+    input: Literal[STAGE_SVM_INPUTS["svm_ge2e"]]
 
 
 class Fusion(Section):
@@ -360,6 +366,7 @@ class Fusion(Section):
 
 
 MODEL_SECTIONS: dict[str, type[Section]] = {"cnn": Cnn, "cnn_lstm": CnnLstm, "svm": Svm, "svm_compare": SvmCompare,
+                                             "svm_ge2e": SvmGe2e,
                                              "fusion": Fusion}
 
 
@@ -368,6 +375,7 @@ class Models(Section):
     cnn_lstm: CnnLstm
     svm: Svm
     svm_compare: SvmCompare
+    svm_ge2e: SvmGe2e
     fusion: Fusion
 
 

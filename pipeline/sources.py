@@ -16,9 +16,11 @@ from pipeline.extraction import FeatureConfig, prepare
 SOURCES = ("original", "augmented")
 """Where a feature stage's clips come from: the ingested corpus or its augmented copies."""
 
-STAGE_OF_INPUT = {"sequence": "frames", "utterance": "frames", "functionals": "functionals", "compare": "compare"}
+STAGE_OF_INPUT = {"sequence": "frames", "utterance": "frames", "functionals": "functionals", "compare": "compare",
+                  "ge2e": "ge2e"}
 """Which feature stage writes each model input: ``features`` both frame arrays, ``functionals``
-eGeMAPS (``--kind functionals``), ``compare`` ComParE (``--kind compare``)."""
+eGeMAPS (``--kind functionals``), ``compare`` ComParE (``--kind compare``), ``ge2e`` the voice
+encoder's features (``--kind ge2e``)."""
 
 
 def copies_read(params: dict, stage_kind: str) -> int | None:

@@ -180,8 +180,10 @@ README_ROWS = {   # README, "Speaker-balanced decoding": UAR mean, std, EMO-DB, 
     ("svm",): (0.575, 0.074, 0.714, 0.576, 0.433, 0.27),
     ("svm_compare",): (0.588, 0.061, 0.668, 0.569, 0.541, 0.30),
     ("cnn_lstm",): (0.590, 0.036, 0.619, 0.608, 0.490, 0.29),
+    ("svm_ge2e",): (0.672, 0.056, 0.778, 0.659, 0.632, 0.30),
     ("cnn", "svm", "svm_compare"): (0.704, 0.048, 0.810, 0.702, 0.616, 0.45),
-    ("cnn", "cnn_lstm", "svm", "svm_compare"): (0.717, 0.055, 0.804, 0.723, 0.627, 0.44),   # the default fusion
+    ("cnn", "cnn_lstm", "svm", "svm_compare"): (0.717, 0.055, 0.804, 0.723, 0.627, 0.44),   # the default fusion until 2026-12-05
+    ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e"): (0.757, 0.058, 0.827, 0.759, 0.697, 0.50),   # the default fusion
 }
 
 
@@ -295,7 +297,7 @@ def test_ser_predict_balance_refusals(capsys, bundles, speaker_clips, monkeypatc
 
 
 @pytest.mark.skipif(not (COMMITTED / "svm_predictions.csv.gz").is_file(), reason="no committed real predictions")
-@pytest.mark.parametrize("name", ["cnn", "cnn_lstm", "svm", "svm_compare", "fusion"])
+@pytest.mark.parametrize("name", ["cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e", "fusion"])
 def test_the_protocol_stages_balanced_metrics_of_the_committed_real_runs(name):
     """metrics/real/<model>_protocol_balanced.json is what the protocol stage's --balanced
     computes from the committed fold predictions (it pins the committed figures; the README

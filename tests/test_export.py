@@ -38,7 +38,7 @@ def exported(bundles, tmp_path_factory) -> dict[str, Path]:
     scaler.npz only (no model.keras)."""
     out = {}
     for name, folder in bundles.items():
-        if name in ("svm", "svm_compare", "fusion"):  # no TensorFlow Lite form (test_an_svm_bundle_is_refused...)
+        if name in ("svm", "svm_compare", "svm_ge2e", "fusion"):  # no TensorFlow Lite form (test_an_svm_bundle_is_refused...)
             continue
         lite = tmp_path_factory.mktemp(f"lite_{name}")
         for f in ("bundle.json", "scaler.npz"):

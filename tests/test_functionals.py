@@ -1,15 +1,21 @@
 """eGeMAPS functionals (pipeline.egemaps), their stage (pipeline.functionals) and the SVM model."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 
-from fakes import LABELS, PARAMS, SR, speech
+from fakes import GE2E_MISSING, LABELS, PARAMS, SR, speech
 from pipeline import bundle as B, dataset, egemaps, functionals
+from pipeline.descriptors import describe
 from pipeline.extraction import FeatureConfig, prepare
 from pipeline.infer import Predictor
 from pipeline.models import check_params, input_kind, is_keras
@@ -112,8 +118,11 @@ def test_the_svm_fit_does_not_depend_on_the_seed(gram):
     np.testing.assert_array_equal(probs[0], probs[2])
 
 
-@pytest.mark.parametrize("name, kind, width", [("svm", "functionals", 88), ("svm_compare", "compare", 6373)])
+@pytest.mark.parametrize("name, kind, width", [("svm", "functionals", 88), ("svm_compare", "compare", 6373),
+                                               ("svm_ge2e", "ge2e", 256)])
 def test_predicting_a_file_with_the_svm_bundle_uses_the_training_preprocessing(bundles, tmp_path, name, kind, width):
+    if name not in bundles:
+        pytest.skip(GE2E_MISSING)
     path = tmp_path / "clip.wav"
     y = speech(2.0, emotion="sad", seed=9)
     sf.write(path, y, SR, subtype="FLOAT")
@@ -122,9 +131,29 @@ def test_predicting_a_file_with_the_svm_bundle_uses_the_training_preprocessing(b
     b = B.load(bundles[name])
     assert b.input_kind == kind and len(b.mean) == width
     y_fixed, n_valid = prepare(y, config=CONFIG)
-    want = b.predict_proba(egemaps.egemaps(y_fixed[None], np.array([n_valid]), sr=SR, kind=kind), np.zeros(1))
+    want = b.predict_proba(describe(y_fixed[None], np.array([n_valid]), sr=SR, kind=kind), np.zeros(1))
     np.testing.assert_array_equal(got, want)
     assert list(predictor.labels) == LABELS
+
+
+def test_a_ge2e_bundle_without_the_encoders_weights_is_refused_naming_the_install(bundles, monkeypatch):
+    from pipeline import voice
+    from pipeline.infer import InferenceError
+
+    if "svm_ge2e" not in bundles:
+        pytest.skip(GE2E_MISSING)
+    Predictor(bundles["svm_ge2e"])                       # loads with the weights installed
+    voice.weights.cache_clear()
+    def missing():
+        raise voice.VoiceError(f"the GE2E voice encoder's weights are not installed: {voice.INSTALL}")
+
+    monkeypatch.setattr(voice, "weights_path", missing)
+    try:
+        with pytest.raises(InferenceError, match=r"not installed: pip install --no-deps --require-hashes -r requirements-weights\.txt"):
+            Predictor(bundles["svm_ge2e"])
+        Predictor(bundles["svm"])                        # a bundle that does not read it is unaffected
+    finally:
+        voice.weights.cache_clear()
 
 
 def test_the_fusion_bundle_predicts_the_weighted_mean_of_its_members(bundles, tmp_path):
@@ -228,3 +257,46 @@ def test_a_precomputed_kernel_too_large_for_the_memory_is_refused_naming_the_fix
     with pytest.raises(ParamsError, match=r"models\.svm_compare\.gram=true: .* 120 training clips"):
         SVMClassifier(num_classes=4, C=1.0, gamma="scale", name="svm_compare", gram=True).fit(x, y, class_weight=None, seed=0)
     SVMClassifier(num_classes=4, C=1.0, gamma="scale", name="svm", gram=False).fit(x, y, class_weight=None, seed=0)
+
+
+def test_the_ge2e_stage_writes_the_voice_encoders_features_and_lists_a_bad_file(tmp_path):
+    from pipeline import voice
+
+    if importlib.util.find_spec("resemblyzer") is None:
+        pytest.skip(GE2E_MISSING)
+    paths = []
+    for i, emotion in enumerate(("angry", "sad")):
+        paths.append(tmp_path / f"{emotion}.wav")
+        sf.write(paths[-1], speech(1.5, emotion=emotion, seed=i), SR, subtype="PCM_16")
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    table = pd.DataFrame({"clip_id": ["c:a", "c:bad", "c:s"], "path": [paths[0], tmp_path / "bad.wav", paths[1]]})
+    out = functionals.folder(tmp_path / "features", "original", "c", kind="ge2e")
+    summary = functionals.run(table, out, config=CONFIG, chunk_size=2, workers=1, desc="test", kind="ge2e")
+    assert summary["clips"] == 2 and summary["failed"] == 1
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["names"] == voice.names() and meta["feature_set"].startswith("GE2E") and "bad.wav" in meta["failed"][0]
+    f = dataset.load(pd.DataFrame({"clip_id": ["c:s", "c:a"], "corpus": "c"}), features_dir=tmp_path / "features",
+                     kind="ge2e")
+    direct = voice.ge2e(*map(np.array, zip(*[prepare(sf.read(paths[1], dtype="float32")[0], config=CONFIG)])), sr=SR)
+    np.testing.assert_array_equal(f.x[0], direct[0])
+    assert f.x.shape == (2, 256) and not np.array_equal(f.x[0], f.x[1])
+
+
+def test_the_ge2e_stage_without_the_weights_stops_with_one_line_naming_the_install(tmp_path):
+    """A Resemblyzer package without its weights file (first on the path) stops the stage before any clip."""
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "fake" / "resemblyzer").mkdir(parents=True)
+    (tmp_path / "fake" / "resemblyzer" / "__init__.py").write_text("raise ImportError('never imported')\n")
+    work = tmp_path / "work"
+    (work / "data" / "interim" / "manifests").mkdir(parents=True)
+    (work / "params.yaml").write_text((root / "params.yaml").read_text())
+    pd.DataFrame({"clip_id": ["ravdess:x"], "path": ["x.wav"], "duration_s": [1.0]}).to_csv(
+        work / "data" / "interim" / "manifests" / "ravdess.csv", index=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(root)])}
+    done = subprocess.run([sys.executable, "-m", "pipeline.functionals", "--corpus", "ravdess", "--source", "original",
+                           "--kind", "ge2e"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("functionals: ") and "pretrained.pt: missing from the Resemblyzer package" in last, done.stderr
+    assert "pip install --no-deps --require-hashes -r requirements-weights.txt" in last
+    assert "Traceback" not in done.stderr and not (work / "data" / "features").exists()

@@ -28,6 +28,7 @@ TINY = {
                  "recurrent_dropout": 0.0, "l2": 0.0, "copies": None, "adversary": None, "ensemble": 1, "crop_s": None},
     "svm": {"input": "functionals", "C": 1.0, "gamma": "scale", "gram": False, "train_on_val": False, "copies": None},
     "svm_compare": {"input": "compare", "C": 1.0, "gamma": "scale", "gram": True, "train_on_val": False, "copies": None},
+    "svm_ge2e": {"input": "ge2e", "C": 1.0, "gamma": "scale", "gram": False, "train_on_val": False, "copies": 2},
 }
 KERAS = sorted(n for n in models.BUILDERS if models.is_keras(n))
 
@@ -231,7 +232,7 @@ def test_missing_key():
 
 
 def test_unknown_model_lists_valid_ones():
-    with pytest.raises(ParamsError, match=r"unknown model 'lstm'; choose one of \['cnn', 'cnn_lstm', 'svm', 'svm_compare'\]"):
+    with pytest.raises(ParamsError, match=r"unknown model 'lstm'; choose one of \['cnn', 'cnn_lstm', 'svm', 'svm_compare', 'svm_ge2e'\]"):
         models.input_kind("lstm", {})
 
 

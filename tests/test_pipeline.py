@@ -29,7 +29,7 @@ TINY = {
     "features": {"seconds": 1.0, "n_mels": 32, "n_mfcc": 13},
     "models": {"cnn": {"filters": [8], "dense": [8], "copies": 1},
                "cnn_lstm": {"filters": [8], "lstm_units": 8, "dense": [8], "copies": 1},
-               "svm_compare": {"copies": 1}},   # every model that takes a set number of copies: 1 is made
+               "svm_compare": {"copies": 1}, "svm_ge2e": {"copies": 1}},   # every model that takes a set number of copies: 1 is made
     "train": {"epochs": 2, "batch_size": 16, "early_stopping_patience": 2},
 }
 
@@ -150,16 +150,16 @@ def dvc(repo, *args):
 
 def test_repro_then_experiment_then_metrics_diff(repo):
     dst, env = repo   # `dvc repro` ran in the shared build (tiny_build), committed there
-    for model in ("cnn", "cnn_lstm", "svm", "svm_compare"):
+    for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e"):
         metrics = json.loads((dst / "metrics" / f"{model}.json").read_text())
         assert {"accuracy", "uar", "macro_f1", "roc_auc", "per_class", "per_corpus"} <= set(metrics)
         assert (dst / "models" / model / ("model.pkl" if model.startswith("svm") else "model.keras")).is_file()
         assert (dst / "plots" / model / "confusion.csv").is_file()
         assert (dst / "plots" / model / "protocol_confusion.png").is_file()
     board = (dst / "metrics" / "scoreboard.md").read_text()
-    assert all(f"| `{model}` |" in board for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "fusion")), board
+    assert all(f"| `{model}` |" in board for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e", "fusion")), board
     assert "Speaker-balanced decoding (transductive" in board
-    for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "fusion"):   # the same test clips, balanced per speaker
+    for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e", "fusion"):   # the same test clips, balanced per speaker
         inductive = json.loads((dst / "metrics" / f"{model}_protocol.json").read_text())
         balanced = json.loads((dst / "metrics" / f"{model}_protocol_balanced.json").read_text())
         assert balanced["setting"] == "speaker-balanced (transductive)" and balanced["n"] == inductive["n"]
@@ -172,7 +172,7 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(dvc(repo, "status", "--json").stdout))
     assert changed == {f"{stage}@{model}" for stage in ("train", "protocol")
-                       for model in ("cnn", "cnn_lstm", "svm", "svm_compare")}, \
+                       for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e")}, \
         changed  # evaluate follows
     sh("git", "checkout", "params.yaml", cwd=dst, env=env)
 
@@ -181,7 +181,7 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     params["features"]["n_mfcc"] = 12
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(dvc(repo, "status", "--json").stdout))
-    assert not any(s.startswith(("augment", "ingest", "split", "demo", "functionals", "compare")) for s in changed), changed
+    assert not any(s.startswith(("augment", "ingest", "split", "demo", "functionals", "compare", "ge2e")) for s in changed), changed
     assert {f"features@{c}" for c in TINY_CORPORA} <= changed
     sh("git", "checkout", "params.yaml", cwd=dst, env=env)
 
@@ -202,7 +202,7 @@ def test_repro_then_experiment_then_metrics_diff(repo):
     experiments = list(named_experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout)))
     assert any(params["models"]["cnn"]["dense"] == [4] for _, params in experiments), experiments
     diff = json.loads(dvc(repo, "metrics", "diff", "--all", "--json").stdout)
-    for model in ("cnn", "cnn_lstm", "svm", "svm_compare"):
+    for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e"):
         assert {"uar", "accuracy", "macro_f1", "roc_auc"} <= set(diff[f"metrics/{model}.json"])
         assert all(v["old"] is not None for v in diff[f"metrics/{model}.json"].values())
     dvc(repo, "metrics", "show")

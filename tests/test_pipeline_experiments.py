@@ -22,12 +22,12 @@ def test_speaker_kfold_with_seeds_and_cross_corpus_run_as_experiments(built):
     restore_head(repo)
     out = dvc(repo, "exp", "run", "-S", "evaluate.protocol=speaker_kfold", "-S", "evaluate.speaker_kfold.k=2",
               "-S", "train.seeds=[1, 2]", "-S", "evaluate.workers=2").stdout
-    assert all(f"Running stage 'protocol@{model}'" in out for model in ("cnn", "cnn_lstm", "svm", "svm_compare"))
+    assert all(f"Running stage 'protocol@{model}'" in out for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e"))
     assert "Running stage 'scoreboard'" in out
     assert "Running stage 'train@" not in out and "Running stage 'augment" not in out  # the bundles stay
     rows = pd.read_csv(dst / "data" / "interim" / "split.csv")
     expected = {f"fold{i}": set(f.speaker[f.split == "test"]) for i, f in enumerate(speaker_folds(rows, k=2, seed=42, val_share=0.15))}
-    for model in ("cnn", "cnn_lstm", "svm", "svm_compare"):
+    for model in ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e"):
         m = json.loads((dst / "metrics" / f"{model}_protocol.json").read_text())
         assert m["protocol"] == "speaker_kfold" and m["n_folds"] == 2 and m["n_seeds"] == 2 and m["seeds"] == [1, 2]
         assert {"uar_mean", "uar_std", "uar_pooled", "uar_pooled_seed_std", "per_corpus", "per_fold"} <= set(m)

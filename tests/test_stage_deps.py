@@ -39,7 +39,7 @@ def test_a_model_stage_depends_on_every_folder_its_inputs_read_and_no_other_set(
         assert FEATURES not in deps, f"{stage} depends on every feature set"
         for path in read_by(model, sources):
             assert covered(path, deps), f"{stage} reads {path} but does not depend on it: {deps}"
-        unread = {k for k in ("functionals", "compare") if k not in INPUTS[model]}
+        unread = {k for k in ("functionals", "compare", "ge2e") if k not in INPUTS[model]}
         assert not [d for d in deps if d.relative_to(FEATURES).parts[0] in unread], f"{stage}: {deps}"
 
 
@@ -50,7 +50,8 @@ def test_the_fusion_evaluation_depends_on_every_members_features(feature_deps):
             assert covered(path, deps), f"evaluate@fusion: {path} not among {deps}"
 
 
-@pytest.mark.parametrize("model, other", [("svm", "compare"), ("svm_compare", "functionals")])
+@pytest.mark.parametrize("model, other", [("svm", "compare"), ("svm_compare", "functionals"), ("svm_ge2e", "functionals"),
+                                          ("svm", "ge2e")])
 def test_an_svm_refuses_the_other_svms_input_naming_the_model_that_reads_it(model, other):
     from pipeline.params import ParamsError
     from pipeline.models import check_params

@@ -53,9 +53,10 @@ __all__ = ["BUILDERS", "FUSION", "AttentionPooling", "FrameMask", "MaskedMeanPoo
            "check_params", "input_kind", "is_keras"]
 
 BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_cnn_lstm, "svm": build_svm,
-                                           "svm_compare": build_svm}
+                                           "svm_compare": build_svm, "svm_ge2e": build_svm}
 """Keras models (trained with :func:`pipeline.train.fit`'s epochs) and the scikit-learn SVMs
-(``svm``: eGeMAPS, the classic baseline; ``svm_compare``: the same recipe over ComParE_2016)."""
+(``svm``: eGeMAPS, the classic baseline; ``svm_compare``: the same recipe over ComParE_2016;
+``svm_ge2e``: over a pretrained voice encoder's features, :mod:`pipeline.voice`)."""
 
 TRAINING_KEYS = ("specaugment", "train_on_val", "copies", "adversary", "ensemble", "crop_s")
 """Keys of a model's section that set how it trains (:func:`pipeline.train.fit`,

@@ -1,0 +1,229 @@
+"""Pretrained voice-encoder features (``ge2e``): one vector per clip from a network trained on
+other speech, for another task (telling speakers apart).
+
+The voice encoder is a GE2E speaker encoder (Wan et al. 2018, "Generalized end-to-end loss for
+speaker verification": 3 LSTM layers of 256 over 40 mel bands, 25 ms windows every 10 ms),
+pretrained for speaker verification; its weights are Resemblyzer's (``resemblyzer/pretrained.pt``
+in the ``Resemblyzer`` wheel, Apache-2.0), read here with numpy alone: the wheel is installed
+without its dependencies (no PyTorch; ``requirements-weights.txt``). It was not trained on emotion
+labels, and its project names none of the emotion corpora among its training data.
+
+What the pipeline takes is not the speaker embedding (the encoder's output, trained to ignore how
+a voice is used) but the mean over time of its **second LSTM layer's outputs** (256 values): on the
+real development folds an RBF SVM over it scored well above one over the embedding or over the
+first or third layer's mean (README, the lever table: the middle layer of a pretrained speech
+network carries the most paralinguistic information, as reported for larger models too).
+Like the eGeMAPS functionals it reads the clip the frame features see
+(:func:`pipeline.extraction.prepare`, without the zero padding), which it brings to the
+encoder's own level (-30 dBFS RMS) and cuts into partial utterances of 160 frames (1.6 s) as
+Resemblyzer does (a new one every 77 frames, the last kept if it covers 75 % of its frames; at
+least one); the layer's outputs are averaged over every frame of every partial. Computed in
+float64 and stored as float32, so the same clip gives the same vector on any CPU (BLAS kernels
+differ in the last float64 bits only).
+
+Pure functions, arrays in and arrays out; the weights are read once per process.
+
+>>> import numpy as np
+>>> y = np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32) * 0.1
+>>> ge2e(y[None], np.array([16000]), sr=16000).shape  # doctest: +SKIP
+(1, 256)
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import importlib.util
+import pickle
+import struct
+from pathlib import Path
+
+import librosa
+import numpy as np
+
+SR = 16000               # the encoder's sample rate
+N_MELS = 40
+N_FFT = 400              # 25 ms
+HOP = 160                # 10 ms
+PARTIAL = 160            # frames per partial utterance (1.6 s)
+PARTIAL_STEP = 77        # frames between partial starts (Resemblyzer's rate of 1.3 partials per second)
+MIN_COVERAGE = 0.75      # a last partial is kept if real audio fills this share of it
+LEVEL_DBFS = -30.0       # RMS level the encoder was trained at
+LAYER = 1                # which LSTM layer's outputs (0-based): the second of three
+HIDDEN = 256
+WHEEL = "Resemblyzer==0.1.4"
+INSTALL = ("pip install --no-deps --require-hashes -r requirements-weights.txt "
+           f"(the {WHEEL} wheel, for its weights file only)")
+
+
+class VoiceError(RuntimeError):
+    """The encoder's weights are missing or unreadable; the message names the file and the fix."""
+
+
+def names() -> list[str]:
+    """The column names of :func:`ge2e`, in order (256)."""
+    return [f"ge2e_lstm{LAYER + 1}_mean_{i:03d}" for i in range(HIDDEN)]
+
+
+def weights_path() -> Path:
+    """``pretrained.pt`` of the installed Resemblyzer wheel (found without importing it: its
+    ``__init__`` imports torch)."""
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
+        raise VoiceError(f"the GE2E voice encoder's weights are not installed: {INSTALL}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
+    if not path.is_file():
+        raise VoiceError(f"{path}: missing from the Resemblyzer package; reinstall it: {INSTALL}")
+    return path
+
+
+_STORAGE_DTYPES = {"FloatStorage": np.float32}
+
+
+class _Storage:
+    def __init__(self, dtype: type) -> None:
+        self.dtype, self.data = dtype, None
+
+
+class _Tensor:
+    def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple) -> None:
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+    def array(self) -> np.ndarray:
+        base = self.storage.data
+        return np.lib.stride_tricks.as_strided(base[self.offset:], self.size,
+                                               [s * base.itemsize for s in self.stride]).copy()
+
+
+class _Unpickler(pickle.Unpickler):
+    """PyTorch's legacy (pre-zip) checkpoint format, with nothing but tensors and dicts allowed."""
+
+    def __init__(self, f) -> None:
+        super().__init__(f)
+        self.storages: dict[str, _Storage] = {}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return lambda storage, offset, size, stride, *_: _Tensor(storage, offset, size, stride)
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return name
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a weights file")
+
+    def persistent_load(self, pid):
+        kind, storage_type, key = pid[:3]
+        if kind != "storage" or storage_type not in _STORAGE_DTYPES:
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid[:2]!r}")
+        return self.storages.setdefault(key, _Storage(_STORAGE_DTYPES[storage_type]))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
+    """The ``model_state`` of a legacy PyTorch checkpoint as float32 arrays, without torch."""
+    with open(path, "rb") as f:
+        for _ in range(3):                          # magic number, protocol version, system info
+            pickle.load(f)
+        unpickler = _Unpickler(f)
+        state = unpickler.load()["model_state"]
+        for key in pickle.load(f):                  # the storages' raw data, in this order
+            storage = unpickler.storages[key]
+            n = struct.unpack("<q", f.read(8))[0]
+            storage.data = np.frombuffer(f.read(n * np.dtype(storage.dtype).itemsize), storage.dtype)
+    return {name: tensor.array() for name, tensor in state.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def weights() -> dict[str, np.ndarray]:
+    """The encoder's LSTM weights up to :data:`LAYER`, float64 (read once per process)."""
+    path = weights_path()
+    try:
+        state = read_checkpoint(path)
+        out = {}
+        for layer in range(LAYER + 1):
+            w_ih, w_hh = state[f"lstm.weight_ih_l{layer}"], state[f"lstm.weight_hh_l{layer}"]
+            inputs = N_MELS if layer == 0 else HIDDEN
+            if w_ih.shape != (4 * HIDDEN, inputs) or w_hh.shape != (4 * HIDDEN, HIDDEN):
+                raise ValueError(f"layer {layer} has shapes {w_ih.shape}, {w_hh.shape}")
+            out[f"w_ih{layer}"] = w_ih.T.astype(np.float64)
+            out[f"w_hh{layer}"] = w_hh.T.astype(np.float64)
+            out[f"b{layer}"] = (state[f"lstm.bias_ih_l{layer}"] + state[f"lstm.bias_hh_l{layer}"]).astype(np.float64)
+    except (OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError, struct.error) as err:
+        raise VoiceError(f"{path}: not a readable GE2E checkpoint ({err}); reinstall it: {INSTALL}") from None
+    return out
+
+
+def partials(n_samples: int) -> list[int]:
+    """Start frames of the partial utterances covering ``n_samples`` (Resemblyzer's rule)."""
+    n_frames = int(np.ceil((n_samples + 1) / HOP))
+    starts = list(range(0, max(1, n_frames - PARTIAL + PARTIAL_STEP + 1), PARTIAL_STEP))
+    if len(starts) > 1 and (n_samples - starts[-1] * HOP) / (PARTIAL * HOP) < MIN_COVERAGE:
+        starts = starts[:-1]
+    return starts
+
+
+def mel_partials(y: np.ndarray) -> np.ndarray:
+    """(n_partials, 160, 40) mel power spectra (not log: the encoder's input) of one clip at 16 kHz,
+    brought to -30 dBFS RMS and zero-padded to its last partial's end."""
+    y = np.asarray(y, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(y ** 2))) if len(y) else 0.0
+    if rms > 0:
+        y = y * (10 ** (LEVEL_DBFS / 20) / rms)
+    starts = partials(len(y))
+    need = (starts[-1] + PARTIAL) * HOP
+    y = np.pad(y, (0, max(0, need - len(y))))
+    mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS).T
+    return np.stack([mel[s:s + PARTIAL] for s in starts])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def lstm_outputs(x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
+    """Outputs (batch, time, 256) of LSTM layer :data:`LAYER` for inputs (batch, time, 40).
+    PyTorch's gate order (input, forget, cell, output), zero initial state."""
+    h_in = np.asarray(x, dtype=np.float64)
+    for layer in range(LAYER + 1):
+        z_in = h_in @ w[f"w_ih{layer}"] + w[f"b{layer}"]
+        h = np.zeros((len(x), HIDDEN))
+        c = np.zeros((len(x), HIDDEN))
+        seq = np.empty((len(x), x.shape[1], HIDDEN))
+        for t in range(x.shape[1]):
+            i, f, g, o = np.split(z_in[:, t] + h @ w[f"w_hh{layer}"], 4, axis=1)
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+            h = _sigmoid(o) * np.tanh(c)
+            seq[:, t] = h
+        h_in = seq
+    return h_in
+
+
+def ge2e(Y: np.ndarray, n_valid: np.ndarray, *, sr: int) -> np.ndarray:
+    """The voice encoder's features of each clip's real audio.
+
+    Parameters
+    ----------
+    Y : np.ndarray [shape=(batch, n_samples)]
+        Mono clips at ``sr`` Hz (as from :func:`pipeline.extraction.prepare`).
+    n_valid : array-like of int [shape=(batch,)]
+        Samples of real audio at the start of each clip (the zero padding after them is left out).
+    sr : int
+        Sample rate, Hz (resampled to 16 kHz if it differs).
+
+    Returns
+    -------
+    np.ndarray [shape=(batch, 256), dtype=float32]
+        The mean over every frame of every partial utterance of the second LSTM layer's outputs.
+    """
+    from pipeline.audio import resample
+
+    Y = np.asarray(Y, dtype=np.float32)
+    n_valid = np.asarray(n_valid).reshape(-1)
+    if Y.ndim != 2 or len(n_valid) != len(Y):
+        raise ValueError(f"expected clips (batch, n_samples) and one n_valid per clip, got {Y.shape} and {n_valid.shape}")
+    w = weights()
+    clips = [y[:max(int(n), 1)] for y, n in zip(Y, n_valid, strict=True)]
+    if sr != SR:
+        clips = [resample(y, orig_sr=sr, target_sr=SR) for y in clips]
+    mels = [mel_partials(y) for y in clips]
+    out = lstm_outputs(np.concatenate(mels), w)          # every partial of every clip in one batch
+    bounds = np.cumsum([0] + [len(m) for m in mels])
+    return np.stack([out[a:b].mean(axis=(0, 1)) for a, b in zip(bounds[:-1], bounds[1:])]).astype(np.float32)

@@ -1,0 +1,153 @@
+"""The GE2E voice-encoder features (pipeline.voice): the numpy LSTM against Keras's, the partial
+utterances, the mel input, the checkpoint reader's allow-list, and the real weights."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipeline import voice
+
+SR = voice.SR
+
+
+def _weights_or_skip():
+    if importlib.util.find_spec("resemblyzer") is None:
+        pytest.skip("the GE2E weights (Resemblyzer wheel) are not installed: "
+                    "pip install --no-deps --require-hashes -r requirements-weights.txt")
+    return voice.weights()
+
+
+def _tone(seconds: float, f0: float = 140.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8)).astype(np.float32) * 0.1
+
+
+def test_lstm_outputs_equal_a_keras_lstm_stack():
+    import keras
+
+    rng = np.random.default_rng(0)
+    w, layers = {}, []
+    for layer in range(voice.LAYER + 1):
+        inputs = voice.N_MELS if layer == 0 else voice.HIDDEN
+        w[f"w_ih{layer}"] = rng.normal(scale=0.3, size=(inputs, 4 * voice.HIDDEN))
+        w[f"w_hh{layer}"] = rng.normal(scale=0.1, size=(voice.HIDDEN, 4 * voice.HIDDEN))
+        w[f"b{layer}"] = rng.normal(scale=0.5, size=4 * voice.HIDDEN)
+        layers.append(keras.layers.LSTM(voice.HIDDEN, return_sequences=True, dtype="float64"))
+    x = rng.normal(size=(2, 12, voice.N_MELS))
+    model = keras.Sequential([keras.Input((12, voice.N_MELS), dtype="float64"), *layers])
+    for layer, lstm in enumerate(layers):
+        lstm.set_weights([w[f"w_ih{layer}"], w[f"w_hh{layer}"], w[f"b{layer}"]])
+    expected = np.asarray(model(x))
+    got = voice.lstm_outputs(x, w)
+    assert got.shape == (2, 12, voice.HIDDEN) and np.abs(got).max() > 0.1  # not saturated at 0
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_partials_follow_resemblyzers_rule():
+    for n in (0, 1, 100, 16000):                     # anything shorter than a partial: one, at 0
+        assert voice.partials(n) == [0]
+    starts = voice.partials(10 * SR)
+    assert len(starts) > 3 and set(np.diff(starts)) == {voice.PARTIAL_STEP}
+    # 3 s: 301 frames, starts below 301 - 160 + 77 + 1 = 219; the last (154) covers 91 % of its 160
+    assert voice.partials(48000) == [0, 77, 154]
+    # the partial at frame 77 covers exactly 75 % at 31520 samples: kept; one sample less, dropped
+    assert voice.partials(31520) == [0, 77]
+    assert voice.partials(31519) == [0]
+    assert voice.partials(25440) == [0]              # 51 % covered
+
+
+def test_mel_partials_shape_level_invariance_and_silence():
+    y = _tone(3.0).astype(np.float64)                # float64 gains: no float32 rounding of the input
+    mel = voice.mel_partials(y)
+    assert mel.shape == (3, voice.PARTIAL, voice.N_MELS) and (mel >= 0).all() and mel.max() > 0
+    np.testing.assert_allclose(voice.mel_partials(y * 0.01), mel, rtol=1e-6, atol=1e-12 * mel.max())
+    np.testing.assert_allclose(voice.mel_partials(y * 5.0), mel, rtol=1e-6, atol=1e-12 * mel.max())
+    # the partials overlap: frame 77 of the first is frame 0 of the second
+    np.testing.assert_allclose(mel[0, voice.PARTIAL_STEP], mel[1, 0], rtol=1e-9)
+    silent = voice.mel_partials(np.zeros(20000, np.float32))
+    assert silent.shape == (1, voice.PARTIAL, voice.N_MELS) and np.isfinite(silent).all()
+
+
+class _NotAllowed:
+    """Pickled by reference to this module, which the weights reader must refuse to import."""
+
+
+@pytest.mark.parametrize("payload", [_NotAllowed(), os.system], ids=["test-class", "os.system"])
+def test_the_checkpoint_reader_refuses_other_globals(tmp_path, monkeypatch, payload):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickle.dump(header, f)
+        pickle.dump({"model_state": payload}, f)
+    with pytest.raises(pickle.UnpicklingError, match="is not allowed in a weights file"):
+        voice.read_checkpoint(path)
+    # through weights(), the same file is a VoiceError naming the file and the fix
+    monkeypatch.setattr(voice, "weights_path", lambda: path)
+    voice.weights.cache_clear()
+    try:
+        with pytest.raises(voice.VoiceError, match=r"evil\.pt: not a readable GE2E checkpoint.*requirements-weights"):
+            voice.weights()
+    finally:
+        voice.weights.cache_clear()
+
+
+def test_missing_weights_name_the_fix(monkeypatch):
+    monkeypatch.setattr(voice.importlib.util, "find_spec", lambda name, *a: None)
+    voice.weights.cache_clear()
+    try:
+        with pytest.raises(voice.VoiceError, match=r"not installed: pip install --no-deps --require-hashes "
+                                                   r"-r requirements-weights\.txt"):
+            voice.weights()
+        with pytest.raises(voice.VoiceError, match="not installed"):
+            voice.ge2e(np.zeros((1, SR), np.float32), np.array([SR]), sr=SR)
+    finally:
+        voice.weights.cache_clear()
+
+
+def test_the_real_checkpoint_has_the_lstm_weights():
+    _weights_or_skip()
+    state = voice.read_checkpoint(voice.weights_path())
+    for layer in range(3):
+        assert state[f"lstm.weight_ih_l{layer}"].shape == (1024, 40 if layer == 0 else 256)
+        assert state[f"lstm.weight_hh_l{layer}"].shape == (1024, 256)
+        assert state[f"lstm.bias_ih_l{layer}"].shape == state[f"lstm.bias_hh_l{layer}"].shape == (1024,)
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in state.values())
+    assert 0.01 < np.abs(state["lstm.weight_ih_l0"]).mean() < 1  # real values, not zeros or garbage
+
+
+def test_ge2e_is_deterministic_batch_independent_and_ignores_the_padding():
+    _weights_or_skip()
+    noise = (np.random.default_rng(1).normal(size=int(1.5 * SR)) * 0.05).astype(np.float32)
+    Y, n_valid = np.stack([_tone(1.5), noise]), np.array([int(1.5 * SR)] * 2)
+    out = voice.ge2e(Y, n_valid, sr=SR)
+    assert out.shape == (2, 256) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.abs(out[0] - out[1]).max() > 0.01      # a tone and noise are told apart
+    np.testing.assert_array_equal(voice.ge2e(Y, n_valid, sr=SR), out)
+    for i in range(2):
+        np.testing.assert_allclose(voice.ge2e(Y[i:i + 1], n_valid[i:i + 1], sr=SR)[0], out[i], atol=1e-6)
+    padded = np.concatenate([Y, np.ones((2, SR), np.float32)], axis=1)  # whatever follows n_valid
+    np.testing.assert_allclose(voice.ge2e(padded, n_valid, sr=SR), out, atol=1e-6)
+    zeros = np.concatenate([Y, np.zeros((2, SR), np.float32)], axis=1)
+    np.testing.assert_allclose(voice.ge2e(zeros, n_valid, sr=SR), out, atol=1e-6)
+    names = voice.names()
+    assert len(names) == 256 and len(set(names)) == 256
+
+
+def test_ge2e_varies_across_real_speech(sample_dir):
+    _weights_or_skip()
+    wav = sample_dir / "emodb" / "wav"                # 16 kHz; speakers 03 and 08
+    paths = [p for speaker in ("03", "08") for p in sorted(wav.glob(f"{speaker}*.wav"))[:2]]
+    if len(paths) < 4:
+        pytest.skip(f"fewer than two clips of speakers 03 and 08 in {wav}")
+    clips = [sf.read(p, dtype="float32")[0] for p in paths]
+    n = max(map(len, clips))
+    Y = np.stack([np.pad(y, (0, n - len(y))) for y in clips])
+    out = voice.ge2e(Y, np.array([len(y) for y in clips]), sr=SR)
+    assert out.shape == (4, 256) and np.isfinite(out).all()
+    assert out.std(axis=0).max() > 0.01               # not a constant vector
+    assert min(np.abs(out[i] - out[j]).max() for i in range(4) for j in range(i)) > 1e-3
