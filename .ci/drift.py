@@ -32,13 +32,16 @@ from pathlib import Path
 import yaml
 
 # Bit-reproducible on any x86-64 CPU (README, "Reproducibility"): every data stage, the
-# openSMILE + scikit-learn model, its evaluation and its protocol run.
+# openSMILE + scikit-learn model, its evaluation and its protocol run, and the same for the GE2E
+# voice encoder's features (float64 through BLAS, stored float32) and its SVM.
 PORTABLE = ["demo", "ingest", "split", "augment@*", "features@*", "features_augmented@*", "functionals@*",
-            "functionals_augmented@*", "dataviz", "train@svm", "evaluate@svm", "protocol@svm"]
+            "functionals_augmented@*", "dataviz", "train@svm", "evaluate@svm", "protocol@svm",
+            "ge2e@*", "ge2e_augmented@*", "train@svm_ge2e", "evaluate@svm_ge2e", "protocol@svm_ge2e"]
 # --light (CI) leaves out eGeMAPS of every augmented copy (8 of every demo clip) and the SVM
 # stages that need it: 60 % of the drift check's CPU. The same extractor is checked on the
 # original clips (functionals@*), and the copies' audio (augment@*) bit for bit.
-LIGHT_SKIPPED = ["functionals_augmented@*", "train@svm", "evaluate@svm", "protocol@svm"]
+LIGHT_SKIPPED = ["functionals_augmented@*", "train@svm", "evaluate@svm", "protocol@svm",
+                 "ge2e_augmented@*", "train@svm_ge2e", "evaluate@svm_ge2e", "protocol@svm_ge2e"]
 SHOWN = 25   # problem lines printed; the rest are counted
 
 

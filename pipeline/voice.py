@@ -14,8 +14,9 @@ real development folds an RBF SVM over it scored well above one over the embeddi
 first or third layer's mean (README, the lever table: the middle layer of a pretrained speech
 network carries the most paralinguistic information, as reported for larger models too).
 Like the eGeMAPS functionals it reads the clip the frame features see
-(:func:`pipeline.extraction.prepare`, without the zero padding), which it brings to the
-encoder's own level (-30 dBFS RMS) and cuts into partial utterances of 160 frames (1.6 s) as
+(:func:`pipeline.extraction.prepare`, without the zero padding), sets it to -30 dBFS RMS (the
+level Resemblyzer raises quiet clips to; it leaves louder ones, and every clip here is set to it,
+as measured) and cuts into partial utterances of 160 frames (1.6 s) as
 Resemblyzer does (a new one every 77 frames, the last kept if it covers 75 % of its frames; at
 least one); the layer's outputs are averaged over every frame of every partial. Computed in
 float64 and stored as float32, so the same clip gives the same vector on any CPU (BLAS kernels
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import importlib.util
 import pickle
 import struct
@@ -47,10 +49,13 @@ HOP = 160                # 10 ms
 PARTIAL = 160            # frames per partial utterance (1.6 s)
 PARTIAL_STEP = 77        # frames between partial starts (Resemblyzer's rate of 1.3 partials per second)
 MIN_COVERAGE = 0.75      # a last partial is kept if real audio fills this share of it
-LEVEL_DBFS = -30.0       # RMS level the encoder was trained at
+LEVEL_DBFS = -30.0       # RMS level every clip is set to (Resemblyzer's preprocessing raises quiet clips to it)
 LAYER = 1                # which LSTM layer's outputs (0-based): the second of three
 HIDDEN = 256
 WHEEL = "Resemblyzer==0.1.4"
+WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
+"""sha256 of that wheel's ``resemblyzer/pretrained.pt`` (as in its RECORD): any other file is refused
+before it is unpickled, so features always come from these weights."""
 INSTALL = ("pip install --no-deps --require-hashes -r requirements-weights.txt "
            f"(the {WHEEL} wheel, for its weights file only)")
 
@@ -73,6 +78,8 @@ def weights_path() -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
     if not path.is_file():
         raise VoiceError(f"{path}: missing from the Resemblyzer package; reinstall it: {INSTALL}")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != WEIGHTS_SHA256:
+        raise VoiceError(f"{path}: not the weights of {WHEEL} (sha256 differs); reinstall it: {INSTALL}")
     return path
 
 
@@ -90,8 +97,21 @@ class _Tensor:
 
     def array(self) -> np.ndarray:
         base = self.storage.data
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+        if base is None or self.offset < 0 or min(self.stride, default=1) < 0 or last >= len(base):
+            raise ValueError(f"a tensor of shape {self.size} lies outside its storage")
         return np.lib.stride_tricks.as_strided(base[self.offset:], self.size,
                                                [s * base.itemsize for s in self.stride]).copy()
+
+
+class _Plain(pickle.Unpickler):
+    """Plain data only (numbers, strings, lists, dicts): no global is ever looked up."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a weights file")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
 
 
 class _Unpickler(pickle.Unpickler):
@@ -121,13 +141,17 @@ def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     """The ``model_state`` of a legacy PyTorch checkpoint as float32 arrays, without torch."""
     with open(path, "rb") as f:
         for _ in range(3):                          # magic number, protocol version, system info
-            pickle.load(f)
+            _Plain(f).load()
         unpickler = _Unpickler(f)
         state = unpickler.load()["model_state"]
-        for key in pickle.load(f):                  # the storages' raw data, in this order
+        for key in _Plain(f).load():                # the storages' raw data, in this order
             storage = unpickler.storages[key]
             n = struct.unpack("<q", f.read(8))[0]
-            storage.data = np.frombuffer(f.read(n * np.dtype(storage.dtype).itemsize), storage.dtype)
+            size = n * np.dtype(storage.dtype).itemsize
+            data = f.read(size)
+            if len(data) != size:
+                raise ValueError(f"storage {key} is truncated ({len(data)} of {size} bytes)")
+            storage.data = np.frombuffer(data, storage.dtype)
     return {name: tensor.array() for name, tensor in state.items()}
 
 
@@ -146,7 +170,7 @@ def weights() -> dict[str, np.ndarray]:
             out[f"w_ih{layer}"] = w_ih.T.astype(np.float64)
             out[f"w_hh{layer}"] = w_hh.T.astype(np.float64)
             out[f"b{layer}"] = (state[f"lstm.bias_ih_l{layer}"] + state[f"lstm.bias_hh_l{layer}"]).astype(np.float64)
-    except (OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError, struct.error) as err:
+    except (OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError, struct.error) as err:
         raise VoiceError(f"{path}: not a readable GE2E checkpoint ({err}); reinstall it: {INSTALL}") from None
     return out
 

@@ -136,6 +136,21 @@ def test_predicting_a_file_with_the_svm_bundle_uses_the_training_preprocessing(b
     assert list(predictor.labels) == LABELS
 
 
+def test_a_fusion_with_svm_ge2e_predicts_the_mean_of_its_members_from_the_file(bundles, tmp_path):
+    from pipeline.bundle import save_fusion
+
+    if "svm_ge2e" not in bundles:
+        pytest.skip(GE2E_MISSING)
+    path = tmp_path / "clip.wav"
+    sf.write(path, speech(2.2, emotion="fearful", seed=6), SR, subtype="PCM_16")
+    save_fusion(tmp_path / "f", members={"svm_ge2e": bundles["svm_ge2e"], "cnn": bundles["cnn"]}, weights=[1.0, 1.0])
+    fused = Predictor(tmp_path / "f")
+    assert sorted(fused.bundle.input_kinds) == ["ge2e", "sequence"]
+    y = fused.load(path)
+    one = [Predictor(bundles[m]).probabilities([y]) for m in ("svm_ge2e", "cnn")]
+    np.testing.assert_allclose(fused.probabilities([y]), (one[0] + one[1]) / 2, rtol=0, atol=1e-12)
+
+
 def test_a_ge2e_bundle_without_the_encoders_weights_is_refused_naming_the_install(bundles, monkeypatch):
     from pipeline import voice
     from pipeline.infer import InferenceError

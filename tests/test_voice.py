@@ -151,3 +151,45 @@ def test_ge2e_varies_across_real_speech(sample_dir):
     assert out.shape == (4, 256) and np.isfinite(out).all()
     assert out.std(axis=0).max() > 0.01               # not a constant vector
     assert min(np.abs(out[i] - out[j]).max() for i in range(4) for j in range(i)) > 1e-3
+
+
+@pytest.mark.parametrize("where", [0, 2, 4])   # a header pickle, the state, the storage-key list
+def test_no_pickle_of_the_file_may_name_a_global(tmp_path, where):
+    """Every one of the file's five pickles is read without looking up any global (a crafted
+    header or key list cannot run code either)."""
+    path, marker = tmp_path / "evil.pt", tmp_path / "ran"
+    parts = [0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}, {"model_state": {}}, []]
+    parts[where] = _Payload(str(marker))
+    with open(path, "wb") as f:
+        for part in parts:
+            pickle.dump(part, f)
+    with pytest.raises(pickle.UnpicklingError, match="is not allowed in a weights file"):
+        voice.read_checkpoint(path)
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_weights_file_other_than_the_pinned_one_is_refused_before_unpickling(tmp_path, monkeypatch):
+    (tmp_path / "resemblyzer").mkdir()
+    (tmp_path / "resemblyzer" / "pretrained.pt").write_bytes(b"anything else")
+    spec = type("Spec", (), {"submodule_search_locations": [str(tmp_path / "resemblyzer")]})()
+    monkeypatch.setattr(voice.importlib.util, "find_spec", lambda name: spec)
+    with pytest.raises(voice.VoiceError, match=r"pretrained\.pt: not the weights of Resemblyzer==0\.1\.4 \(sha256 differs\)"):
+        voice.weights_path()
+
+
+def test_ge2e_gives_the_pinned_values_of_the_real_weights():
+    """Pins the features (not only their shape): a reader that ignored storage offsets, a dropped
+    bias or another layer would change them."""
+    _weights_or_skip()
+    y = (0.1 * np.sin(2 * np.pi * 220 * np.arange(24000) / SR)).astype(np.float32)
+    f = voice.ge2e(y[None], np.array([24000]), sr=SR)[0]
+    np.testing.assert_allclose(f[:5], [-0.14973696, -0.15856098, 0.05845022, 0.37131509, -0.02226671], atol=2e-6)
+    assert float(f.sum()) == pytest.approx(2.4682350, abs=1e-4)
