@@ -52,6 +52,7 @@ MIN_COVERAGE = 0.75      # a last partial is kept if real audio fills this share
 LEVEL_DBFS = -30.0       # RMS level every clip is set to (Resemblyzer's preprocessing raises quiet clips to it)
 LAYER = 1                # which LSTM layer's outputs (0-based): the second of three
 HIDDEN = 256
+BATCH = 32               # clips whose partials run through the LSTM together (about 130 MB of float64 a batch)
 WHEEL = "Resemblyzer==0.1.4"
 WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
 """sha256 of that wheel's ``resemblyzer/pretrained.pt`` (as in its RECORD): any other file is refused
@@ -247,7 +248,10 @@ def ge2e(Y: np.ndarray, n_valid: np.ndarray, *, sr: int) -> np.ndarray:
     clips = [y[:max(int(n), 1)] for y, n in zip(Y, n_valid, strict=True)]
     if sr != SR:
         clips = [resample(y, orig_sr=sr, target_sr=SR) for y in clips]
-    mels = [mel_partials(y) for y in clips]
-    out = lstm_outputs(np.concatenate(mels), w)          # every partial of every clip in one batch
-    bounds = np.cumsum([0] + [len(m) for m in mels])
-    return np.stack([out[a:b].mean(axis=(0, 1)) for a, b in zip(bounds[:-1], bounds[1:])]).astype(np.float32)
+    rows = []
+    for start in range(0, len(clips), BATCH):            # the partials of BATCH clips at once (bounded memory)
+        mels = [mel_partials(y) for y in clips[start:start + BATCH]]
+        out = lstm_outputs(np.concatenate(mels), w)
+        bounds = np.cumsum([0] + [len(m) for m in mels])
+        rows += [out[a:b].mean(axis=(0, 1)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return np.stack(rows).astype(np.float32)
