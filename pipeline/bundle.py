@@ -7,6 +7,7 @@ preprocessing path shared by training, evaluation and inference.
 """
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 import zipfile
@@ -16,6 +17,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from pipeline.extraction import FeatureConfig
 from pipeline.windows import crop_frames, predict_covering
 
 MODEL_FILES = {"keras": "model.keras", "sklearn": "model.pkl"}
@@ -149,6 +151,11 @@ class Bundle:
         normalisation, each speaker's statistics come from ``speaker_stats`` or from ``x``."""
         if self.speaker_norm and speakers is None:
             raise ValueError("this model normalises features per speaker; pass the speaker of each clip")
+        columns = self.columns
+        if columns is not None:      # a model reading some of the frame features (models.<name>.sequence)
+            x = np.asarray(x)[..., columns]
+            if speaker_stats is not None:
+                speaker_stats = {s: (m[columns], d[columns]) for s, (m, d) in speaker_stats.items()}
         z = standardise(x, n_frames, mean=self.mean, std=self.std, speakers=speakers if self.speaker_norm else None,
                         speaker_stats=speaker_stats)
         if not len(z):
@@ -160,6 +167,14 @@ class Bundle:
                                     batch_size=batch_size)
         out = [np.asarray(self.model(z[i:i + batch_size], training=False)) for i in range(0, len(z), batch_size)]
         return np.concatenate(out).astype(np.float64)
+
+    @functools.cached_property
+    def columns(self) -> np.ndarray | None:
+        """Positions of the frame-feature columns the model reads (its ``models.<name>.sequence``,
+        saved as ``sequence_features``) among those of :attr:`feature_config`; None: all of them."""
+        if self.input_kind != "sequence" or self.info.get("sequence_features") is None:
+            return None
+        return FeatureConfig.from_dict(self.feature_config).columns(self.info["sequence_features"])
 
     @property
     def crop_frames(self) -> int | None:

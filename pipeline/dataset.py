@@ -116,9 +116,9 @@ class Source:
     """
 
     def __init__(self, rows: pd.DataFrame, n_frames: np.ndarray, missing: list[str], parts: list[_Part],
-                 part: np.ndarray, pos: np.ndarray) -> None:
+                 part: np.ndarray, pos: np.ndarray, columns: np.ndarray | None = None) -> None:
         self.rows, self.n_frames, self.missing = rows.reset_index(drop=True), n_frames.astype(np.int32), missing
-        self._parts, self._part, self._pos = parts, part, pos
+        self._parts, self._part, self._pos, self._columns = parts, part, pos, columns
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -126,7 +126,16 @@ class Source:
     @property
     def shape(self) -> tuple[int, ...]:
         """The shape of one example (frames, features) or (features,)."""
-        return self._parts[0].shape
+        shape = self._parts[0].shape
+        return shape if self._columns is None else shape[:-1] + (len(self._columns),)
+
+    def select(self, columns: np.ndarray | None) -> "Source":
+        """The same rows, read with only the feature columns ``columns`` (positions in the last
+        axis of the cache, e.g. :meth:`pipeline.extraction.FeatureConfig.columns`); None: all."""
+        if columns is not None and (self._columns is not None or not len(columns)
+                                    or np.max(columns) >= self._parts[0].shape[-1]):
+            raise ValueError(f"cannot select columns {columns!r} of features of shape {self.shape}")
+        return Source(self.rows, self.n_frames, self.missing, self._parts, self._part, self._pos, columns)
 
     def read(self, idx: np.ndarray | None = None) -> np.ndarray:
         """float32 features of rows ``idx`` (all rows if None), in the order of ``idx``."""
@@ -135,7 +144,8 @@ class Source:
         for p in np.unique(self._part[idx]):
             sel = np.flatnonzero(self._part[idx] == p)
             order = np.argsort(self._pos[idx[sel]], kind="stable")  # read each file front to back
-            out[sel[order]] = _read_rows(self._parts[p], self._pos[idx[sel]][order])
+            block = _read_rows(self._parts[p], self._pos[idx[sel]][order])
+            out[sel[order]] = block if self._columns is None else block[..., self._columns]
         return out
 
     def chunks(self, size: int):
@@ -147,7 +157,8 @@ class Source:
     def subset(self, idx: np.ndarray) -> "Source":
         """The rows ``idx`` (positions or a boolean mask), in that order."""
         idx = np.flatnonzero(idx) if np.asarray(idx).dtype == bool else np.asarray(idx, dtype=np.int64)
-        return Source(self.rows.iloc[idx], self.n_frames[idx], self.missing, self._parts, self._part[idx], self._pos[idx])
+        return Source(self.rows.iloc[idx], self.n_frames[idx], self.missing, self._parts, self._part[idx], self._pos[idx],
+                      self._columns)
 
     def features(self) -> Features:
         """Every row read into memory."""
@@ -201,12 +212,16 @@ def open_source(rows: pd.DataFrame, *, features_dir: Path, kind: str, source: st
 def concat(sources: list[Source]) -> Source:
     """One source of several, rows in order (e.g. the original clips, then the augmented copies)."""
     parts, part, offset = [], [], 0
+    columns = sources[0]._columns
     for s in sources:
+        if not np.array_equal(s._columns if s._columns is not None else [], columns if columns is not None else []):
+            raise ValueError("cannot concatenate sources read with different columns")
         parts += s._parts
         part.append(s._part + offset)
         offset += len(s._parts)
     return Source(pd.concat([s.rows for s in sources], ignore_index=True), np.concatenate([s.n_frames for s in sources]),
-                  sum((s.missing for s in sources), []), parts, np.concatenate(part), np.concatenate([s._pos for s in sources]))
+                  sum((s.missing for s in sources), []), parts, np.concatenate(part), np.concatenate([s._pos for s in sources]),
+                  columns)
 
 
 def load(rows: pd.DataFrame, *, features_dir: Path, kind: str, source: str = "original") -> Features:

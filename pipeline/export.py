@@ -73,7 +73,8 @@ def feature_shape(bundle: B.Bundle) -> tuple[int, ...]:
     """Shape of one example the bundle's model gets: (frames, features) or (features,)."""
     config = FeatureConfig.from_dict(bundle.feature_config)
     if bundle.input_kind == "sequence":
-        return bundle.crop_frames or config.n_frames, len(config.sequence_names())
+        width = len(config.sequence_names()) if bundle.columns is None else len(bundle.columns)
+        return bundle.crop_frames or config.n_frames, width
     return (len(config.utterance_names()),)
 
 
@@ -114,7 +115,11 @@ def export_bundle(folder: str | Path, *, out: str | Path | None = None) -> Path:
         "tflite": out.name, "bundle": os.path.relpath(folder, out.parent), "labels": bundle.labels,
         "input_kind": bundle.input_kind, "input_shape": [1, *input_shape], "input_dtype": "float32",
         "feature_dtype": dtype, "output": "probabilities",
-        "preprocessing": f"bundle.json feature_config; features rounded to {dtype}; then scaler.npz: "
+        **({} if bundle.columns is None else {"columns": [int(c) for c in bundle.columns]}),
+        "preprocessing": f"bundle.json feature_config; features rounded to {dtype}; "
+                         + ("" if bundle.columns is None else "then only the frame-feature columns listed in "
+                            "'columns' (bundle.json sequence_features); ")
+                         + "then scaler.npz: "
                          "(x - mean) / std, padded frames set to 0"
                          + ("" if bundle.crop_frames is None else "; then the windows below, one model run each"),
         **({} if bundle.crop_frames is None else {"windows": windows_spec(bundle.crop_frames)}),

@@ -33,7 +33,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pipeline import stage
+from pipeline import stage, voice
 from pipeline.sources import extraction_job, load_prepared
 from pipeline.extraction import FeatureConfig, extract
 
@@ -153,6 +153,8 @@ def run(table: pd.DataFrame, out_dir: Path, *, config: FeatureConfig, dtype: str
 
 def main(argv: list[str] | None = None) -> int:
     job = extraction_job(argv, description=__doc__.splitlines()[0])
+    if "ge2e" in job.config.sequence:
+        voice.weights()                 # a missing weights file stops the stage before any clip
     if job.selection:
         print(f"features {job.source}/{job.corpus}: {job.selection}")
     cfg = job.features
@@ -165,4 +167,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stage.run(main, name="features", allocator="keep")
+    stage.run(main, name="features", allocator="keep", errors=(voice.VoiceError,))

@@ -155,7 +155,8 @@ class Predictor:
         self.speaker_norm = bool(self.bundle.speaker_norm)
         self.config = FeatureConfig.from_dict(self.bundle.feature_config)
         self.dtypes = self.bundle.feature_dtypes
-        if "ge2e" in self.bundle.input_kinds:      # the voice encoder's weights: checked before any input
+        kinds = self.bundle.input_kinds    # the voice encoder's weights (its features or its frames):
+        if "ge2e" in kinds or ("sequence" in kinds and "ge2e" in self.config.sequence):   # checked before any input
             try:
                 voice.weights()
             except voice.VoiceError as err:

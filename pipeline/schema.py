@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator, model_validator
 
 from pipeline.vocab import EMOTIONS
 
@@ -24,7 +24,7 @@ PARTITIONS = ("train", "val", "test")
 NOISE_COLOURS = ("white", "pink", "brown")
 CROPS = ("centre", "start")
 LOUDNESS_MODES = ("none", "peak", "rms")
-SEQUENCE_FEATURES = ("logmel", "mfcc", "zcr", "rms", "pitch")
+SEQUENCE_FEATURES = ("logmel", "mfcc", "zcr", "rms", "pitch", "ge2e")
 DTYPES = ("float16", "float32")
 CLASS_WEIGHTS = ("balanced", "per_corpus", "none")
 LR_SCHEDULES = ("plateau", "cosine")
@@ -57,6 +57,16 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 Rate = Annotated[float, Field(ge=0, lt=1)]            # a dropout rate; 0 turns it off
 Share = Annotated[float, Field(gt=0, lt=1)]
 Widths = list[PositiveInt]
+
+
+def _distinct(value: list) -> list:
+    if len(set(value)) != len(value):
+        raise ValueError("lists a feature twice")
+    return value
+
+
+FrameFeatures = Annotated[list[Literal[SEQUENCE_FEATURES]], Field(min_length=1), AfterValidator(_distinct)]
+"""A model's frame features (``models.<name>.sequence``): features.sequence entries, each once."""
 
 
 class Section(BaseModel):
@@ -286,7 +296,10 @@ class Cnn(Section):
     # up to features.seconds), predicts the mean over windows covering the clip. null: the whole
     # cached clip. Optional.
     crop_s: Optional[PositiveFloat] = None
-    optional: ClassVar[tuple[str, ...]] = ("copies", "adversary", "ensemble", "crop_s")
+    # The frame features it reads: a subset of features.sequence (its columns, in the cache's
+    # order), e.g. [ge2e] while another model reads the log-mel family; null: every column. Optional.
+    sequence: Optional[FrameFeatures] = None
+    optional: ClassVar[tuple[str, ...]] = ("copies", "adversary", "ensemble", "crop_s", "sequence")
 
 
 class CnnLstm(Section):
@@ -308,7 +321,9 @@ class CnnLstm(Section):
     adversary: Optional[Adversary] = None     # as Cnn.adversary; optional
     ensemble: PositiveInt = 1                 # as Cnn.ensemble; optional
     crop_s: Optional[PositiveFloat] = None    # as Cnn.crop_s; optional
-    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2", "copies", "adversary", "ensemble", "crop_s")
+    sequence: Optional[FrameFeatures] = None  # as Cnn.sequence; optional
+    optional: ClassVar[tuple[str, ...]] = ("recurrent_dropout", "l2", "copies", "adversary", "ensemble", "crop_s",
+                                           "sequence")
 
 
 class Svm(Section):

@@ -29,6 +29,7 @@ import pandas as pd
 
 from pipeline import bundle as B, dataset, feed, params as P, stage
 from pipeline.batches import check_spec, make_sequence
+from pipeline.extraction import FeatureConfig
 from pipeline.feed import Feed, covering, keras_batches
 from pipeline.metrics import uar
 from pipeline.schema import spec_on
@@ -394,6 +395,10 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
     has_val = (rows.split == "val").any()
     val = dataset.open_source(rows[rows.split == "val"], features_dir=features_dir, kind=kind) if has_val else None
     meta = dataset.feature_meta(features_dir, corpora[0])  # the feature config (functionals use its preparation)
+    read = checked.get("sequence") if kind == "sequence" else None    # some of the frame features only
+    if read is not None:
+        columns = FeatureConfig.from_dict(meta["config"]).columns(read, key=f"models.{name}.sequence")
+        train, val = train.select(columns), (val.select(columns) if val is not None else None)
     crop = crop_frames(model_params, meta["config"], key=f"models.{name}.crop_s")
     check_crop(crop, kind=kind, frames=train.shape[0], crop_s=model_params.get("crop_s"),
                seconds=meta["config"].get("seconds"), key=f"models.{name}.crop_s")
@@ -418,6 +423,8 @@ def train_on(rows: pd.DataFrame, *, name: str, model_params: dict, cfg: dict, se
             "epochs_run": sum(epochs_trained(history)),   # an ensemble's members' added up
             "feature_dtype": dataset.feature_meta(features_dir, corpora[0], kind=kind)["dtype"], "train_clips": len(train.rows),
             "train_speakers": sorted(train.rows.speaker.unique())}
+    if read is not None:
+        info["sequence_features"] = list(read)   # the bundle reads these columns of the frame features
     if "member_epochs" in history:
         info["member_epochs"] = epochs_trained(history)
     bundle = B.Bundle(model=model, labels=list(labels), input_kind=kind, feature_config=meta["config"],

@@ -22,6 +22,10 @@ least one); the layer's outputs are averaged over every frame of every partial. 
 float64 and stored as float32, so the same clip gives the same vector on any CPU (BLAS kernels
 differ in the last float64 bits only).
 
+The same layer's outputs frame by frame are the frame feature ``ge2e`` (``features.sequence``,
+:func:`frames`): the clip's real audio run through the layers in one pass, one 256-value row per
+10 ms frame, the input of the deep models in place of (or beside) the log-mel frames.
+
 Pure functions, arrays in and arrays out; the weights are read once per process.
 
 >>> import numpy as np
@@ -68,6 +72,11 @@ class VoiceError(RuntimeError):
 def names() -> list[str]:
     """The column names of :func:`ge2e`, in order (256)."""
     return [f"ge2e_lstm{LAYER + 1}_mean_{i:03d}" for i in range(HIDDEN)]
+
+
+def frame_names() -> list[str]:
+    """The column names of :func:`frames`, in order (256)."""
+    return [f"ge2e_lstm{LAYER + 1}_{i:03d}" for i in range(HIDDEN)]
 
 
 def weights_path() -> Path:
@@ -185,17 +194,25 @@ def partials(n_samples: int) -> list[int]:
     return starts
 
 
-def mel_partials(y: np.ndarray) -> np.ndarray:
-    """(n_partials, 160, 40) mel power spectra (not log: the encoder's input) of one clip at 16 kHz,
-    brought to -30 dBFS RMS and zero-padded to its last partial's end."""
+def _leveled(y: np.ndarray) -> np.ndarray:
+    """One clip at 16 kHz in float64, brought to -30 dBFS RMS (a silent clip is left as is)."""
     y = np.asarray(y, dtype=np.float64)
     rms = float(np.sqrt(np.mean(y ** 2))) if len(y) else 0.0
-    if rms > 0:
-        y = y * (10 ** (LEVEL_DBFS / 20) / rms)
+    return y * (10 ** (LEVEL_DBFS / 20) / rms) if rms > 0 else y
+
+
+def _mel(y: np.ndarray) -> np.ndarray:
+    """(frames, 40) mel power spectra (not log: the encoder's input), ``center=True``."""
+    return librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS).T
+
+
+def mel_partials(y: np.ndarray) -> np.ndarray:
+    """(n_partials, 160, 40) mel power spectra of one clip at 16 kHz, brought to -30 dBFS RMS and
+    zero-padded to its last partial's end."""
+    y = _leveled(y)
     starts = partials(len(y))
     need = (starts[-1] + PARTIAL) * HOP
-    y = np.pad(y, (0, max(0, need - len(y))))
-    mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS).T
+    mel = _mel(np.pad(y, (0, max(0, need - len(y)))))
     return np.stack([mel[s:s + PARTIAL] for s in starts])
 
 
@@ -255,3 +272,52 @@ def ge2e(Y: np.ndarray, n_valid: np.ndarray, *, sr: int) -> np.ndarray:
         bounds = np.cumsum([0] + [len(m) for m in mels])
         rows += [out[a:b].mean(axis=(0, 1)) for a, b in zip(bounds[:-1], bounds[1:])]
     return np.stack(rows).astype(np.float32)
+
+
+def frames(Y: np.ndarray, n_valid: np.ndarray, *, sr: int, n_frames: int) -> np.ndarray:
+    """The encoder's layer outputs frame by frame (the sequence feature ``ge2e``).
+
+    Each clip's real audio is brought to -30 dBFS RMS and run through the LSTM layers in one pass
+    (no partial utterances: frame ``t`` sees the clip's frames up to ``t``), on the encoder's 10 ms
+    frames (25 ms windows, ``center=True``): with a 10 ms hop the frames are the frame cache's.
+
+    Parameters
+    ----------
+    Y : np.ndarray [shape=(batch, n_samples)]
+        Mono clips at ``sr`` Hz (as from :func:`pipeline.extraction.prepare`).
+    n_valid : array-like of int [shape=(batch,)]
+        Samples of real audio at the start of each clip.
+    sr : int
+        Sample rate, Hz (resampled to 16 kHz if it differs).
+    n_frames : int
+        Frames per clip in the output.
+
+    Returns
+    -------
+    np.ndarray [shape=(batch, n_frames, 256), dtype=float32]
+        Layer :data:`LAYER`'s outputs for the clip's first ``1 + n_valid // 160`` frames (at 16 kHz),
+        zero after them (the padding) and for a clip without audio. Computed in float64.
+    """
+    from pipeline.audio import resample
+
+    Y = np.asarray(Y, dtype=np.float32)
+    n_valid = np.asarray(n_valid).reshape(-1)
+    if Y.ndim != 2 or len(n_valid) != len(Y):
+        raise ValueError(f"expected clips (batch, n_samples) and one n_valid per clip, got {Y.shape} and {n_valid.shape}")
+    w = weights()
+    clips = [y[:max(int(n), 0)] for y, n in zip(Y, n_valid, strict=True)]
+    if sr != SR:
+        clips = [resample(y, orig_sr=sr, target_sr=SR) if len(y) else y for y in clips]
+    out = np.zeros((len(clips), n_frames, HIDDEN), dtype=np.float32)
+    for start in range(0, len(clips), BATCH):            # BATCH clips at once, zero-padded at the end
+        mels = [_mel(_leveled(y))[:n_frames] if len(y) else np.zeros((0, N_MELS)) for y in clips[start:start + BATCH]]
+        longest = max(len(m) for m in mels)
+        if longest == 0:
+            continue
+        x = np.zeros((len(mels), longest, N_MELS))
+        for i, m in enumerate(mels):
+            x[i, :len(m)] = m
+        h = lstm_outputs(x, w)                           # causal: the padding after a clip never reaches its frames
+        for i, m in enumerate(mels):
+            out[start + i, :len(m)] = h[i, :len(m)]
+    return out

@@ -128,3 +128,31 @@ def test_an_svm_bundle_is_refused_with_the_reason_and_exit_2(capsys, bundles, tm
 def test_a_fusion_bundle_is_refused_with_the_reason(capsys, bundles):
     assert main(["export", "--model", str(bundles["fusion"])]) == 2
     assert "a fusion bundle has no single TensorFlow Lite form" in capsys.readouterr().err
+
+
+def test_a_bundle_reading_some_frame_features_exports_those_columns(tmp_path, clips):
+    """A ``cnn`` trained on ``models.cnn.sequence: [zcr, rms]``: the TensorFlow Lite model takes
+    those 2 columns, ``export.json`` lists their positions, and it predicts as the Keras bundle."""
+    from fakes import PARAMS, TINY
+    from pipeline import bundle as B
+    from pipeline.extraction import FeatureConfig, extract, prepare
+    from pipeline.train import fit
+
+    config = FeatureConfig.from_params(PARAMS["features"], sr=SR)
+    cols = config.columns(["zcr", "rms"])
+    fixed = [prepare(speech(1.0 + 0.2 * i, emotion=LABELS[i % len(LABELS)], seed=i), config=config) for i in range(14)]
+    feats = extract(np.stack([f[0] for f in fixed]), np.array([f[1] for f in fixed]), config=config)
+    x = feats["sequence"].astype(np.float16).astype(np.float32)[..., cols]
+    mean, std = B.fit_stats(x, feats["n_frames"])
+    train = {**PARAMS["train"], "epochs": 1, "batch_size": 8, "learning_rate": 0.01, "class_weight": "none", "threads": 1}
+    model, _ = fit(model_name="cnn", model_params=TINY["cnn"], train_cfg=train, seed=0, labels=LABELS, x_val=None,
+                   y_val=None, x_train=B.standardise(x, feats["n_frames"], mean=mean, std=std), y_train=np.arange(14) % len(LABELS))
+    B.save(tmp_path / "b", model=model, labels=LABELS, input_kind="sequence", feature_config=config.to_dict(),
+           speaker_norm=False, mean=mean, std=std,
+           info={"model": "cnn", "model_params": TINY["cnn"], "feature_dtype": "float16", "sequence_features": ["zcr", "rms"]})
+    export_bundle(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "export.json").read_text())
+    assert meta["input_shape"] == [1, 301, 2] and meta["columns"] == cols.tolist() == [104, 105]
+    assert "only the frame-feature columns listed in 'columns'" in meta["preprocessing"]
+    a, b = Predictor(tmp_path / "b").predict_file(clips[2]), TFLitePredictor(tmp_path / "b").predict_file(clips[2])
+    np.testing.assert_allclose(list(b.probabilities.values()), list(a.probabilities.values()), atol=TOLERANCE)

@@ -109,7 +109,7 @@ def test_to_dict_round_trips_through_json(config):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"sequence": ["logmel", "chroma"]}, r"'chroma'.*choose from \['logmel', 'mfcc', 'zcr', 'rms', 'pitch'\]"),
+    ({"sequence": ["logmel", "chroma"]}, r"'chroma'.*choose from \['logmel', 'mfcc', 'zcr', 'rms', 'pitch', 'ge2e'\]"),
     ({"sequence": []}, r"features\.sequence.*non-empty"),
     ({"sequence": ["mfcc", "mfcc"]}, r"twice"),
     ({"crop": "middle"}, r"features\.crop='middle' is not valid; choose one of \['centre', 'start'\]"),

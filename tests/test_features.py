@@ -57,3 +57,33 @@ def test_empty_input_writes_empty_arrays_of_the_right_shape(tmp_path, config):
         chunk_size=4, workers=1, desc="t")
     assert np.load(tmp_path / "out" / "sequence.npy").shape == (0, config.n_frames, len(config.sequence_names()))
     assert pd.read_csv(tmp_path / "out" / "index.csv").empty
+
+
+def test_the_stage_with_ge2e_frames_and_no_weights_stops_with_one_line_naming_the_install(tmp_path):
+    """``features.sequence`` listing ``ge2e`` with a Resemblyzer package that lacks its weights file
+    (first on the path): the stage stops before any clip, in one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "fake" / "resemblyzer").mkdir(parents=True)
+    (tmp_path / "fake" / "resemblyzer" / "__init__.py").write_text("raise ImportError('never imported')\n")
+    work = tmp_path / "work"
+    (work / "data" / "interim" / "manifests").mkdir(parents=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["features"]["sequence"] = ["logmel", "ge2e"]
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    pd.DataFrame({"clip_id": ["ravdess:x"], "path": ["x.wav"], "duration_s": [1.0]}).to_csv(
+        work / "data" / "interim" / "manifests" / "ravdess.csv", index=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(root)])}
+    done = subprocess.run([sys.executable, "-m", "pipeline.features", "--corpus", "ravdess", "--source", "original"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("features: ") and "pretrained.pt: missing from the Resemblyzer package" in last, done.stderr
+    assert "pip install --no-deps --require-hashes -r requirements-weights.txt" in last
+    assert "Traceback" not in done.stderr and not (work / "data" / "features").exists()

@@ -178,3 +178,61 @@ def test_an_svm_with_train_on_val_trains_on_the_validation_speakers_and_never_on
     assert ("val_uar" in trained.history) != train_on_val
     assert fit_rows(rows, train_on_val=train_on_val).split.value_counts().to_dict() == (
         {"train": 600, "test": 120} if train_on_val else rows.split.value_counts().to_dict())
+
+
+def test_a_source_reads_only_the_columns_selected_also_after_subset_and_concat(corpus):
+    base, rows = corpus
+    whole = dataset.load(rows, features_dir=base / "features", kind="sequence")
+    cols = np.array([4, 1])
+    src = dataset.open_source(rows, features_dir=base / "features", kind="sequence").select(cols)
+    idx = np.array([719, 3, 0, 360])
+    assert src.shape == (FRAMES, 2) and np.array_equal(src.read(idx), whole.x[idx][..., cols])
+    assert np.array_equal(src.subset(idx).read(), whole.x[idx][..., cols])
+    assert np.array_equal(dataset.concat([src.subset(idx[:2]), src.subset(idx[2:])]).read(), whole.x[idx][..., cols])
+    with pytest.raises(ValueError, match="different columns"):
+        dataset.concat([src, dataset.open_source(rows, features_dir=base / "features", kind="sequence")])
+    with pytest.raises(ValueError, match="cannot select"):
+        src.select(np.array([0]))
+
+
+@pytest.mark.parametrize("speaker_norm", [False, True])
+def test_a_model_reading_some_frame_features_trains_and_predicts_on_those_columns_only(corpus, tmp_path, speaker_norm):
+    """``models.cnn.sequence``: the scaler and the network see the chosen features' columns; the
+    bundle picks them out of the full frame features (the cache's, or a file's) when it predicts."""
+    import shutil
+
+    from pipeline.extraction import FeatureConfig
+    from pipeline.params import ParamsError
+
+    base, rows = corpus
+    shutil.copytree(base, tmp_path / "b")
+    config = FeatureConfig.from_params({**PARAMS["features"], "sequence": ["zcr", "rms", "pitch", "logmel"],
+                                        "n_mels": 1, "n_mfcc": 1}, sr=16000)
+    assert config.sequence_names() == ["zcr", "rms", "f0_semitones", "voicing", "logmel_00"]
+    for meta in (tmp_path / "b" / "features").rglob("meta.json"):
+        meta.write_text(json.dumps({"config": config.to_dict(), "dtype": "float16"}))
+    features, cols = tmp_path / "b" / "features", [1, 2, 3]
+    kwargs = dict(cfg={**TRAIN, "epochs": 2, "speaker_norm": speaker_norm}, seed=3, labels=LABELS, features_dir=features,
+                  augment_dir=tmp_path / "b" / "augment", verbose=0)
+    trained = train_on(rows, name="cnn", model_params={**TINY_CNN, "sequence": ["pitch", "rms"]}, **kwargs)
+    b = trained.bundle
+    assert b.info["sequence_features"] == ["pitch", "rms"] and b.columns.tolist() == cols and len(b.mean) == 3
+    train = open_training(training_rows(rows, augment_dir=tmp_path / "b" / "augment", corpora=["ravdess", "savee"]),
+                          features_dir=features, kind="sequence").features()
+    spk = train.rows.speaker if speaker_norm else None
+    x = train.x[..., cols]
+    mean, std = B.fit_stats(B.speaker_normalise(x, train.n_frames, spk) if speaker_norm else x, train.n_frames)
+    assert np.array_equal(mean, b.mean) and np.array_equal(std, b.std)
+    test = rows[rows.split == "test"]
+    got = feed.predict(b, feed.open_inputs(test, features_dir=features, kinds=["sequence"]))
+    full = dataset.load(test, features_dir=features, kind="sequence")
+    assert full.x.shape[-1] == 5                       # the cache holds every column; the bundle picks its own
+    z = B.standardise(full.x[..., cols], full.n_frames, mean=mean, std=std,
+                      speakers=full.rows.speaker if speaker_norm else None)
+    np.testing.assert_allclose(got, np.asarray(b.model(z, training=False)), atol=1e-6)
+    B.save(tmp_path / "bundle", model=b.model, labels=b.labels, input_kind=b.input_kind, feature_config=b.feature_config,
+           speaker_norm=b.speaker_norm, mean=b.mean, std=b.std, info=b.info)
+    assert B.load(tmp_path / "bundle").columns.tolist() == cols
+    with pytest.raises(ParamsError, match=r"models\.cnn\.sequence=\['ge2e'\] lists 'ge2e', which features\.sequence "
+                                          r"\['zcr', 'rms', 'pitch', 'logmel'\] does not extract; add it"):
+        train_on(rows, name="cnn", model_params={**TINY_CNN, "sequence": ["ge2e"]}, **kwargs)

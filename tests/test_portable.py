@@ -3,7 +3,7 @@ NumPy pick.
 
 Each run is a fresh subprocess (the kernel choice is made at import), writing feature files
 with the ``features`` stage's own writer (:func:`pipeline.features.run`, float32 storage, the
-stricter of the two dtypes), the params' sequence features plus ``pitch``. Other CPUs are simulated here: ``OPENBLAS_CORETYPE`` forces
+stricter of the two dtypes), the params' sequence features plus ``pitch`` and (weights installed) ``ge2e``. Other CPUs are simulated here: ``OPENBLAS_CORETYPE`` forces
 OpenBLAS's kernels for another CPU family, ``NPY_DISABLE_CPU_FEATURES`` turns off NumPy's
 run-time SIMD paths (AVX-512, AVX2). Both tests fail on the code before float64 products,
 pocketfft's DCT and the rounded Platt parameters.
@@ -36,7 +36,9 @@ from pipeline.extraction import FeatureConfig
 
 files, out = json.loads(sys.argv[1]), Path(sys.argv[2])
 params = P.load(sys.argv[3])
-features = {**params["features"], "sequence": list(dict.fromkeys([*params["features"]["sequence"], "pitch"]))}
+import importlib.util
+extra = ["pitch"] + (["ge2e"] if importlib.util.find_spec("resemblyzer") else [])   # the voice encoder's frames too
+features = {**params["features"], "sequence": list(dict.fromkeys([*params["features"]["sequence"], *extra]))}
 config = FeatureConfig.from_params(features, sr=params["base"]["sample_rate"])
 table = pd.DataFrame({"clip_id": [f"c{i}" for i in range(len(files))], "path": files, "duration_s": 1.0})
 run(table, out, config=config, dtype="float32", chunk_size=16, workers=1, desc="portable")

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import pickle
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -193,3 +194,98 @@ def test_ge2e_gives_the_pinned_values_of_the_real_weights():
     f = voice.ge2e(y[None], np.array([24000]), sr=SR)[0]
     np.testing.assert_allclose(f[:5], [-0.14973696, -0.15856098, 0.05845022, 0.37131509, -0.02226671], atol=2e-6)
     assert float(f.sum()) == pytest.approx(2.4682350, abs=1e-4)
+
+
+# -- the frame feature ``ge2e`` (voice.frames, features.sequence) ---------------------------------
+
+def test_frames_are_the_layer_outputs_of_the_clip_alone_zero_after_and_batch_independent():
+    w = _weights_or_skip()
+    noise = (np.random.default_rng(2).normal(size=SR) * 0.05).astype(np.float32)
+    Y = np.zeros((3, 2 * SR), np.float32)
+    Y[0], Y[1, :SR] = _tone(2.0), noise                     # clip 2 holds no audio
+    n_valid = np.array([2 * SR, SR, 0])
+    out = voice.frames(Y, n_valid, sr=SR, n_frames=201)
+    assert out.shape == (3, 201, 256) and out.dtype == np.float32 and np.isfinite(out).all()
+    for i, n in enumerate(n_valid[:2]):                   # the clip's real audio alone, in one pass
+        y = Y[i, :n].astype(np.float64)
+        y = y * (10 ** (voice.LEVEL_DBFS / 20) / np.sqrt(np.mean(y ** 2)))
+        mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=400, hop_length=160, n_mels=40).T
+        want = voice.lstm_outputs(mel[None, :201], w)[0]
+        k = 1 + n // 160
+        np.testing.assert_allclose(out[i, :k], want[:k], atol=1e-6)
+        assert np.abs(out[i, :k]).max() > 0.05
+    assert not out[1, 101:].any() and not out[2].any()     # zero in the padding and without audio
+    for i in range(3):                                    # each clip's frames whatever its batch
+        np.testing.assert_allclose(voice.frames(Y[i:i + 1], n_valid[i:i + 1], sr=SR, n_frames=201)[0], out[i], atol=1e-6)
+    louder = voice.frames(Y * 4, n_valid, sr=SR, n_frames=201)   # the level is set: gain does not matter
+    np.testing.assert_allclose(louder, out, atol=1e-5)
+    assert voice.frames(Y, n_valid, sr=SR, n_frames=50).shape == (3, 50, 256)
+    names = voice.frame_names()
+    assert len(set(names)) == 256 and not set(names) & set(voice.names())
+
+
+def test_the_sequence_feature_ge2e_fills_256_columns_beside_the_others_and_needs_10_ms_frames():
+    from pipeline.extraction import FeatureConfig, extract, prepare
+    from pipeline.params import ParamsError
+    from fakes import PARAMS
+
+    _weights_or_skip()
+    features = {**PARAMS["features"], "sequence": ["logmel", "ge2e", "rms"]}
+    config = FeatureConfig.from_params(features, sr=SR)
+    names = config.sequence_names()
+    assert names[config.n_mels:config.n_mels + 256] == voice.frame_names() and names[-1] == "rms"
+    clips = [prepare(y, config=config) for y in (_tone(1.2), _tone(2.5, f0=210.0))]
+    Y, n_valid = np.stack([c[0] for c in clips]), np.array([c[1] for c in clips])
+    out = extract(Y, n_valid, config=config)
+    plain = extract(Y, n_valid, config=FeatureConfig.from_params({**features, "sequence": ["logmel", "rms"]}, sr=SR))
+    seq = out["sequence"]
+    np.testing.assert_array_equal(seq[..., :config.n_mels], plain["sequence"][..., :config.n_mels])
+    np.testing.assert_array_equal(seq[..., -1], plain["sequence"][..., -1])
+    np.testing.assert_array_equal(seq[..., config.n_mels:-1], voice.frames(Y, n_valid, sr=SR, n_frames=config.n_frames))
+    assert np.abs(seq[0, :out["n_frames"][0], config.n_mels:-1]).max() > 0.05
+    with pytest.raises(ParamsError, match=r"features\.hop_length=200 .*'ge2e'.*set hop_length to 160"):
+        FeatureConfig.from_params({**features, "hop_length": 200}, sr=SR)
+    FeatureConfig.from_params({**features, "hop_length": 200, "sequence": ["logmel"]}, sr=SR)   # without it: fine
+
+
+def test_a_cnn_bundle_on_ge2e_frames_predicts_a_file_as_trained_and_is_refused_without_the_weights(tmp_path, monkeypatch):
+    from fakes import LABELS, PARAMS, speech
+    from pipeline import bundle as B
+    from pipeline.extraction import FeatureConfig, extract, prepare
+    from pipeline.infer import InferenceError, Predictor
+    from pipeline.train import fit
+
+    _weights_or_skip()
+    config = FeatureConfig.from_params({**PARAMS["features"], "sequence": ["ge2e", "rms"]}, sr=SR)
+    clips = [prepare(speech(1.2 + 0.1 * i, emotion=LABELS[i % len(LABELS)], seed=i), config=config)
+             for i in range(len(LABELS))]
+    feats = extract(np.stack([c[0] for c in clips]), np.array([c[1] for c in clips]), config=config)
+    x = feats["sequence"].astype(np.float16).astype(np.float32)
+    mean, std = B.fit_stats(x, feats["n_frames"])
+    train = {**PARAMS["train"], "epochs": 1, "batch_size": 8, "learning_rate": 0.01, "class_weight": "none", "threads": 2}
+    tiny = {**PARAMS["models"]["cnn"], "filters": [8], "dense": [8]}
+    model, _ = fit(model_name="cnn", model_params=tiny, train_cfg=train, seed=0, labels=LABELS, x_val=None, y_val=None,
+                   x_train=B.standardise(x, feats["n_frames"], mean=mean, std=std), y_train=np.arange(len(x)))
+    B.save(tmp_path / "b", model=model, labels=LABELS, input_kind="sequence", feature_config=config.to_dict(),
+           speaker_norm=False, mean=mean, std=std, info={"model": "cnn", "train_speakers": ["s:1"], "feature_dtype": "float16"})
+    path = tmp_path / "clip.wav"
+    y = speech(2.0, emotion="sad", seed=9)
+    sf.write(path, y, SR, subtype="FLOAT")
+    predictor = Predictor(tmp_path / "b")
+    got = predictor.probabilities([predictor.load(path)])
+    y_fixed, n_valid = prepare(y, config=config)
+    want = extract(y_fixed[None], np.array([n_valid]), config=config)
+    b = B.load(tmp_path / "b")
+    np.testing.assert_allclose(got, b.predict_proba(want["sequence"].astype(np.float16).astype(np.float32),
+                                                    want["n_frames"]), atol=1e-6)
+    voice.weights.cache_clear()
+
+    def missing():
+        raise voice.VoiceError(f"the GE2E voice encoder's weights are not installed: {voice.INSTALL}")
+
+    monkeypatch.setattr(voice, "weights_path", missing)
+    try:
+        with pytest.raises(InferenceError, match=r"not installed: pip install --no-deps --require-hashes"):
+            Predictor(tmp_path / "b")
+    finally:
+        voice.weights.cache_clear()

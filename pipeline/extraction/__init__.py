@@ -21,7 +21,11 @@ zero padding, periodic Hann window of ``win_length`` centred in ``n_fft``, as
   the others, as eGeMAPS's ``F0semitoneFrom27.5Hz``) and ``voicing`` (the frame's peak
   normalised autocorrelation), Praat-style (normalised autocorrelation, 75-600 Hz) over its
   own 40 ms frames on the same centres (:func:`~pipeline.extraction.frames.pitch`): the spectral
-  features above cannot show f0, the main prosodic cue of emotion.
+  features above cannot show f0, the main prosodic cue of emotion; ``ge2e`` = 256 columns, the
+  second LSTM layer's outputs of a pretrained GE2E voice encoder run over the clip's real audio on
+  its own 40-band mel frames (25 ms windows, 10 ms hop, so it needs ``hop_length = sr / 100``),
+  zero in the padding (:func:`pipeline.voice.frames`; needs the weights of
+  ``requirements-weights.txt``).
 - the utterance vector, averaged over the frames that hold real audio: MFCC mean (and std),
   chroma mean (``chroma_stft``, tuning 0), mel power mean, spectral centroid, roll-off (0.85)
   and bandwidth (p=2) from the magnitude ``sqrt(S)``, ZCR and RMS -- the write-ups' vector

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from pipeline import voice
 from pipeline.audio import LOUDNESS_MODES
 from pipeline.params import ParamsError
 from pipeline.schema import CROPS, SEQUENCE_FEATURES
@@ -106,6 +107,10 @@ class FeatureConfig:
                             f"lists {name!r}, which is not a sequence feature; choose from {list(SEQUENCE_FEATURES)}")
         if len(set(self.sequence)) != len(self.sequence):
             raise _fail("sequence", list(self.sequence), "lists a feature twice")
+        if "ge2e" in self.sequence and self.hop_length * 100 != self.sr:
+            raise _fail("hop_length", self.hop_length, f"gives {1000 * self.hop_length / self.sr:g} ms frames, but the "
+                        f"sequence feature 'ge2e' (the voice encoder's 10 ms frames) needs hop_length = sr / 100; "
+                        f"set hop_length to {self.sr / 100:g} or drop 'ge2e' from features.sequence")
         _int(self.n_mels, key="n_mels")
         _int(self.n_mfcc, key="n_mfcc", high=self.n_mels, high_name=f"n_mels={self.n_mels}")
         _bool(self.mfcc_deltas, key="mfcc_deltas")
@@ -177,19 +182,35 @@ class FeatureConfig:
 
     def sequence_names(self) -> list[str]:
         """One name per column of ``extract(...)["sequence"]``, e.g. ``logmel_00``, ``mfcc_39``, ``zcr``."""
-        names: list[str] = []
+        return [name for feat in self.sequence for name in self._names_of(feat)]
+
+    def _names_of(self, feat: str) -> list[str]:
+        if feat == "logmel":
+            return _numbered("logmel", self.n_mels)
+        if feat == "mfcc":
+            return _numbered("mfcc", self.n_mfcc) + (_numbered("d_mfcc", self.n_mfcc) if self.mfcc_deltas else [])
+        if feat == "pitch":
+            return ["f0_semitones", "voicing"]
+        if feat == "ge2e":
+            return voice.frame_names()
+        return [feat]
+
+    def columns(self, features: Sequence[str] | None, *, key: str = "features") -> np.ndarray | None:
+        """Positions in :meth:`sequence_names` of the columns of ``features`` (some of
+        ``sequence``; a model's ``models.<name>.sequence``), in this config's order; None for
+        None (every column). Raises :class:`ParamsError` naming ``key`` for a feature not extracted."""
+        if features is None:
+            return None
+        if missing := [f for f in features if f not in self.sequence]:
+            raise ParamsError(f"params.yaml: {key}={list(features)!r} lists {missing[0]!r}, which features.sequence "
+                              f"{list(self.sequence)!r} does not extract; add it to features.sequence or drop it here")
+        out, start = [], 0
         for feat in self.sequence:
-            if feat == "logmel":
-                names += _numbered("logmel", self.n_mels)
-            elif feat == "mfcc":
-                names += _numbered("mfcc", self.n_mfcc)
-                if self.mfcc_deltas:
-                    names += _numbered("d_mfcc", self.n_mfcc)
-            elif feat == "pitch":
-                names += ["f0_semitones", "voicing"]
-            else:
-                names.append(feat)
-        return names
+            width = len(self._names_of(feat))
+            if feat in features:
+                out += range(start, start + width)
+            start += width
+        return np.asarray(out, dtype=np.int64)
 
     def utterance_names(self) -> list[str]:
         """One name per column of ``extract(...)["utterance"]``, e.g. ``mfcc_mean_00``, ``rms_mean``."""

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from pipeline import voice
 from pipeline.extraction.banks import ROLL_BLOCK, Kernels, kernels, project
 from pipeline.extraction.config import DELTA_WIDTH, FeatureConfig, n_valid_frames
 
@@ -91,7 +92,7 @@ def extract(Y: np.ndarray, n_valid: np.ndarray, *, config: FeatureConfig) -> dic
     with _one_blas_thread():
         for start in range(0, len(Y), _BLOCK_CLIPS):
             stop = start + _BLOCK_CLIPS
-            _extract_block(Y[start:stop], n_frames[start:stop], config=config,
+            _extract_block(Y[start:stop], n_frames[start:stop], n_valid[start:stop], config=config,
                            sequence=sequence[start:stop], utterance=utterance[start:stop])
     return {"sequence": sequence, "utterance": utterance, "n_frames": n_frames}
 
@@ -139,7 +140,7 @@ def power_spectrogram(Y: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     return S
 
 
-def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig,
+def _extract_block(Y: np.ndarray, n_frames: np.ndarray, n_valid: np.ndarray, *, config: FeatureConfig,
                    sequence: np.ndarray, utterance: np.ndarray) -> None:
     """Fill ``sequence`` and ``utterance`` (views into the outputs) for one block of clips."""
     k, u = kernels(config), config.utterance
@@ -173,6 +174,9 @@ def _extract_block(Y: np.ndarray, n_frames: np.ndarray, *, config: FeatureConfig
         elif feat == "pitch":
             sequence[..., col:col + 2] = pitch(Y, sr=config.sr, hop_length=config.hop_length)
             col += 2
+        elif feat == "ge2e":
+            sequence[..., col:col + voice.HIDDEN] = voice.frames(Y, n_valid, sr=config.sr, n_frames=T)
+            col += voice.HIDDEN
         else:
             sequence[..., col] = zcr if feat == "zcr" else rms
             col += 1

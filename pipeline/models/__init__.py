@@ -58,9 +58,9 @@ BUILDERS: dict[str, Callable[..., Any]] = {"cnn": build_cnn, "cnn_lstm": build_c
 (``svm``: eGeMAPS, the classic baseline; ``svm_compare``: the same recipe over ComParE_2016;
 ``svm_ge2e``: over a pretrained voice encoder's features, :mod:`pipeline.voice`)."""
 
-TRAINING_KEYS = ("specaugment", "train_on_val", "copies", "adversary", "ensemble", "crop_s")
+TRAINING_KEYS = ("specaugment", "train_on_val", "copies", "adversary", "ensemble", "crop_s", "sequence")
 """Keys of a model's section that set how it trains (:func:`pipeline.train.fit`,
-:func:`pipeline.train.train_on`), not the network."""
+:func:`pipeline.train.train_on`: ``sequence``, the frame features it reads), not the network."""
 
 
 def is_keras(model: Any) -> bool:
