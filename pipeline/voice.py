@@ -238,6 +238,20 @@ def lstm_outputs(x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
     return h_in
 
 
+def _real_audio(Y: np.ndarray, n_valid: np.ndarray, *, sr: int, at_least: int) -> list[np.ndarray]:
+    """Each clip's first ``max(n_valid, at_least)`` samples, at 16 kHz."""
+    from pipeline.audio import resample
+
+    Y = np.asarray(Y, dtype=np.float32)
+    n_valid = np.asarray(n_valid).reshape(-1)
+    if Y.ndim != 2 or len(n_valid) != len(Y):
+        raise ValueError(f"expected clips (batch, n_samples) and one n_valid per clip, got {Y.shape} and {n_valid.shape}")
+    clips = [y[:max(int(n), at_least)] for y, n in zip(Y, n_valid, strict=True)]
+    if sr != SR:
+        clips = [resample(y, orig_sr=sr, target_sr=SR) if len(y) else y for y in clips]
+    return clips
+
+
 def ge2e(Y: np.ndarray, n_valid: np.ndarray, *, sr: int) -> np.ndarray:
     """The voice encoder's features of each clip's real audio.
 
@@ -255,16 +269,8 @@ def ge2e(Y: np.ndarray, n_valid: np.ndarray, *, sr: int) -> np.ndarray:
     np.ndarray [shape=(batch, 256), dtype=float32]
         The mean over every frame of every partial utterance of the second LSTM layer's outputs.
     """
-    from pipeline.audio import resample
-
-    Y = np.asarray(Y, dtype=np.float32)
-    n_valid = np.asarray(n_valid).reshape(-1)
-    if Y.ndim != 2 or len(n_valid) != len(Y):
-        raise ValueError(f"expected clips (batch, n_samples) and one n_valid per clip, got {Y.shape} and {n_valid.shape}")
     w = weights()
-    clips = [y[:max(int(n), 1)] for y, n in zip(Y, n_valid, strict=True)]
-    if sr != SR:
-        clips = [resample(y, orig_sr=sr, target_sr=SR) for y in clips]
+    clips = _real_audio(Y, n_valid, sr=sr, at_least=1)
     rows = []
     for start in range(0, len(clips), BATCH):            # the partials of BATCH clips at once (bounded memory)
         mels = [mel_partials(y) for y in clips[start:start + BATCH]]
@@ -298,16 +304,8 @@ def frames(Y: np.ndarray, n_valid: np.ndarray, *, sr: int, n_frames: int) -> np.
         Layer :data:`LAYER`'s outputs for the clip's first ``1 + n_valid // 160`` frames (at 16 kHz),
         zero after them (the padding) and for a clip without audio. Computed in float64.
     """
-    from pipeline.audio import resample
-
-    Y = np.asarray(Y, dtype=np.float32)
-    n_valid = np.asarray(n_valid).reshape(-1)
-    if Y.ndim != 2 or len(n_valid) != len(Y):
-        raise ValueError(f"expected clips (batch, n_samples) and one n_valid per clip, got {Y.shape} and {n_valid.shape}")
     w = weights()
-    clips = [y[:max(int(n), 0)] for y, n in zip(Y, n_valid, strict=True)]
-    if sr != SR:
-        clips = [resample(y, orig_sr=sr, target_sr=SR) if len(y) else y for y in clips]
+    clips = _real_audio(Y, n_valid, sr=sr, at_least=0)
     out = np.zeros((len(clips), n_frames, HIDDEN), dtype=np.float32)
     for start in range(0, len(clips), BATCH):            # BATCH clips at once, zero-padded at the end
         mels = [_mel(_leveled(y))[:n_frames] if len(y) else np.zeros((0, N_MELS)) for y in clips[start:start + BATCH]]
