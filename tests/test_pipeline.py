@@ -215,13 +215,27 @@ def restore_head(repo):
     dvc(repo, "checkout", "--force")
 
 
-# A stage is caught mid-work when its partial outputs are there and its last file is not yet.
+def written_since(paths, t0: float) -> bool:
+    """Whether any of ``paths`` was written at or after ``t0`` (a file DVC is still deleting from
+    the run before does not count)."""
+    for path in paths:
+        try:
+            if path.stat().st_mtime >= t0:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+# A stage is caught mid-work when partial outputs of this run are there and its last file is not
+# yet (files of the previous run, which `dvc repro --force` deletes output by output, do not count).
 KILLS = {
-    "augment@ravdess": lambda d: any((d / "data/augmented/ravdess").glob("*.flac"))
+    "augment@ravdess": lambda d, t0: written_since((d / "data/augmented/ravdess").glob("*.flac"), t0)
     and not (d / "data/augmented/ravdess/augmented.csv").exists(),
-    "features@ravdess": lambda d: (d / "data/features/original/ravdess/sequence.npy").exists()
+    "features@ravdess": lambda d, t0: written_since([d / "data/features/original/ravdess/sequence.npy"], t0)
     and not (d / "data/features/original/ravdess/meta.json").exists(),
-    "train@cnn": lambda d: (d / "dvclive/cnn/metrics.json").exists() and not (d / "models/cnn/bundle.json").exists(),
+    "train@cnn": lambda d, t0: written_since([d / "dvclive/cnn/metrics.json"], t0)
+    and not (d / "models/cnn/bundle.json").exists(),
 }
 
 
@@ -232,12 +246,13 @@ def test_a_stage_killed_mid_work_recovers_on_the_next_repro(repo, stage):
     restore_head(repo)
     dst, env = repo
     lock = (dst / "dvc.lock").read_text()
+    t0 = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", stage], cwd=dst, env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while not KILLS[stage](dst) and proc.poll() is None and time.monotonic() < deadline:
+    while not KILLS[stage](dst, t0) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    caught = proc.poll() is None and KILLS[stage](dst)
+    caught = proc.poll() is None and KILLS[stage](dst, t0)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert caught, f"{stage} was not caught mid-work (exit {proc.returncode})"
