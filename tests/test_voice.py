@@ -246,6 +246,8 @@ def test_the_sequence_feature_ge2e_fills_256_columns_beside_the_others_and_needs
     with pytest.raises(ParamsError, match=r"features\.hop_length=200 .*'ge2e'.*set hop_length to 160"):
         FeatureConfig.from_params({**features, "hop_length": 200}, sr=SR)
     FeatureConfig.from_params({**features, "hop_length": 200, "sequence": ["logmel"]}, sr=SR)   # without it: fine
+    with pytest.raises(ParamsError, match=r"base\.sample_rate=22050 is not a multiple of 100 Hz"):
+        FeatureConfig.from_params({**features, "hop_length": 220}, sr=22050)
 
 
 def test_a_cnn_bundle_on_ge2e_frames_predicts_a_file_as_trained_and_is_refused_without_the_weights(tmp_path, monkeypatch):

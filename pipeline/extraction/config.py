@@ -110,7 +110,10 @@ class FeatureConfig:
         if "ge2e" in self.sequence and self.hop_length * 100 != self.sr:
             raise _fail("hop_length", self.hop_length, f"gives {1000 * self.hop_length / self.sr:g} ms frames, but the "
                         f"sequence feature 'ge2e' (the voice encoder's 10 ms frames) needs hop_length = sr / 100; "
-                        f"set hop_length to {self.sr / 100:g} or drop 'ge2e' from features.sequence")
+                        + (f"set hop_length to {self.sr // 100} or drop 'ge2e' from features.sequence"
+                           if self.sr % 100 == 0 else
+                           f"base.sample_rate={self.sr} is not a multiple of 100 Hz, so set it to one (e.g. 16000, "
+                           f"hop_length 160) or drop 'ge2e' from features.sequence"))
         _int(self.n_mels, key="n_mels")
         _int(self.n_mfcc, key="n_mfcc", high=self.n_mels, high_name=f"n_mels={self.n_mels}")
         _bool(self.mfcc_deltas, key="mfcc_deltas")
