@@ -6,6 +6,7 @@ project's real feature config, once per session (``conftest.py`` exposes them as
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import zlib
@@ -22,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = P.load(ROOT / "params.yaml")
 SR = int(PARAMS["base"]["sample_rate"])
 LABELS = list(PARAMS["split"]["classes"])
+FEATURES = {**PARAMS["features"], "sequence": [n for n in PARAMS["features"]["sequence"] if n != "ge2e"]}
+"""``features`` of params.yaml without the voice encoder's frames: the tiny models here read the
+log-mel family, so they need no weights (the ``ge2e`` frame tests are tests/test_voice.py's)."""
 GE2E_MISSING = ("the GE2E voice encoder's weights (the Resemblyzer wheel) are not installed: "
                 "pip install --no-deps --require-hashes -r requirements-weights.txt")
 TINY = {
@@ -56,7 +60,7 @@ def tiny_bundles(base: Path) -> dict[str, Path]:
     """``{"cnn": folder, "cnn_lstm": folder, "svm": folder, "svm_compare": folder, "svm_ge2e": folder, "fusion": folder}``:
     bundles trained on 14 clips (the Keras ones for two epochs; the SVMs on the clips' eGeMAPS and
     ComParE functionals and GE2E features; the fusion of cnn and svm with weights 2 and 1)."""
-    config = FeatureConfig.from_params(PARAMS["features"], sr=SR)
+    config = FeatureConfig.from_params(FEATURES, sr=SR)
     clips = [prepare(speech(1.2 + 0.1 * i, emotion=LABELS[i % len(LABELS)], seed=i), config=config)
              for i in range(2 * len(LABELS))]
     feats = extract(np.stack([c[0] for c in clips]), np.array([c[1] for c in clips]), config=config)
@@ -90,3 +94,22 @@ def tiny_bundles(base: Path) -> dict[str, Path]:
     out["fusion"] = Path(base) / "bundles" / "fusion"
     B.save_fusion(out["fusion"], members={"cnn": out["cnn"], "svm": out["svm"]}, weights=[2.0, 1.0])
     return out
+
+
+@contextlib.contextmanager
+def without_weights():
+    """The GE2E voice encoder's weights as if not installed: ``voice.weights_path`` raises the
+    error a missing wheel gives, with the loaded weights forgotten before and after."""
+    import pytest
+    from pipeline import voice
+
+    def missing():
+        raise voice.VoiceError(f"the GE2E voice encoder's weights are not installed: {voice.INSTALL}")
+
+    voice.weights.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(voice, "weights_path", missing)
+            yield
+    finally:
+        voice.weights.cache_clear()

@@ -133,12 +133,12 @@ def test_a_fusion_bundle_is_refused_with_the_reason(capsys, bundles):
 def test_a_bundle_reading_some_frame_features_exports_those_columns(tmp_path, clips):
     """A ``cnn`` trained on ``models.cnn.sequence: [zcr, rms]``: the TensorFlow Lite model takes
     those 2 columns, ``export.json`` lists their positions, and it predicts as the Keras bundle."""
-    from fakes import PARAMS, TINY
+    from fakes import FEATURES, PARAMS, TINY
     from pipeline import bundle as B
     from pipeline.extraction import FeatureConfig, extract, prepare
     from pipeline.train import fit
 
-    config = FeatureConfig.from_params(PARAMS["features"], sr=SR)
+    config = FeatureConfig.from_params(FEATURES, sr=SR)
     cols = config.columns(["zcr", "rms"])
     fixed = [prepare(speech(1.0 + 0.2 * i, emotion=LABELS[i % len(LABELS)], seed=i), config=config) for i in range(14)]
     feats = extract(np.stack([f[0] for f in fixed]), np.array([f[1] for f in fixed]), config=config)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from fakes import GE2E_MISSING, LABELS, PARAMS, SR, speech
+from fakes import FEATURES, GE2E_MISSING, LABELS, SR, speech, without_weights
 from pipeline import bundle as B, dataset, egemaps, functionals
 from pipeline.descriptors import describe
 from pipeline.extraction import FeatureConfig, prepare
@@ -22,7 +22,7 @@ from pipeline.models import check_params, input_kind, is_keras
 from pipeline.params import ParamsError
 from pipeline.train import fit
 
-CONFIG = FeatureConfig.from_params(PARAMS["features"], sr=SR)
+CONFIG = FeatureConfig.from_params(FEATURES, sr=SR)
 
 
 def test_egemaps_gives_88_finite_named_values_and_ignores_the_padding():
@@ -151,24 +151,16 @@ def test_a_fusion_with_svm_ge2e_predicts_the_mean_of_its_members_from_the_file(b
     np.testing.assert_allclose(fused.probabilities([y]), (one[0] + one[1]) / 2, rtol=0, atol=1e-12)
 
 
-def test_a_ge2e_bundle_without_the_encoders_weights_is_refused_naming_the_install(bundles, monkeypatch):
-    from pipeline import voice
+def test_a_ge2e_bundle_without_the_encoders_weights_is_refused_naming_the_install(bundles):
     from pipeline.infer import InferenceError
 
     if "svm_ge2e" not in bundles:
         pytest.skip(GE2E_MISSING)
     Predictor(bundles["svm_ge2e"])                       # loads with the weights installed
-    voice.weights.cache_clear()
-    def missing():
-        raise voice.VoiceError(f"the GE2E voice encoder's weights are not installed: {voice.INSTALL}")
-
-    monkeypatch.setattr(voice, "weights_path", missing)
-    try:
+    with without_weights():
         with pytest.raises(InferenceError, match=r"not installed: pip install --no-deps --require-hashes -r requirements-weights\.txt"):
             Predictor(bundles["svm_ge2e"])
         Predictor(bundles["svm"])                        # a bundle that does not read it is unaffected
-    finally:
-        voice.weights.cache_clear()
 
 
 def test_the_fusion_bundle_predicts_the_weighted_mean_of_its_members(bundles, tmp_path):

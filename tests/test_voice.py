@@ -250,8 +250,8 @@ def test_the_sequence_feature_ge2e_fills_256_columns_beside_the_others_and_needs
         FeatureConfig.from_params({**features, "hop_length": 220}, sr=22050)
 
 
-def test_a_cnn_bundle_on_ge2e_frames_predicts_a_file_as_trained_and_is_refused_without_the_weights(tmp_path, monkeypatch):
-    from fakes import LABELS, PARAMS, speech
+def test_a_cnn_bundle_on_ge2e_frames_predicts_a_file_as_trained_and_is_refused_without_the_weights(tmp_path):
+    from fakes import LABELS, PARAMS, speech, without_weights
     from pipeline import bundle as B
     from pipeline.extraction import FeatureConfig, extract, prepare
     from pipeline.infer import InferenceError, Predictor
@@ -280,14 +280,5 @@ def test_a_cnn_bundle_on_ge2e_frames_predicts_a_file_as_trained_and_is_refused_w
     b = B.load(tmp_path / "b")
     np.testing.assert_allclose(got, b.predict_proba(want["sequence"].astype(np.float16).astype(np.float32),
                                                     want["n_frames"]), atol=1e-6)
-    voice.weights.cache_clear()
-
-    def missing():
-        raise voice.VoiceError(f"the GE2E voice encoder's weights are not installed: {voice.INSTALL}")
-
-    monkeypatch.setattr(voice, "weights_path", missing)
-    try:
-        with pytest.raises(InferenceError, match=r"not installed: pip install --no-deps --require-hashes"):
-            Predictor(tmp_path / "b")
-    finally:
-        voice.weights.cache_clear()
+    with without_weights(), pytest.raises(InferenceError, match=r"not installed: pip install --no-deps --require-hashes"):
+        Predictor(tmp_path / "b")
