@@ -185,7 +185,7 @@ README_ROWS = {   # README, "Speaker-balanced decoding": UAR mean, std, EMO-DB, 
     ("cnn_logmel", "svm", "svm_compare"): (0.704, 0.048, 0.810, 0.702, 0.616, 0.45),
     ("cnn_logmel", "cnn_lstm", "svm", "svm_compare"): (0.717, 0.055, 0.804, 0.723, 0.627, 0.44),
     ("cnn_logmel", "cnn_lstm", "svm", "svm_compare", "svm_ge2e"): (0.757, 0.058, 0.827, 0.759, 0.697, 0.50),
-    ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e"): (0.775, 0.06, 0.844, 0.784, 0.686, 0.55),   # the default fusion
+    ("cnn", "cnn_lstm", "svm", "svm_compare", "svm_ge2e"): (0.775, 0.060, 0.844, 0.784, 0.686, 0.55),   # the default fusion
 }
 
 
