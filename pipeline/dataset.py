@@ -112,7 +112,7 @@ class Source:
     Memory holds the row table, the frame counts and the positions (a few bytes per clip),
     never the features: :meth:`read` gathers any rows as float32 (exact from the stored
     float16) with plain file reads, so neither the arrays nor a memory map's pages stay in
-    the process. Every read checks that the values are finite and names the file if not.
+    the process. Every read checks that the values it returns are finite and names the file if not.
     """
 
     def __init__(self, rows: pd.DataFrame, n_frames: np.ndarray, missing: list[str], parts: list[_Part],
@@ -144,8 +144,7 @@ class Source:
         for p in np.unique(self._part[idx]):
             sel = np.flatnonzero(self._part[idx] == p)
             order = np.argsort(self._pos[idx[sel]], kind="stable")  # read each file front to back
-            block = _read_rows(self._parts[p], self._pos[idx[sel]][order])
-            out[sel[order]] = block if self._columns is None else block[..., self._columns]
+            out[sel[order]] = _read_rows(self._parts[p], self._pos[idx[sel]][order], self._columns)
         return out
 
     def chunks(self, size: int):
@@ -165,8 +164,10 @@ class Source:
         return Features(x=self.read(), n_frames=self.n_frames, rows=self.rows, missing=self.missing)
 
 
-def _read_rows(part: _Part, positions: np.ndarray) -> np.ndarray:
-    """float32 rows at sorted ``positions`` of one file, each run of neighbours in one read."""
+def _read_rows(part: _Part, positions: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+    """float32 rows at sorted ``positions`` of one file, each run of neighbours in one read;
+    with ``columns``, only those positions of the last axis are converted and checked (the
+    file holds whole rows, so they are all read)."""
     buf = np.empty((len(positions),) + part.shape, part.dtype)
     where = dict(kind=part.kind, source=part.source, corpus=part.corpus)
     runs = np.split(np.arange(len(positions)), np.flatnonzero(np.diff(positions) != 1) + 1)
@@ -178,7 +179,7 @@ def _read_rows(part: _Part, positions: np.ndarray) -> np.ndarray:
             view = memoryview(buf[run[0]:run[-1] + 1]).cast("B")
             if f.readinto(view) != len(view):
                 raise _cache_error(part.path, "truncated or corrupt (shorter than its header says)", **where)
-    block = buf.astype(np.float32)
+    block = (buf if columns is None else buf[..., columns]).astype(np.float32)
     if not np.isfinite(block).all():
         bad = int((~np.isfinite(block.reshape(len(block), -1))).any(axis=1).sum())
         raise _cache_error(part.path, f"non-finite values in {bad} of the {len(block)} rows read (corrupt)", **where)

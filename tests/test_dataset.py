@@ -70,3 +70,15 @@ def test_a_damaged_cache_is_refused_with_the_file_and_the_fix(cache, damage, pro
         dataset.load(rows(range(6)), features_dir=cache, kind="sequence")
     assert "`dvc checkout features@ravdess`" in str(err.value)
     assert "`dvc repro --force-downstream features@ravdess`" in str(err.value)
+
+
+def test_a_column_selection_converts_and_checks_only_its_columns(cache):
+    """A model reading some of the frame features (``models.<name>.sequence``) gets exactly those
+    columns; a non-finite value is refused when it is in them, and is no concern of theirs when not."""
+    _inf(cache / "original" / "ravdess" / "sequence.npy")    # row 2, frame 1, column 1
+    src = dataset.open_source(rows(range(6)), features_dir=cache, kind="sequence")
+    whole = np.load(cache / "original" / "ravdess" / "sequence.npy").astype(np.float32)
+    got = src.select(np.array([2, 0])).read(np.array([5, 2, 0]))
+    assert got.dtype == np.float32 and np.array_equal(got, whole[[5, 2, 0]][..., [2, 0]])
+    with pytest.raises(CacheError, match=r"sequence\.npy: non-finite values in 1 of the 3 rows read"):
+        src.select(np.array([1])).read(np.array([5, 2, 0]))
