@@ -1,6 +1,8 @@
 """Shared fixtures."""
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 from pathlib import Path
 
@@ -36,7 +38,18 @@ def sample_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory) -> dict[str, Path]:
-    """``{"cnn": folder, "cnn_lstm": folder}``: tiny bundles trained once per session."""
+    """``{"cnn": folder, "cnn_lstm": folder, ...}``: tiny bundles (``fakes.tiny_bundles``) trained
+    once per session: under pytest-xdist by the first worker to ask, in the workers' shared
+    temporary folder, while the others wait (a file lock) instead of training their own."""
     from fakes import tiny_bundles
 
-    return tiny_bundles(tmp_path_factory.getbasetemp())
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent          # pytest-of-<user>/pytest-<n>/, shared by the workers
+    index = root / "tiny-bundles.json"
+    with (root / "tiny-bundles.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not index.exists():
+            built = tiny_bundles(root / "tiny-bundles")
+            index.write_text(json.dumps({name: str(path) for name, path in built.items()}))
+    return {name: Path(path) for name, path in json.loads(index.read_text()).items()}

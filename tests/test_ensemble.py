@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fakes import FIT_CFG, FIT_CNN, PARAMS, TINY as FAKE_TINY
+from fakes import FIT_CFG, FIT_CNN, PARAMS
 from pipeline import bundle as B
 from pipeline.export import TFLiteModel, to_tflite
 from pipeline.models import build, check_params
@@ -69,11 +69,13 @@ def test_one_network_is_the_plain_fit():
     np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(b(x)))
 
 
-@pytest.mark.parametrize("name", ["cnn", "cnn_lstm"])
-def test_members_stop_early_each_on_their_own_and_the_epochs_add_up(name):
-    """Early stopping per member: members of different lengths, counted one by one."""
+def test_members_stop_early_each_on_their_own_and_the_epochs_add_up():
+    """Early stopping per member: members of different lengths, counted one by one. On the cnn
+    only: the members are fitted and averaged whatever the network (``fit_ensemble``), and the
+    cnn_lstm's six fits cost CI minutes (258 s of it at af54099)."""
+    name = "cnn"
     x, y = data()
-    params = {**(TINY if name == "cnn" else FAKE_TINY["cnn_lstm"]), "specaugment": None, "ensemble": 3}
+    params = {**TINY, "specaugment": None, "ensemble": 3}
     cfg = {**CFG, "epochs": 12, "early_stopping_patience": 1, "learning_rate": 0.05}
     kwargs = dict(train_cfg=cfg, x_train=x, y_train=y, x_val=x[1::2], y_val=y[1::2], labels=LABELS, verbose=0)
     model, history = fit(model_name=name, model_params=params, seed=1, **kwargs)

@@ -398,3 +398,9 @@ def test_the_filter_bank_ports_equal_librosas(sr, n_fft, n_mels, n_chroma):
     np.testing.assert_allclose(chroma_bank(sr=sr, n_fft=n_fft, n_chroma=n_chroma),
                                librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=0.0,
                                                       dtype=np.float64), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 400, 401, 512, 640, 1024, 2048])
+def test_the_hann_window_has_scipys_bytes(n):
+    from pipeline.extraction.banks import hann
+    assert hann(n).tobytes() == scipy.signal.get_window("hann", n, fftbins=True).tobytes()
