@@ -7,7 +7,9 @@
 1. Draws the trials from the search space (seeded, so the same file gives the same trials)
    and checks that every key exists in ``params.yaml`` and that every trial can log the
    metric (an SVM with ``train_on_val: true`` has no validation UAR).
-2. Queues one experiment per trial: ``dvc exp run --queue --name <sweep>-<i> -S key=value ...``.
+2. Queues one experiment per trial: ``dvc exp run --queue --name <sweep>-<i> -S key=value ...``
+   (followed by the ``stages:`` of the space file, if any: then each trial runs those stages and
+   what they depend on, not the whole pipeline).
 3. Starts ``dvc queue start --jobs J`` and waits until every trial has finished, reading the
    queue's task states and workers from DVC's Python API (the data ``dvc queue status``
    prints, which has no JSON form). ``J`` is 1 by default: parallel queue workers race on the
@@ -31,6 +33,8 @@ Search-space file::
     seed: 0
     metric: dvclive/cnn_lstm/metrics.json:best.val_uar
     report: metrics/cnn_lstm.json:uar  # shown, never ranked on
+    stages: [evaluate@cnn_lstm]        # optional: run these (and their dependencies) only; they
+                                       # must write the metric and report files
     params:                            # dotted params.yaml keys
       models.cnn_lstm.lstm_units: [32, 64, 128]          # a list: choose one
       models.cnn_lstm.dropout: {uniform: [0.1, 0.5]}     # uniform | loguniform | int: [low, high]
@@ -72,7 +76,9 @@ def load_space(path: Path) -> dict:
     space = yaml.safe_load(path.read_text()) or {}
     if not isinstance(space, dict) or not isinstance(space.get("params"), dict) or not space["params"]:
         raise SweepError(f"{path}: expected a mapping with a non-empty 'params' mapping of dotted keys")
-    space = {"name": path.stem, "method": "random", "trials": 8, "seed": 0, "report": None, **space}
+    space = {"name": path.stem, "method": "random", "trials": 8, "seed": 0, "report": None, "stages": [], **space}
+    if not (isinstance(space["stages"], list) and all(isinstance(x, str) and x for x in space["stages"])):
+        raise SweepError(f"{path}: stages={space['stages']!r}: give a list of stage names, e.g. [evaluate@cnn]")
     if space["method"] not in ("random", "grid"):
         raise SweepError(f"{path}: method={space['method']!r}; choose random or grid")
     if not space.get("metric"):
@@ -93,6 +99,45 @@ def load_space(path: Path) -> dict:
             raise SweepError(f"{path}: params.{key}={dom!r}: give a list of values or one of "
                              f"{{{' | '.join(DISTRIBUTIONS)}: [low, high]}}")
     return space
+
+
+def check_stages(space: dict, *, outs: dict[str, list[str]], upstream: dict[str, set[str]]) -> None:
+    """The space's ``stages`` exist and, with what they depend on, write the files of its metric
+    and report (``outs``: each stage's output paths; ``upstream``: the stages each one runs
+    after, itself included). A trial that did not rewrite them would show the parent commit's."""
+    if not space["stages"]:
+        return
+    for name in space["stages"]:
+        if name not in outs:
+            raise SweepError(f"stages: {name!r} is not a stage of dvc.yaml; `dvc stage list` names them")
+    runs = set().union(*(upstream[name] for name in space["stages"]))
+    for spec in (space["metric"], space.get("report")):
+        if not spec:
+            continue
+        file = spec.split(":")[0]
+        if not any(file == o or file.startswith(o.rstrip("/") + "/") for name in runs for o in outs[name]):
+            raise SweepError(f"stages: {space['stages']} do not write {file} ({spec}); add the stage that writes it")
+
+
+def stage_graph() -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """``({stage: its output paths}, {stage: the stages it runs after, itself included})`` of the
+    project's dvc.yaml, from DVC's Python API."""
+    from dvc.repo import Repo
+
+    def after(graph, stage) -> set[str]:   # the graph's edges run from a stage to those it depends on
+        seen, todo = set(), [stage]
+        while todo:
+            node = todo.pop()
+            if node.addressing not in seen:
+                seen.add(node.addressing)
+                todo.extend(graph.successors(node))
+        return seen
+
+    with Repo() as repo:
+        graph = repo.index.graph
+        outs = {st.addressing: [str(o.def_path) for o in st.outs] for st in graph}
+        upstream = {st.addressing: after(graph, st) for st in graph}
+    return outs, upstream
 
 
 def _draw(dom: Any, rng: np.random.Generator) -> Any:
@@ -262,6 +307,9 @@ def run(args: argparse.Namespace, dvc: Runner = run_dvc, read: QueueReader = rea
     params = P.load()
     check_keys(trial_list[0], params)
     check_rankable(trial_list, params, space["metric"])
+    if space["stages"]:
+        outs, upstream = stage_graph()
+        check_stages(space, outs=outs, upstream=upstream)
     if args.jobs < 1:
         raise SweepError(f"--jobs {args.jobs}: give at least 1 worker")
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -273,7 +321,7 @@ def run(args: argparse.Namespace, dvc: Runner = run_dvc, read: QueueReader = rea
         return 0
     if not args.rank_only:
         for name, trial in zip(names, trial_list, strict=True):
-            dvc(["exp", "run", "--queue", "--name", name, *set_args(trial)])
+            dvc(["exp", "run", "--queue", "--name", name, *set_args(trial), *space["stages"]])
         print(f"sweep: queued {len(names)} experiments ({prefix}-1 .. {prefix}-{len(names)})")
         if args.no_start:
             print(f"sweep: start them with `dvc queue start --jobs {args.jobs}`; rank with "

@@ -52,6 +52,7 @@ def test_grid_is_every_combination_and_a_small_space_gives_fewer_random_trials(t
     ({"params": {"x": {"loguniform": [0, 1]}}}, r"must be \[low, high\] with low < high and low > 0"),
     ({"params": {"x": {"normal": [0, 1]}}}, r"give a list of values or one of"),
     ({"method": "grid", "params": {"x": {"uniform": [0, 1]}}}, "a grid needs lists of values"),
+    ({"stages": "evaluate@cnn"}, r"stages='evaluate@cnn': give a list of stage names"),
 ])
 def test_bad_spaces_are_refused_with_the_key_and_the_fix(tmp_path, change, match):
     with pytest.raises(SweepError, match=match):
@@ -143,3 +144,39 @@ def test_a_sweep_with_a_failed_trial_ranks_the_others_and_exits_1(tmp_path, caps
     args.rank_only = True
     assert sweep.run(args, dvc=fake, read=lambda: done) == 1
     assert sweep.run(args, dvc=fake, read=lambda: ({"s-1": "Success", "s-2": "Success", "s-3": "Success"}, 0)) == 0
+
+
+# A pipeline of three stages as DVC's index gives it: each stage's outputs and upstream stages.
+OUTS = {"train@cnn": ["models/cnn", "dvclive/cnn"], "evaluate@cnn": ["metrics/cnn.json"], "fuse": ["models/fusion"]}
+UPSTREAM = {"train@cnn": {"train@cnn"}, "evaluate@cnn": {"train@cnn", "evaluate@cnn"}, "fuse": {"train@cnn", "fuse"}}
+
+
+def test_stages_must_exist_and_write_the_metric_and_the_report(tmp_path):
+    space = sweep.load_space(write(tmp_path, {**SPACE, "report": "metrics/cnn.json:uar", "stages": ["evaluate@cnn"]}))
+    sweep.check_stages(space, outs=OUTS, upstream=UPSTREAM)          # train@cnn runs first and logs the metric
+    sweep.check_stages({**space, "stages": []}, outs={}, upstream={})   # no stages: the whole pipeline
+    with pytest.raises(SweepError, match=r"'evaluate@cnm' is not a stage of dvc.yaml; `dvc stage list`"):
+        sweep.check_stages({**space, "stages": ["evaluate@cnm"]}, outs=OUTS, upstream=UPSTREAM)
+    with pytest.raises(SweepError, match=r"\['fuse'\] do not write metrics/cnn.json \(metrics/cnn.json:uar\)"):
+        sweep.check_stages({**space, "stages": ["fuse"]}, outs=OUTS, upstream=UPSTREAM)
+    with pytest.raises(SweepError, match=r"do not write dvclive/cnn/metrics.json"):
+        sweep.check_stages({**space, "stages": ["fuse"], "metric": "dvclive/cnn/metrics.json:best.val_uar",
+                            "report": None}, outs={**OUTS, "fuse": ["models/fusion"]},
+                           upstream={**UPSTREAM, "fuse": {"fuse"}})
+
+
+def test_the_stages_follow_each_queued_trial(tmp_path, monkeypatch):
+    space = write(tmp_path, {"name": "s", "method": "grid", "metric": "dvclive/cnn/metrics.json:best.val_uar",
+                             "stages": ["evaluate@cnn"], "params": {"train.learning_rate": [0.0005, 0.002]}})
+    monkeypatch.setattr(sweep, "stage_graph", lambda: (OUTS, UPSTREAM))
+    calls = []
+
+    def fake(args):
+        calls.append(list(args))
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    args = argparse.Namespace(space=space, trials=None, jobs=1, name="s", dry_run=False,
+                              no_start=True, rank_only=False, apply=False, poll=0)
+    assert sweep.run(args, dvc=fake, read=lambda: ({}, 0)) == 0
+    assert calls == [["exp", "run", "--queue", "--name", "s-1", "-S", "train.learning_rate=0.0005", "evaluate@cnn"],
+                     ["exp", "run", "--queue", "--name", "s-2", "-S", "train.learning_rate=0.002", "evaluate@cnn"]]
