@@ -40,9 +40,9 @@ PORTABLE = ["demo", "ingest", "split", "augment@*", "features@*", "features_augm
 # --light (CI) rebuilds the stages every other one starts from (the demo corpus, ingestion and the
 # split: every corpus's audio, resampled from its own rate) and one corpus's augmentation, frame
 # features (the log-mel family and the GE2E voice encoder's frames) and eGeMAPS functionals:
-# each extractor and the copies' audio checked bit for bit in about a sixth of the CPU of all the
-# portable stages, which CI, running the tests on the same 2 cores, cannot afford. The other
-# corpora run the same code on other clips; `python .ci/drift.py` rebuilds them all.
+# each extractor and the copies' audio checked bit for bit on one corpus's clips, since all of
+# them cost CI about 31 min beside its tests on the same 2 cores (2026-12-06). The other corpora
+# run the same code on other clips; `python .ci/drift.py` rebuilds them all.
 LIGHT = ["demo", "ingest", "split", "augment@savee", "features@savee", "functionals@savee"]
 SHOWN = 25   # problem lines printed; the rest are counted
 
