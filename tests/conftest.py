@@ -36,6 +36,14 @@ def sample_dir() -> Path:
     return path
 
 
+def shared_tmp(tmp_path_factory) -> Path:
+    """The temporary folder every pytest-xdist worker of this session sees
+    (pytest-of-<user>/pytest-<n>/), or the session's own without xdist: where a fixture built
+    once for all workers lives, behind a file lock."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory) -> dict[str, Path]:
     """``{"cnn": folder, "cnn_lstm": folder, ...}``: tiny bundles (``fakes.tiny_bundles``) trained
@@ -43,9 +51,7 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
     temporary folder, while the others wait (a file lock) instead of training their own."""
     from fakes import tiny_bundles
 
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent          # pytest-of-<user>/pytest-<n>/, shared by the workers
+    root = shared_tmp(tmp_path_factory)
     index = root / "tiny-bundles.json"
     with (root / "tiny-bundles.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

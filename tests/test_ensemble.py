@@ -73,14 +73,13 @@ def test_members_stop_early_each_on_their_own_and_the_epochs_add_up():
     """Early stopping per member: members of different lengths, counted one by one. On the cnn
     only: the members are fitted and averaged whatever the network (``fit_ensemble``), and the
     cnn_lstm's six fits cost CI minutes (258 s of it at af54099)."""
-    name = "cnn"
     x, y = data()
     params = {**TINY, "specaugment": None, "ensemble": 3}
     cfg = {**CFG, "epochs": 12, "early_stopping_patience": 1, "learning_rate": 0.05}
     kwargs = dict(train_cfg=cfg, x_train=x, y_train=y, x_val=x[1::2], y_val=y[1::2], labels=LABELS, verbose=0)
-    model, history = fit(model_name=name, model_params=params, seed=1, **kwargs)
+    model, history = fit(model_name="cnn", model_params=params, seed=1, **kwargs)
     epochs = epochs_trained(history)
-    singles = [fit(model_name=name, model_params={**params, "ensemble": 1}, seed=1 + ENSEMBLE_SEED_STEP * k, **kwargs)
+    singles = [fit(model_name="cnn", model_params={**params, "ensemble": 1}, seed=1 + ENSEMBLE_SEED_STEP * k, **kwargs)
                for k in range(3)]
     assert epochs == [len(h["loss"]) for _, h in singles] and len(history["loss"]) == sum(epochs)
     assert all(e < cfg["epochs"] for e in epochs) and len(set(epochs)) > 1, epochs
