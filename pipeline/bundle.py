@@ -225,7 +225,29 @@ class FusionBundle:
                                    for m in self.members.values()], self.weights)
 
 
-def check_fusable(members: Mapping[str, "Bundle"]) -> None:
+@dataclass(frozen=True)
+class BundleMeta:
+    """What ``bundle.json`` says of a bundle, read without loading its model (no TensorFlow)."""
+
+    labels: list[str]
+    feature_config: dict
+    info: dict
+
+
+def read_meta(folder: Path) -> BundleMeta:
+    """The labels, feature config and ``bundle.json`` of the bundle in ``folder`` (of a fusion:
+    the feature config of its first member, as :attr:`FusionBundle.feature_config`)."""
+    folder = Path(folder)
+    if not (folder / "bundle.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a model bundle (no bundle.json); run `dvc repro` to train one")
+    meta = json.loads((folder / "bundle.json").read_text())
+    if "fusion" in meta:
+        first = read_meta(folder / "members" / meta["fusion"]["members"][0])
+        return BundleMeta(labels=meta["labels"], feature_config=first.feature_config, info=meta)
+    return BundleMeta(labels=meta["labels"], feature_config=meta["feature_config"], info=meta)
+
+
+def check_fusable(members: Mapping[str, "Bundle | BundleMeta"]) -> None:
     """Members must share the labels (in order) and the clip preparation (same feature config)."""
     if not members:
         raise ValueError("a fusion needs at least one member bundle")
@@ -247,11 +269,13 @@ def fuse_probabilities(tables: Sequence[np.ndarray], weights: Sequence[float]) -
 
 
 def save_fusion(folder: Path, *, members: Mapping[str, Path], weights: Sequence[float]) -> None:
-    """Write a fusion bundle: copies of the member bundle folders and ``bundle.json``."""
+    """Write a fusion bundle: copies of the member bundle folders and ``bundle.json``. The members
+    are checked from their ``bundle.json`` alone (:func:`read_meta`): the fuse stage never
+    loads a model, so it never imports TensorFlow."""
     import shutil
 
     folder = Path(folder)
-    loaded = {name: load(path) for name, path in members.items()}
+    loaded = {name: read_meta(path) for name, path in members.items()}
     check_fusable(loaded)
     if folder.exists():
         shutil.rmtree(folder)

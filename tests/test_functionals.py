@@ -22,6 +22,8 @@ from pipeline.models import check_params, input_kind, is_keras
 from pipeline.params import ParamsError
 from pipeline.train import fit
 
+ROOT = Path(__file__).resolve().parents[1]
+
 CONFIG = FeatureConfig.from_params(FEATURES, sr=SR)
 
 
@@ -182,6 +184,18 @@ def test_the_fusion_bundle_predicts_the_weighted_mean_of_its_members(bundles, tm
            feature_config=b.feature_config, speaker_norm=False, mean=b.mean, std=b.std, info={"train_speakers": ["x:1"]})
     with pytest.raises(ValueError, match="train every member on the same split.classes"):
         save_fusion(tmp_path / "f", members={"cnn": bundles["cnn"], "other": other}, weights=[1, 1])
+    # nor members that prepare the clips otherwise (checked from bundle.json, the models never loaded)
+    B.save(other, model=b.model, labels=b.labels, input_kind=b.input_kind,
+           feature_config={**b.feature_config, "seconds": b.feature_config["seconds"] + 1},
+           speaker_norm=False, mean=b.mean, std=b.std, info={"train_speakers": ["x:1"]})
+    with pytest.raises(ValueError, match="another feature config than 'cnn'"):
+        save_fusion(tmp_path / "f", members={"cnn": bundles["cnn"], "other": other}, weights=[1, 1])
+    script = ("import sys; from pipeline.bundle import save_fusion; "
+              f"save_fusion({str(tmp_path / 'g')!r}, members={{'cnn': {str(bundles['cnn'])!r}, 'svm': {str(bundles['svm'])!r}}}, "
+              "weights=[2.0, 1.0]); print('tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.split() == ["False"], proc.stderr[-2000:]   # the fuse stage without TensorFlow
+    assert (tmp_path / "g" / "bundle.json").read_text() == (bundles["fusion"] / "bundle.json").read_text()
 
 
 def test_a_class_with_a_single_training_clip_still_gives_probabilities():
