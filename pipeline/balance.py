@@ -152,8 +152,8 @@ def corpus_classes(table: pd.DataFrame, *, labels: Sequence[str]) -> np.ndarray:
     if lone := sorted(speakers.index[speakers < 2]):
         raise BalanceError(f"corpus(es) {lone} have one test speaker in the predictions, so their class set would be "
                            "that speaker's own labels; balance over every class (--all-classes) instead")
-    have = table.groupby("corpus").label.agg(set)
-    return np.array([[c in have[corpus] for c in labels] for corpus in table.corpus])
+    have = {corpus: [c in s for c in labels] for corpus, s in table.groupby("corpus").label.agg(set).items()}
+    return np.array([have[corpus] for corpus in table.corpus], dtype=bool).reshape(len(table), len(labels))
 
 
 def labelled_classes(rows: pd.DataFrame, *, labels: Sequence[str], fold_labels: Sequence[str] | None = None

@@ -1,6 +1,7 @@
 """Training and evaluation: beats chance, deterministic, leakage refused, metric keys and UAR."""
 import json
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from fakes import PARAMS
 from pipeline import bundle as B
-from pipeline.metrics import compute_metrics
+from pipeline.metrics import compute_metrics, uar
 from pipeline.speakers import LeakageError, check_unseen
 from pipeline.train import class_weights, corpus_weights, fit, training_rows
 
@@ -59,6 +60,62 @@ def test_metrics_have_every_documented_key_and_uar_is_balanced_accuracy():
     assert m["uar"] == pytest.approx(balanced_accuracy_score(y_true, proba.argmax(axis=1)))
     assert m["per_corpus"]["a"]["n"] == 6
     json.dumps(m)  # serialisable
+
+
+def sklearn_uar(y_true, y_pred) -> float:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(y_true, y_pred))
+
+
+def sklearn_metrics(y_true, proba, *, labels, corpus) -> dict:
+    """compute_metrics as it was written with scikit-learn (until 2026-12-06): the reference."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+
+    uar = sklearn_uar
+    y_pred, present, corpus = proba.argmax(axis=1), np.unique(y_true), np.asarray(corpus)
+    prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=np.arange(len(labels)), zero_division=0)
+    aucs = [roc_auc_score(y_true == c, proba[:, c]) for c in present] if len(present) > 1 else [float("nan")]
+    out = {"accuracy": float(accuracy_score(y_true, y_pred)), "uar": uar(y_true, y_pred),
+           "macro_f1": float(np.mean(f1[present])), "roc_auc": float(np.mean(aucs)), "n": int(len(y_true)),
+           "per_class": {label: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
+                                 "support": int(sup[i])} for i, label in enumerate(labels)}, "per_corpus": {}}
+    for c in sorted(set(corpus)):
+        m = corpus == c
+        here = np.unique(y_true[m])
+        _, rec_c, f1_c, _ = precision_recall_fscore_support(y_true[m], y_pred[m], labels=np.arange(len(labels)), zero_division=0)
+        out["per_corpus"][c] = {"uar": uar(y_true[m], y_pred[m]), "accuracy": float(accuracy_score(y_true[m], y_pred[m])),
+                                "macro_f1": float(np.mean(f1_c[here])), "n": int(m.sum()),
+                                "recall": {labels[i]: float(rec_c[i]) for i in here}}
+    return out
+
+
+def test_metrics_are_scikit_learns_to_the_bit():
+    """Every number of compute_metrics and uar equals scikit-learn's exactly (==, not approx):
+    tied probabilities, classes never predicted or predicted but absent, float32 and float64,
+    one corpus holding a single class, one clip."""
+    rng = np.random.default_rng(0)
+    labels = ["angry", "happy", "sad", "neutral", "fearful", "disgust", "surprised"]
+    for trial in range(60):
+        k, n = int(rng.integers(2, 8)), int(rng.integers(1, 400))
+        y = rng.integers(0, k - int(trial % 3 == 0), n)                   # at times a class is never true
+        proba = rng.dirichlet(np.ones(k) * 0.5, size=n)
+        if trial % 2:
+            proba = np.round(proba, 1)                                      # many ties
+        proba = proba.astype(np.float32 if trial % 4 == 1 else np.float64)
+        corpus = rng.choice(["a", "b", "c"], size=n)
+        corpus[y == 0] = "a" if trial % 5 == 0 else corpus[y == 0]
+        if n > 1 and trial % 7 == 0:
+            corpus[:] = np.where(y == y[0], "d", corpus)                    # corpus d holds one class
+        got = compute_metrics(y, proba, labels=labels[:k], corpus=corpus)
+        want = sklearn_metrics(y, proba, labels=labels[:k], corpus=corpus)
+        assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True), trial
+        y_pred = rng.integers(0, k, n)
+        assert uar(y, y_pred) == sklearn_uar(y, y_pred), trial
+    with pytest.raises(ValueError, match="class indices must be a 1-D array of integers"):
+        uar(np.array([0.0, 1.0]), np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"2 labels \(each below 2\) for 3 rows"):
+        compute_metrics(np.array([0, 1]), np.eye(3)[:, :2], labels=["a", "b"], corpus=["x"] * 2)
 
 
 def test_evaluation_refuses_speakers_seen_in_training():
