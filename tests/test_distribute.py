@@ -22,12 +22,12 @@ x[np.arange(120), :, y] += 3.0          # class c lifts feature c
 out = {"auto": distribution("auto").num_replicas_in_sync, "off": distribution("off").num_replicas_in_sync,
        "mirrored": distribution("mirrored").num_replicas_in_sync}
 cnn = {**PARAMS["models"]["cnn"], "filters": [8], "dense": [8], "dropout": 0.0, "specaugment": None}
-for mode in ("mirrored", "off"):
-    train = {**PARAMS["train"], "distribute": mode, "epochs": 6, "batch_size": 16, "learning_rate": 0.01, "threads": 1}
-    model, history = fit(model_name="cnn", model_params=cnn, train_cfg=train, seed=1, x_train=x, y_train=y,
-                         x_val=x, y_val=y, labels=["a", "b", "c"], verbose=0)
-    out[mode + "_replicas"] = int(model.distribute_strategy.num_replicas_in_sync)
-    out[mode + "_val_uar"] = float(max(history["val_uar"]))
+# (the "off" fit is every other fit of the suite: one device, tests/test_train_evaluate.py)
+train = {**PARAMS["train"], "distribute": "mirrored", "epochs": 6, "batch_size": 16, "learning_rate": 0.01, "threads": 1}
+model, history = fit(model_name="cnn", model_params=cnn, train_cfg=train, seed=1, x_train=x, y_train=y,
+                     x_val=x, y_val=y, labels=["a", "b", "c"], verbose=0)
+out["mirrored_replicas"] = int(model.distribute_strategy.num_replicas_in_sync)
+out["mirrored_val_uar"] = float(max(history["val_uar"]))
 # crops: 11 validation clips of 40 frames give 33 windows of 21, a last batch of 1 for 2 replicas
 x40, train = np.concatenate([x, x], axis=1), {**train, "distribute": "mirrored", "epochs": 2}
 model, history = fit(model_name="cnn", model_params={**cnn, "crop_s": 0.2}, train_cfg=train, seed=1, x_train=x40,
@@ -42,6 +42,6 @@ def test_mirrored_training_runs_on_two_logical_devices_and_auto_keeps_one_withou
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (out["auto"], out["off"], out["mirrored"]) == (1, 1, 2)     # no GPU here: auto is one device
-    assert out["mirrored_replicas"] == 2 and out["off_replicas"] == 1
-    assert out["mirrored_val_uar"] > 0.8 and out["off_val_uar"] > 0.8   # both learn the separable toy task
+    assert out["mirrored_replicas"] == 2
+    assert out["mirrored_val_uar"] > 0.8   # it learns the separable toy task
     assert 0 <= out["crop_val_uar"] <= 1    # validated although its last batch has fewer windows than replicas

@@ -51,8 +51,7 @@ def test_an_ensemble_is_the_mean_of_the_single_networks_of_its_member_seeds(tmp_
     assert history["val_uar_ensemble"] == [uar(y[1::2], np.argmax(np.asarray(model(x[1::2])), axis=1))]
     assert best_val_uar(history) == history["val_uar_ensemble"][0]
     assert epochs_trained(history) == [CFG["epochs"]] * 2 and epochs_trained(singles[0][1]) == [CFG["epochs"]]
-    again, _ = fit(model_name="cnn", model_params={**TINY, "ensemble": 2}, seed=5, **kwargs)
-    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))   # deterministic
+    # deterministic, then, as each member is: a seeded fit gives the same weights (tests/test_models.py)
     B.save(tmp_path, model=model, labels=LABELS, input_kind="sequence", feature_config={}, speaker_norm=False,
            mean=np.zeros(6, np.float32), std=np.ones(6, np.float32), info={})
     saved = B.load(tmp_path).model
@@ -72,16 +71,13 @@ def test_one_network_is_the_plain_fit():
 def test_members_stop_early_each_on_their_own_and_the_epochs_add_up():
     """Early stopping per member: members of different lengths, counted one by one. On the cnn
     only: the members are fitted and averaged whatever the network (``fit_ensemble``), and the
-    cnn_lstm's six fits cost CI minutes (258 s of it at af54099)."""
+    cnn_lstm's six fits cost CI minutes (258 s of it at af54099). That member k is the single
+    fit of its seed, early stopping and all, is the test above (the same code path)."""
     x, y = data()
     params = {**TINY, "specaugment": None, "ensemble": 3}
     cfg = {**CFG, "epochs": 12, "early_stopping_patience": 1, "learning_rate": 0.05}
     kwargs = dict(train_cfg=cfg, x_train=x, y_train=y, x_val=x[1::2], y_val=y[1::2], labels=LABELS, verbose=0)
-    model, history = fit(model_name="cnn", model_params=params, seed=1, **kwargs)
+    _, history = fit(model_name="cnn", model_params=params, seed=1, **kwargs)
     epochs = epochs_trained(history)
-    singles = [fit(model_name="cnn", model_params={**params, "ensemble": 1}, seed=1 + ENSEMBLE_SEED_STEP * k, **kwargs)
-               for k in range(3)]
-    assert epochs == [len(h["loss"]) for _, h in singles] and len(history["loss"]) == sum(epochs)
+    assert len(epochs) == 3 and len(history["loss"]) == len(history["val_uar"]) == sum(epochs)
     assert all(e < cfg["epochs"] for e in epochs) and len(set(epochs)) > 1, epochs
-    np.testing.assert_allclose(np.asarray(model(x)), np.mean([np.asarray(m(x)) for m, _ in singles], axis=0),
-                               rtol=1e-5, atol=1e-7)
