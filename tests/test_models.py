@@ -304,9 +304,8 @@ def op_determinism():
 
 
 @pytest.mark.usefixtures("op_determinism")
-@pytest.mark.parametrize("name, params", [("cnn", tiny("cnn")),
-                                          ("cnn_lstm", tiny("cnn_lstm", pooling="attention")),
-                                          ("cnn_lstm", tiny("cnn_lstm", recurrent_dropout=0.3, l2=1e-3))])
+@pytest.mark.parametrize("name, params", [("cnn", tiny("cnn")),   # the cnn_lstm with attention pooling (TINY's),
+                                          ("cnn_lstm", tiny("cnn_lstm", recurrent_dropout=0.3, l2=1e-3))])   # and the rest
 def test_seeded_fit_is_deterministic(name, params):
     initial, first = fit_weights(name, params, seed=7)
     _, second = fit_weights(name, params, seed=7)
