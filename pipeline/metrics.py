@@ -6,8 +6,9 @@ seeds (``protocol``); :func:`prediction_table` is the per-clip table both write.
 functions, no I/O. Each number is computed as scikit-learn computes it (the same
 operations in the same order, so the same bits: tests/test_train_evaluate.py checks
 against ``balanced_accuracy_score``, ``accuracy_score``, ``precision_recall_fscore_support``
-and ``roc_auc_score``), without its input validation, which cost 0.17 s per call, and
-without importing scikit-learn into the stages of the Keras models.
+and ``roc_auc_score``), without its per-call input checks (a speaker-balanced rescoring of
+two members' committed predictions took 4.3 s with them, 1.2 s now, with a faster class
+lookup in :mod:`pipeline.balance`) and without importing scikit-learn into the Keras stages.
 """
 from __future__ import annotations
 

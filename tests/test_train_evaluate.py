@@ -72,11 +72,10 @@ def sklearn_metrics(y_true, proba, *, labels, corpus) -> dict:
     """compute_metrics as it was written with scikit-learn (until 2026-12-06): the reference."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
-    uar = sklearn_uar
     y_pred, present, corpus = proba.argmax(axis=1), np.unique(y_true), np.asarray(corpus)
     prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=np.arange(len(labels)), zero_division=0)
     aucs = [roc_auc_score(y_true == c, proba[:, c]) for c in present] if len(present) > 1 else [float("nan")]
-    out = {"accuracy": float(accuracy_score(y_true, y_pred)), "uar": uar(y_true, y_pred),
+    out = {"accuracy": float(accuracy_score(y_true, y_pred)), "uar": sklearn_uar(y_true, y_pred),
            "macro_f1": float(np.mean(f1[present])), "roc_auc": float(np.mean(aucs)), "n": int(len(y_true)),
            "per_class": {label: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
                                  "support": int(sup[i])} for i, label in enumerate(labels)}, "per_corpus": {}}
@@ -84,7 +83,7 @@ def sklearn_metrics(y_true, proba, *, labels, corpus) -> dict:
         m = corpus == c
         here = np.unique(y_true[m])
         _, rec_c, f1_c, _ = precision_recall_fscore_support(y_true[m], y_pred[m], labels=np.arange(len(labels)), zero_division=0)
-        out["per_corpus"][c] = {"uar": uar(y_true[m], y_pred[m]), "accuracy": float(accuracy_score(y_true[m], y_pred[m])),
+        out["per_corpus"][c] = {"uar": sklearn_uar(y_true[m], y_pred[m]), "accuracy": float(accuracy_score(y_true[m], y_pred[m])),
                                 "macro_f1": float(np.mean(f1_c[here])), "n": int(m.sum()),
                                 "recall": {labels[i]: float(rec_c[i]) for i in here}}
     return out
@@ -104,7 +103,8 @@ def test_metrics_are_scikit_learns_to_the_bit():
             proba = np.round(proba, 1)                                      # many ties
         proba = proba.astype(np.float32 if trial % 4 == 1 else np.float64)
         corpus = rng.choice(["a", "b", "c"], size=n)
-        corpus[y == 0] = "a" if trial % 5 == 0 else corpus[y == 0]
+        if trial % 5 == 0:
+            corpus[y == 0] = "a"
         if n > 1 and trial % 7 == 0:
             corpus[:] = np.where(y == y[0], "d", corpus)                    # corpus d holds one class
         got = compute_metrics(y, proba, labels=labels[:k], corpus=corpus)
