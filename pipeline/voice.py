@@ -43,8 +43,8 @@ import pickle
 import struct
 from pathlib import Path
 
-import librosa
 import numpy as np
+import scipy.fft
 
 SR = 16000               # the encoder's sample rate
 N_MELS = 40
@@ -201,9 +201,23 @@ def _leveled(y: np.ndarray) -> np.ndarray:
     return y * (10 ** (LEVEL_DBFS / 20) / rms) if rms > 0 else y
 
 
-def _mel(y: np.ndarray) -> np.ndarray:
-    """(frames, 40) mel power spectra (not log: the encoder's input), ``center=True``."""
-    return librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS).T
+def melspectrogram(y: np.ndarray) -> np.ndarray:
+    """(frames, 40) mel power spectra of a clip at 16 kHz (not log: the encoder's input): the
+    bytes of ``librosa.feature.melspectrogram(y=y, sr=16000, n_fft=400, hop_length=160,
+    n_mels=40).T`` (centred frames, zero padding, periodic Hann window), with the operations it
+    performs in its order and memory layout, to the bit (``tests/test_voice.py``). Why not
+    librosa's: the first call in a process imports librosa's spectral module, scipy.signal and
+    numba's caches, about 3 s of every stage or ``ser`` process reading the frame feature ``ge2e``
+    (the default model's input)."""
+    from pipeline.extraction.banks import hann, mel_bank32   # banks imports extraction.config, which imports this module
+
+    y = np.asarray(y, dtype=np.float64)
+    padded = np.pad(y, N_FFT // 2)
+    n_frames = 1 + len(y) // HOP
+    frames = np.lib.stride_tricks.as_strided(padded, shape=(N_FFT, n_frames), strides=(padded.itemsize, HOP * padded.itemsize),
+                                             writeable=False)      # (samples, frames), as librosa.util.frame
+    power = np.asfortranarray(np.abs(scipy.fft.rfft(hann(N_FFT)[:, None] * frames, axis=-2)) ** 2.0)
+    return np.einsum("...ft,mf->...mt", power, mel_bank32(SR, N_FFT, N_MELS), optimize=True).T
 
 
 def mel_partials(y: np.ndarray) -> np.ndarray:
@@ -212,7 +226,7 @@ def mel_partials(y: np.ndarray) -> np.ndarray:
     y = _leveled(y)
     starts = partials(len(y))
     need = (starts[-1] + PARTIAL) * HOP
-    mel = _mel(np.pad(y, (0, max(0, need - len(y)))))
+    mel = melspectrogram(np.pad(y, (0, max(0, need - len(y)))))
     return np.stack([mel[s:s + PARTIAL] for s in starts])
 
 
@@ -308,7 +322,7 @@ def frames(Y: np.ndarray, n_valid: np.ndarray, *, sr: int, n_frames: int) -> np.
     clips = _real_audio(Y, n_valid, sr=sr, at_least=0)
     out = np.zeros((len(clips), n_frames, HIDDEN), dtype=np.float32)
     for start in range(0, len(clips), BATCH):            # BATCH clips at once, zero-padded at the end
-        mels = [_mel(_leveled(y))[:n_frames] if len(y) else np.zeros((0, N_MELS)) for y in clips[start:start + BATCH]]
+        mels = [melspectrogram(_leveled(y))[:n_frames] if len(y) else np.zeros((0, N_MELS)) for y in clips[start:start + BATCH]]
         longest = max(len(m) for m in mels)
         if longest == 0:
             continue

@@ -400,6 +400,15 @@ def test_the_filter_bank_ports_equal_librosas(sr, n_fft, n_mels, n_chroma):
                                                       dtype=np.float64), rtol=0, atol=1e-15)
 
 
+@pytest.mark.parametrize("sr,n_fft,n_mels", [(16000, 400, 40), (16000, 512, 64), (22050, 2048, 128), (8000, 256, 80)])
+def test_the_float32_mel_bank_has_librosas_bytes(sr, n_fft, n_mels):
+    """librosa's default bank (float32), byte for byte: the GE2E encoder's input is a product with it."""
+    from pipeline.extraction.banks import mel_bank32
+
+    want = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    assert want.dtype == np.float32 and mel_bank32(sr, n_fft, n_mels).tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 400, 401, 512, 640, 1024, 2048])
 def test_the_hann_window_has_scipys_bytes(n):
     from pipeline.extraction.banks import hann

@@ -62,6 +62,27 @@ def test_partials_follow_resemblyzers_rule():
     assert voice.partials(25440) == [0]              # 51 % covered
 
 
+@pytest.mark.parametrize("n", [1, 199, 200, 201, 399, 400, 401, 560, 561, 16000, 16159, 48123])
+def test_the_mel_input_has_librosas_bytes(n):
+    """voice.melspectrogram is librosa's melspectrogram with the encoder's settings, to the bit
+    (the frame feature ``ge2e`` and the committed dvc.lock hashes depend on it), from a clip
+    shorter than one window to several seconds."""
+    y = np.random.default_rng(n).normal(size=n) * 0.1
+    want = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=400, hop_length=160, n_mels=40).T
+    got = voice.melspectrogram(y)
+    assert got.shape == want.shape and got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
+def test_the_mel_input_has_librosas_bytes_on_real_speech(sample_dir):
+    import soxr
+
+    for path in sorted(sample_dir.rglob("*.wav"))[:6]:
+        y, sr = sf.read(path, dtype="float64", always_2d=True)
+        y = soxr.resample(y.mean(axis=1), sr, SR)
+        want = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=400, hop_length=160, n_mels=40).T
+        assert voice.melspectrogram(y).tobytes() == want.tobytes(), path
+
+
 def test_mel_partials_shape_level_invariance_and_silence():
     y = _tone(3.0).astype(np.float64)                # float64 gains: no float32 rounding of the input
     mel = voice.mel_partials(y)
