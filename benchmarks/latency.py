@@ -7,8 +7,8 @@ For each bundle, with the model loaded and warmed up:
   whole path (decode, resample, loudness, features, scaler, model), median and p90 over
   ``--runs`` runs;
 - ``features_ms`` and ``model_ms``: its two main parts, features of the decoded clip
-  (``extraction.prepare`` + ``extract``) and the model's forward pass on the standardised
-  features (what ``Predictor`` calls);
+  (``extraction.prepare`` + ``extract``, or the SVM's ``describe``) and the model's forward pass
+  on the standardised features (what ``Predictor`` calls);
 - ``tflite_model_ms`` (with ``--tflite``): the same forward pass in TensorFlow Lite;
 - ``timeline``: :meth:`Predictor.timeline` on a ``--recording-s`` (60 s) recording with the
   ``infer`` window, hop and speech threshold of params.yaml (the voice-activity detector
@@ -19,7 +19,8 @@ benchmark needs no data. Prints one JSON object. Run from the project root:
 
     python benchmarks/latency.py [--model models/cnn --model models/cnn_lstm] [--runs 50] [--tflite]
 
-Without ``--model``: every bundle ``<train.out>/<model>`` that has ``metrics/<model>.json``.
+Without ``--model``: every bundle ``<train.out>/<model>`` that has ``metrics/<model>.json``. A
+fusion bundle gets ``predict_file_ms`` and ``timeline`` only (its members' parts: time the members).
 """
 from __future__ import annotations
 
@@ -41,8 +42,11 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from pipeline import bundle as B, demo, params as P  # noqa: E402
+from pipeline.dataset import FUNCTIONAL_KINDS  # noqa: E402
+from pipeline.descriptors import describe  # noqa: E402
 from pipeline.extraction import extract, prepare  # noqa: E402
 from pipeline.infer import InferSettings, Predictor  # noqa: E402
+from pipeline.models import is_keras  # noqa: E402
 
 
 def speech(duration_s: float, *, emotion: str, sr: int, seed: int) -> np.ndarray:
@@ -85,30 +89,42 @@ def bench(folder: Path, *, clip: Path, long: np.ndarray, infer: dict, runs: int,
     out["predict_file_ms"] = timed_ms(lambda: predictor.predict_file(clip), runs=runs, warmup=warmup)
     y = predictor.load(clip)
     config, bundle = predictor.config, predictor.bundle
+    if isinstance(bundle, B.FusionBundle):   # its members' features and models: time the members alone
+        return {**out, "members": list(bundle.members), **timeline(predictor, long)}
 
     def features():
         y_fixed, n_valid = prepare(y, config=config)
+        if bundle.input_kind in FUNCTIONAL_KINDS:   # an SVM's openSMILE functionals or voice-encoder vector
+            return {bundle.input_kind: describe(y_fixed[None], np.array([n_valid]), sr=config.sr, kind=bundle.input_kind),
+                    "n_frames": np.zeros(1, np.int32)}
         return extract(y_fixed[None], np.array([n_valid]), config=config)
 
     out["features_ms"] = timed_ms(features, runs=runs, warmup=warmup)
     feats = features()
-    x = feats[bundle.input_kind].astype(predictor.dtype).astype(np.float32)
+    x = feats[bundle.input_kind].astype(predictor.dtypes[bundle.input_kind]).astype(np.float32)
+    if bundle.columns is not None:      # a model reading some of the frame features (models.<name>.sequence)
+        x = x[..., bundle.columns]
     z = B.standardise(x, feats["n_frames"], mean=bundle.mean, std=bundle.std)
     out["model_ms"] = timed_ms(lambda: np.asarray(bundle.model(z, training=False)), runs=runs, warmup=warmup)
-    if tflite:
+    if tflite and is_keras(getattr(bundle.model, "model", bundle.model)):   # the SVMs have no TensorFlow Lite form
         from pipeline.export import TFLiteModel, to_tflite
 
         lite = TFLiteModel(to_tflite(bundle.model.model, input_shape=z.shape[1:]))
         out["tflite_model_ms"] = timed_ms(lambda: lite(z), runs=runs, warmup=warmup)
+    return {**out, **timeline(predictor, long)}
+
+
+def timeline(predictor: Predictor, long: np.ndarray) -> dict:
+    """``{"timeline": ...}``: :meth:`Predictor.timeline` of ``long``, audio seconds per wall second."""
+    sr = predictor.config.sr
     kwargs = {"window_s": predictor.window_s, "hop_s": predictor.hop_s, "min_speech_s": predictor.min_speech_s}
-    predictor.timeline(long[: 10 * config.sr])  # warm-up (traces the batch shapes)
+    predictor.timeline(long[: 10 * sr])  # warm-up (traces the batch shapes)
     t0 = time.perf_counter()
     table = predictor.timeline(long)
     wall = time.perf_counter() - t0
-    audio_s = len(long) / config.sr
-    out["timeline"] = {"audio_s": round(audio_s, 1), "windows": len(table), "wall_s": round(wall, 3),
-                       "audio_s_per_wall_s": round(audio_s / wall, 1), **kwargs}
-    return out
+    audio_s = len(long) / sr
+    return {"timeline": {"audio_s": round(audio_s, 1), "windows": len(table), "wall_s": round(wall, 3),
+                         "audio_s_per_wall_s": round(audio_s / wall, 1), **kwargs}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     params = P.load(args.params)
     infer = P.require(params, "infer")
     sr = int(P.require(params, "base.sample_rate"))
-    folders = args.model or [Path(P.require(params, "train.out")) / f.stem
-                             for f in sorted(Path("metrics").glob("*.json"))]
+    out_dir = Path(P.require(params, "train.out"))
+    folders = args.model or [out_dir / f.stem for f in sorted(Path("metrics").glob("*.json"))
+                             if (out_dir / f.stem / "bundle.json").is_file()]
     if not folders:
         sys.exit("latency: no bundle; run `dvc repro` or pass --model")
     long = recording(args.recording_s, sr=sr, seed=1)
