@@ -234,13 +234,18 @@ class BundleMeta:
     info: dict
 
 
+def _bundle_json(folder: Path) -> dict:
+    """``folder/bundle.json``, or the error that ``folder`` is not a bundle, naming the fix."""
+    if not (folder / "bundle.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a model bundle (no bundle.json); run `dvc repro` to train one")
+    return json.loads((folder / "bundle.json").read_text())
+
+
 def read_meta(folder: Path) -> BundleMeta:
     """The labels, feature config and ``bundle.json`` of the bundle in ``folder`` (of a fusion:
     the feature config of its first member, as :attr:`FusionBundle.feature_config`)."""
     folder = Path(folder)
-    if not (folder / "bundle.json").is_file():
-        raise FileNotFoundError(f"{folder}: not a model bundle (no bundle.json); run `dvc repro` to train one")
-    meta = json.loads((folder / "bundle.json").read_text())
+    meta = _bundle_json(folder)
     if "fusion" in meta:
         first = read_meta(folder / "members" / meta["fusion"]["members"][0])
         return BundleMeta(labels=meta["labels"], feature_config=first.feature_config, info=meta)
@@ -339,9 +344,7 @@ def load(folder: Path) -> Bundle | FusionBundle:
     import pipeline.models  # noqa: F401  (loads openSMILE before TensorFlow)
 
     folder = Path(folder)
-    if not (folder / "bundle.json").is_file():
-        raise FileNotFoundError(f"{folder}: not a model bundle (no bundle.json); run `dvc repro` to train one")
-    meta = json.loads((folder / "bundle.json").read_text())
+    meta = _bundle_json(folder)
     if "fusion" in meta:
         names, weights = meta["fusion"]["members"], meta["fusion"]["weights"]
         return FusionBundle(members={n: load(folder / "members" / n) for n in names}, weights=list(weights),
